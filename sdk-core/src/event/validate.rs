@@ -1,0 +1,224 @@
+//! The rules of wire format v1 (DESIGN.md §2), checked once, in core, for every event however it
+//! was made (builder, wire JSON, bindings). The first broken rule is reported with its field.
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use super::{AnalyticsEvent, CostStatus, EventType};
+use crate::Error;
+
+/// Longest `tenant_id`, in characters.
+pub const MAX_TENANT_ID: usize = 128;
+/// Longest `correlation_id`, `provider`, `model`, `task_type`, `error_code`, `price_version`.
+pub const MAX_SHORT: usize = 128;
+/// Longest `user_id`, `agent_id`, `workflow_id`.
+pub const MAX_ID: usize = 256;
+/// Largest serialized `metadata` object, and largest serialized event, in bytes.
+pub const MAX_EVENT_BYTES: usize = 32 * 1024;
+/// Largest token count or duration one event may carry. Far above any real call, and low enough
+/// that sums over billions of events cannot overflow a 64-bit column.
+pub const MAX_COUNT: u64 = 1_000_000_000_000;
+/// Largest `cost_usd` of one event (USD).
+pub const MAX_COST_USD: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
+/// Most decimal places a cost may carry (PostgreSQL `NUMERIC` stores them all; this bounds size).
+pub const MAX_COST_SCALE: u32 = 18;
+
+/// Collects the first rule violation.
+#[derive(Debug, Default)]
+pub(crate) struct Check {
+    first: Option<Error>,
+}
+
+impl Check {
+    pub(crate) fn fail(&mut self, field: &str, rule: impl Into<String>) {
+        if self.first.is_none() {
+            self.first = Some(Error::invalid(field, rule));
+        }
+    }
+
+    fn text(&mut self, field: &str, value: &str, min: usize, max: usize) {
+        if value.contains('\0') {
+            self.fail(field, "must not contain NUL characters");
+            return;
+        }
+        let n = value.chars().count();
+        if n < min {
+            self.fail(field, "is required and must not be empty");
+        } else if n > max {
+            self.fail(field, format!("must be at most {max} characters, got {n}"));
+        }
+    }
+
+    fn opt_text(&mut self, field: &str, value: &Option<String>, max: usize) {
+        if let Some(v) = value {
+            self.text(field, v, 1, max);
+        }
+    }
+
+    fn finish(self) -> Result<(), Error> {
+        self.first.map_or(Ok(()), Err)
+    }
+}
+
+/// True when `s` is 1–128 characters of `[A-Za-z0-9._:-]`.
+pub fn is_valid_tenant_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_TENANT_ID
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+pub(crate) fn validate(e: &AnalyticsEvent) -> Result<(), Error> {
+    let mut c = Check::default();
+    if e.id.is_nil() {
+        c.fail("id", "must be a non-nil UUID (the SDK assigns a UUIDv7)");
+    }
+    if e.tenant_id.is_empty() {
+        c.fail("tenant_id", "is required and must not be empty");
+    } else if e.tenant_id.len() > MAX_TENANT_ID {
+        c.fail(
+            "tenant_id",
+            format!(
+                "must be at most {MAX_TENANT_ID} characters, got {}",
+                e.tenant_id.chars().count()
+            ),
+        );
+    } else if !is_valid_tenant_id(&e.tenant_id) {
+        c.fail(
+            "tenant_id",
+            "must contain only the characters A-Z a-z 0-9 . _ : -",
+        );
+    }
+    c.text("correlation_id", &e.correlation_id, 1, MAX_SHORT);
+    c.opt_text("user_id", &e.user_id, MAX_ID);
+    c.opt_text("agent_id", &e.agent_id, MAX_ID);
+    c.opt_text("workflow_id", &e.workflow_id, MAX_ID);
+    for (field, v) in [("duration_ms", e.duration_ms), ("queue_ms", e.queue_ms)] {
+        match v {
+            Some(n) if n < 0 => c.fail(field, format!("must be >= 0, got {n}")),
+            Some(n) if n as u64 > MAX_COUNT => {
+                c.fail(field, format!("must be <= {MAX_COUNT}, got {n}"))
+            }
+            _ => {}
+        }
+    }
+    if let Some(cost) = e.cost_usd {
+        if cost.is_sign_negative() && !cost.is_zero() {
+            c.fail("cost_usd", format!("must be >= 0, got {cost}"));
+        } else if cost > MAX_COST_USD {
+            c.fail(
+                "cost_usd",
+                format!("must be <= {MAX_COST_USD} USD for one event, got {cost}"),
+            );
+        } else if cost.scale() > MAX_COST_SCALE {
+            c.fail(
+                "cost_usd",
+                format!(
+                    "must have at most {MAX_COST_SCALE} decimal places, got {}",
+                    cost.scale()
+                ),
+            );
+        }
+    }
+    match (e.cost_status, e.cost_usd) {
+        (Some(CostStatus::Unpriced), Some(_)) => c.fail(
+            "cost_usd",
+            "must be absent when cost_status is `unpriced` (an unpriced cost is unknown, not 0)",
+        ),
+        (Some(s), None) if s != CostStatus::Unpriced => {
+            c.fail("cost_usd", format!("is required when cost_status is `{s}`"))
+        }
+        _ => {}
+    }
+    c.opt_text("price_version", &e.price_version, MAX_SHORT);
+    c.opt_text("provider", &e.provider, MAX_SHORT);
+    c.opt_text("model", &e.model, MAX_SHORT);
+    c.opt_text("task_type", &e.task_type, MAX_SHORT);
+    c.opt_text("error_code", &e.error_code, MAX_SHORT);
+    if let Some(u) = &e.usage {
+        u.validate(&mut c);
+    }
+    validate_type_rules(e, &mut c);
+    validate_metadata(&e.metadata, &mut c);
+    c.finish()?;
+    let n = e.encoded_len();
+    if n > MAX_EVENT_BYTES {
+        return Err(Error::invalid(
+            "",
+            format!("serialized event must be at most {MAX_EVENT_BYTES} bytes, got {n}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Fields that a given event type cannot be without; the builders make them constructor arguments.
+fn validate_type_rules(e: &AnalyticsEvent, c: &mut Check) {
+    let t = e.event_type;
+    let need = |c: &mut Check, field: &str, present: bool| {
+        if !present {
+            c.fail(field, format!("is required for event_type `{t}`"));
+        }
+    };
+    match t.family() {
+        "agent" => need(c, "agent_id", e.agent_id.is_some()),
+        "provider" => need(c, "provider", e.provider.is_some()),
+        "customer" => need(c, "user_id", e.user_id.is_some()),
+        _ => {}
+    }
+    match t {
+        EventType::ProviderApiCall => need(c, "model", e.model.is_some()),
+        EventType::AgentFailed | EventType::ProviderError => {
+            need(c, "error_code", e.error_code.is_some())
+        }
+        _ => {}
+    }
+    if matches!(
+        t,
+        EventType::AgentFailed | EventType::AgentTimeout | EventType::ProviderError
+    ) && e.success
+    {
+        c.fail("success", format!("must be false for event_type `{t}`"));
+    }
+    if t == EventType::AgentCompleted && !e.success {
+        c.fail(
+            "success",
+            "must be true for event_type `agent.completed` (use `agent.failed` for a failure)",
+        );
+    }
+}
+
+fn validate_metadata(m: &serde_json::Map<String, Value>, c: &mut Check) {
+    fn walk(v: &Value, c: &mut Check) {
+        match v {
+            Value::String(s) if s.contains('\0') => {
+                c.fail("metadata", "strings must not contain NUL characters")
+            }
+            // Stored as PostgreSQL jsonb, whose numbers are NUMERIC: keep them finite and sane.
+            Value::Number(n) if n.as_f64().is_none_or(|f| !f.is_finite()) => c.fail(
+                "metadata",
+                format!("numbers must be finite and within ±1.7e308, got {n}"),
+            ),
+            Value::Array(a) => a.iter().for_each(|v| walk(v, c)),
+            Value::Object(o) => walk_object(o, c),
+            _ => {}
+        }
+    }
+    fn walk_object(o: &serde_json::Map<String, Value>, c: &mut Check) {
+        for (k, v) in o {
+            if k.contains('\0') {
+                c.fail("metadata", "keys must not contain NUL characters");
+            }
+            walk(v, c);
+        }
+    }
+    walk_object(m, c);
+    if !m.is_empty() {
+        let n = super::encoded_len_of(m);
+        if n > MAX_EVENT_BYTES {
+            c.fail(
+                "metadata",
+                format!("must be at most {MAX_EVENT_BYTES} bytes serialized, got {n}"),
+            );
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Serde details of the wire format: µs RFC 3339 timestamps, exact decimals from strings or
+//! JSON numbers, and decoding with the path of the offending field in every error.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+
+pub(crate) fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+/// Decode `bytes` as `T`, reporting the dotted path of the field that failed.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    decode_borrowed(bytes)
+}
+
+/// Like `decode`, for types that borrow from the input.
+/// The input must be a JSON object (serde would also take an array for a struct).
+pub(crate) fn decode_borrowed<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Error> {
+    if !matches!(
+        bytes.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{') | None
+    ) {
+        return Err(Error::Decode {
+            field: String::new(),
+            message: "must be a JSON object".into(),
+        });
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let out = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        Error::Decode {
+            field: if path == "." { String::new() } else { path },
+            message: strip_position(&e.into_inner().to_string()),
+        }
+    })?;
+    de.end().map_err(|e| Error::Decode {
+        field: String::new(),
+        message: strip_position(&e.to_string()),
+    })?;
+    Ok(out)
+}
+
+/// serde_json appends " at line L column C"; the field path says more, so drop it.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(" column ") => msg[..i].to_string(),
+        _ => msg.to_string(),
+    }
+}
+
+pub(crate) mod timestamp {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Micros, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| super::truncate_micros(t.with_timezone(&Utc)))
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "must be an RFC 3339 timestamp like 2026-01-31T12:00:00.000000Z, got `{s}` ({e})"
+                ))
+            })
+    }
+}
+
+/// Parse a decimal from its text exactly: plain (`0.0123`) or scientific (`1.5e-7`).
+pub(crate) fn parse_decimal(s: &str) -> Result<rust_decimal::Decimal, String> {
+    use rust_decimal::Decimal;
+    let t = s.trim();
+    let parsed = if t.contains(['e', 'E']) {
+        Decimal::from_scientific(t).map(|d| d.normalize())
+    } else {
+        Decimal::from_str_exact(t)
+    };
+    parsed.map_err(|e| format!("must be a decimal number, got `{s}` ({e})"))
+}
+
+pub(crate) mod opt_decimal {
+    use std::fmt;
+
+    use rust_decimal::Decimal;
+    use serde::de::{self, MapAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(d) => s.serialize_str(&d.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        d.deserialize_any(DecVisitor)
+    }
+
+    struct DecVisitor;
+
+    // serde_json with `arbitrary_precision` hands numbers over as a one-entry map holding the
+    // number's original text under this key.
+    const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+    impl<'de> Visitor<'de> for DecVisitor {
+        type Value = Option<Decimal>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a decimal string like \"0.0123\" or a JSON number")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            super::parse_decimal(s).map(Some).map_err(E::custom)
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+            Ok(Some(Decimal::from(n)))
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+            Ok(Some(Decimal::from(n)))
+        }
+        fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
+            // Only reached from non-JSON deserializers; use the shortest round-trip text.
+            self.visit_str(&n.to_string())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            match map.next_key::<String>()? {
+                Some(k) if k == NUMBER_TOKEN => {
+                    let text: String = map.next_value()?;
+                    self.visit_str(&text)
+                }
+                _ => Err(de::Error::invalid_type(de::Unexpected::Map, &self)),
+            }
+        }
+    }
+}
