@@ -1,5 +1,201 @@
-//! `agenttally-collector`: command-line entry point.
+//! `agenttally-collector`: command-line entry point. `serve` runs the collector (with an embedded
+//! PostgreSQL unless a database URL is given); `keys create` makes an API key.
 
-fn main() {
-    println!("agenttally-collector {}", agenttally::VERSION);
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agenttally_collector::config::{self, ServerConfig};
+use agenttally_collector::{EmbeddedOptions, EmbeddedPostgres, Error, Scope, Server};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agenttally-collector",
+    version,
+    about = "AgentTally collector: ingest into PostgreSQL"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the collector until SIGINT/SIGTERM.
+    Serve(ServeArgs),
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Apply the embedded migrations and exit.
+    Migrate(DbArgs),
+}
+
+#[derive(Debug, Args)]
+struct DbArgs {
+    /// PostgreSQL URL. Without it, an embedded cluster in --data-dir is used.
+    #[arg(long, env = "AGENTTALLY_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Data directory of the embedded PostgreSQL cluster.
+    #[arg(long, env = "AGENTTALLY_DATA_DIR", default_value = config::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// Turn fsync off in the embedded cluster (tests and demos only: a crash can lose data).
+    #[arg(long, env = "AGENTTALLY_NO_FSYNC")]
+    no_fsync: bool,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one; the bound address is printed).
+    #[arg(long, env = "AGENTTALLY_LISTEN", default_value = config::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    #[command(flatten)]
+    db: DbArgs,
+    /// Days raw events are kept.
+    #[arg(long, env = "AGENTTALLY_RAW_RETENTION_DAYS", default_value_t = config::DEFAULT_RAW_RETENTION_DAYS)]
+    raw_retention_days: u32,
+    /// Days hourly rollups are kept (daily rollups are kept).
+    #[arg(long, env = "AGENTTALLY_HOURLY_RETENTION_DAYS", default_value_t = config::DEFAULT_HOURLY_RETENTION_DAYS)]
+    hourly_retention_days: u32,
+    /// Longest wait before a group commit, in milliseconds.
+    #[arg(long, env = "AGENTTALLY_COMMIT_INTERVAL_MS", default_value_t = 100)]
+    commit_interval_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (once: only its hash is stored).
+    Create(CreateKeyArgs),
+}
+
+#[derive(Debug, Args)]
+struct CreateKeyArgs {
+    /// Bind the key to this tenant.
+    #[arg(
+        long,
+        conflicts_with = "platform",
+        required_unless_present = "platform"
+    )]
+    tenant: Option<String>,
+    /// Make a platform-wide key (any tenant).
+    #[arg(long)]
+    platform: bool,
+    /// What the key may do: ingest, read, export, admin (repeat for several).
+    #[arg(long = "scope", required = true, value_parser = parse_scope)]
+    scopes: Vec<Scope>,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    s.parse()
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The database URL, starting the embedded cluster when none is given. The returned handle stops
+/// the cluster when dropped if this process started it.
+fn open_db(db: &DbArgs) -> Result<(String, Option<EmbeddedPostgres>), Error> {
+    match &db.database_url {
+        Some(url) => Ok((url.clone(), None)),
+        None => {
+            let mut opts = EmbeddedOptions::new(&db.data_dir);
+            opts.fsync = !db.no_fsync;
+            let pg = EmbeddedPostgres::start(&opts)?;
+            Ok((pg.database_url(), Some(pg)))
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(db) => {
+            let (url, _pg) = tokio::task::block_in_place(|| open_db(&db))?;
+            agenttally_collector::migrate(&url).await
+        }
+        Command::Keys {
+            command: KeysCommand::Create(args),
+        } => {
+            let (url, _pg) = tokio::task::block_in_place(|| open_db(&args.db))?;
+            let tenant = if args.platform {
+                None
+            } else {
+                args.tenant.as_deref()
+            };
+            let key = agenttally_collector::create_key(&url, tenant, &args.scopes).await?;
+            println!("{key}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Error> {
+    let (url, pg) = tokio::task::block_in_place(|| open_db(&args.db))?;
+    let mut cfg = ServerConfig::new(url);
+    cfg.listen = args.listen;
+    cfg.raw_retention_days = args.raw_retention_days;
+    cfg.hourly_retention_days = args.hourly_retention_days;
+    cfg.commit_interval = Duration::from_millis(args.commit_interval_ms);
+    let server = Server::start(cfg).await?;
+    // Tests and scripts read the bound address from this line.
+    println!("listening on {}", server.addr());
+    let _ = std::io::stdout().flush();
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining the writer");
+    let result = server.shutdown(Duration::from_secs(60)).await;
+    if let Some(pg) = pg {
+        tokio::task::block_in_place(|| pg.shutdown())?;
+    }
+    result
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

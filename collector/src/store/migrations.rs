@@ -1,0 +1,56 @@
+//! Embedded schema migrations: `.sql` files compiled into the binary and applied in order at
+//! start, each in its own transaction, recorded in `schema_migrations`.
+
+use tokio_postgres::Client;
+
+use crate::error::Result;
+
+/// `(version, name, sql)`, in order. Append only; never edit an applied migration.
+pub const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "init", include_str!("migrations/0001_init.sql"))];
+
+/// Apply every migration not yet recorded. Safe to run from several collectors at once: an
+/// advisory lock serialises them.
+pub async fn apply(client: &mut Client) -> Result<Vec<i32>> {
+    client
+        .batch_execute(
+            "SELECT pg_advisory_lock(hashtext('agenttally_migrations'));
+             CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    int PRIMARY KEY,
+                 name       text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             );",
+        )
+        .await?;
+    let result = apply_locked(client).await;
+    client
+        .batch_execute("SELECT pg_advisory_unlock(hashtext('agenttally_migrations'))")
+        .await?;
+    result
+}
+
+async fn apply_locked(client: &mut Client) -> Result<Vec<i32>> {
+    let done: Vec<i32> = client
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut applied = Vec::new();
+    for (version, name, sql) in MIGRATIONS {
+        if done.contains(version) {
+            continue;
+        }
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!("applied migration {version:04}_{name}");
+        applied.push(*version);
+    }
+    Ok(applied)
+}

@@ -1,0 +1,288 @@
+//! Ingest over real HTTP into a real PostgreSQL: exact decimals, dedupe on resend, gzip, tenant
+//! binding, rollups equal to raw sums, RLS, poison-row isolation, metrics and health.
+//! One cluster for the whole binary (one test function) to keep the suite fast.
+
+mod common;
+
+use agenttally_collector::Scope;
+use common::{batch, event, gzip, Env};
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_end_to_end() {
+    let mut env = Env::start().await;
+    let key = env.key(Some("acme"), &[Scope::Ingest]).await;
+
+    // -- exact decimals, stored once; a resend counts duplicates --
+    let events: Vec<Value> = (0..50)
+        .map(|i| {
+            event(
+                "acme",
+                json!({"cost_usd": if i == 0 { json!("0.0123") } else { json!(format!("0.00000000000000000{}", i % 10)) },
+                       "metadata": {"n": i, "price": 0.1}}),
+            )
+        })
+        .collect();
+    let (s, v) = env.post(&key, &events).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v, json!({"accepted": 50, "duplicates": 0, "rejected": []}));
+    let first_id = events[0]["id"].as_str().expect("id").to_string();
+    let cost: String = env
+        .db
+        .query_one(
+            "SELECT cost_usd::text FROM events WHERE id = $1::text::uuid",
+            &[&first_id],
+        )
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(cost, "0.0123", "money is stored exactly");
+    let (s, v) = env.post(&key, &events).await;
+    assert_eq!(s, 200);
+    assert_eq!(v, json!({"accepted": 0, "duplicates": 50, "rejected": []}));
+    assert_eq!(env.count("SELECT count(*) FROM events").await, 50);
+    assert_eq!(env.count("SELECT count(*) FROM event_ids").await, 50);
+
+    // -- duplicate inside one batch, plus a number cost converted exactly --
+    let e = event("acme", json!({"cost_usd": 0.1}));
+    let (s, v) = env.post(&key, &[e.clone(), e.clone()]).await;
+    assert_eq!(
+        (s, v),
+        (200, json!({"accepted": 1, "duplicates": 1, "rejected": []}))
+    );
+    let c: String = env
+        .db
+        .query_one(
+            "SELECT cost_usd::text FROM events WHERE id = $1::text::uuid",
+            &[&e["id"].as_str().expect("id")],
+        )
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(c, "0.1");
+
+    // -- gzip --
+    let gz_events: Vec<Value> = (0..20).map(|_| event("acme", json!({}))).collect();
+    let (s, v, _) = env
+        .post_raw(
+            Some(&key),
+            gzip(&batch(&gz_events)),
+            &[("content-encoding", "gzip")],
+        )
+        .await;
+    assert_eq!((s, &v["accepted"]), (200, &json!(20)), "{v}");
+
+    // -- a bad event is rejected alone; a foreign tenant's event is rejected by name --
+    let mixed = vec![
+        event("acme", json!({})),
+        event("acme", json!({"duration_ms": -5})),
+        event("other", json!({})),
+        event("acme", json!({})),
+    ];
+    let (s, v) = env.post(&key, &mixed).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["accepted"], 2);
+    let rej = v["rejected"].as_array().expect("rejected");
+    assert_eq!(rej.len(), 2);
+    assert_eq!(rej[0]["index"], 1);
+    assert_eq!(
+        rej[0]["error"],
+        "batch[1].duration_ms: must be >= 0, got -5"
+    );
+    assert_eq!(rej[0]["id"], mixed[1]["id"]);
+    assert_eq!(rej[1]["index"], 2);
+    assert!(rej[1]["error"]
+        .as_str()
+        .expect("str")
+        .contains("bound to tenant `acme` and may not write tenant `other`"));
+
+    // -- a platform key writes several tenants in one batch --
+    let platform = env.key(None, &[Scope::Ingest]).await;
+    let multi: Vec<Value> = ["t1", "t2", "t3", "t1"]
+        .iter()
+        .map(|t| event(t, json!({})))
+        .collect();
+    let (s, v) = env.post(&platform, &multi).await;
+    assert_eq!((s, &v["accepted"]), (200, &json!(4)), "{v}");
+
+    // -- rollups: sums over rollups equal sums over raw rows, hourly and daily --
+    for table in ["rollup_hourly", "rollup_daily"] {
+        let raw = env
+            .db
+            .query_one(
+                "SELECT count(*)::int8, sum(cost_usd)::text, sum(input_tokens)::int8, \
+                 sum(output_tokens)::int8, sum(duration_ms)::int8, count(*) FILTER (WHERE success)::int8 \
+                 FROM events",
+                &[],
+            )
+            .await
+            .expect("raw");
+        let roll = env
+            .db
+            .query_one(
+                &format!(
+                    "SELECT sum(events)::int8, sum(cost_usd)::text, sum(input_tokens)::int8, \
+                     sum(output_tokens)::int8, sum(duration_sum_ms)::int8, sum(successes)::int8 FROM {table}"
+                ),
+                &[],
+            )
+            .await
+            .expect("rollup");
+        for i in 0..6 {
+            if i == 1 {
+                let (a, b): (String, String) = (raw.get(1), roll.get(1));
+                assert_eq!(
+                    a.parse::<rust_decimal::Decimal>().expect("dec"),
+                    b.parse::<rust_decimal::Decimal>().expect("dec"),
+                    "{table} cost"
+                );
+            } else {
+                assert_eq!(
+                    raw.get::<_, i64>(i),
+                    roll.get::<_, i64>(i),
+                    "{table} column {i}"
+                );
+            }
+        }
+    }
+    let hist_total = env
+        .count("SELECT sum(value::int8)::int8 FROM rollup_hourly, jsonb_each_text(duration_hist)")
+        .await;
+    assert_eq!(
+        hist_total,
+        env.count("SELECT count(duration_ms) FROM events").await
+    );
+
+    // -- RLS: the app role sees only the tenant set in its transaction --
+    let rls = env
+        .db
+        .batch_execute(
+            "BEGIN; SET LOCAL ROLE agenttally_app; \
+             SELECT set_config('agenttally.tenant_id', 't2', true); \
+             CREATE TEMP TABLE seen ON COMMIT DROP AS SELECT count(*) AS n FROM events;",
+        )
+        .await;
+    rls.expect("rls query");
+    let n: i64 = env
+        .db
+        .query_one("SELECT n FROM seen", &[])
+        .await
+        .expect("seen")
+        .get(0);
+    env.db.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(n, 1, "tenant t2 sees only its own row");
+    let err = env
+        .db
+        .batch_execute(
+            "BEGIN; SET LOCAL ROLE agenttally_app; \
+             SELECT set_config('agenttally.tenant_id', 't2', true); \
+             INSERT INTO event_ids VALUES ('t1', gen_random_uuid());",
+        )
+        .await
+        .expect_err("writing another tenant's row must fail under RLS");
+    assert!(
+        err.to_string().contains("row-level security")
+            || format!("{err:?}").contains("row-level security"),
+        "{err:?}"
+    );
+    env.db.batch_execute("ROLLBACK").await.expect("rollback");
+
+    // -- a poison row (here: a trigger refuses it) fails alone; its batch-mates are stored --
+    env.db
+        .batch_execute(
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               IF NEW.correlation_id = 'poison' THEN RAISE EXCEPTION 'poison row'; END IF; \
+               RETURN NEW; END $$; \
+             CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION poison();",
+        )
+        .await
+        .expect("trigger");
+    let a: Vec<Value> = (0..5).map(|_| event("acme", json!({}))).collect();
+    let mut b: Vec<Value> = (0..5).map(|_| event("acme", json!({}))).collect();
+    b[3] = event("acme", json!({"correlation_id": "poison"}));
+    let (ra, rb) = tokio::join!(env.post(&key, &a), env.post(&key, &b));
+    assert_eq!(
+        ra,
+        (200, json!({"accepted": 5, "duplicates": 0, "rejected": []}))
+    );
+    assert_eq!(rb.0, 200);
+    assert_eq!(rb.1["accepted"], 4, "{}", rb.1);
+    let rej = &rb.1["rejected"][0];
+    assert_eq!(rej["index"], 3);
+    assert!(
+        rej["error"].as_str().expect("s").contains("poison row"),
+        "{rej}"
+    );
+    env.db
+        .batch_execute("DROP TRIGGER poison ON events")
+        .await
+        .expect("drop trigger");
+    // ... and once the cause is gone it is stored on resend, the others counted as duplicates.
+    let (s, v) = env.post(&key, &b).await;
+    assert_eq!(
+        (s, v),
+        (200, json!({"accepted": 1, "duplicates": 4, "rejected": []}))
+    );
+
+    // -- retention: an expired day partition is dropped with its dedupe ids --
+    env.db
+        .batch_execute(
+            "SELECT agenttally_ensure_partition((now() - interval '40 days')::date); \
+             INSERT INTO events (tenant_id, id, ts, event_type, correlation_id, success) \
+               VALUES ('old', gen_random_uuid(), now() - interval '40 days', 'agent.started', 'c', true); \
+             INSERT INTO event_ids SELECT tenant_id, id FROM events WHERE tenant_id = 'old';",
+        )
+        .await
+        .expect("old partition");
+    let dropped = agenttally_collector::store::retention::run_once(&env.db, 30, 90)
+        .await
+        .expect("retention");
+    assert_eq!(dropped, 1);
+    assert_eq!(
+        env.count("SELECT count(*) FROM event_ids WHERE tenant_id = 'old'")
+            .await,
+        0
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM events WHERE tenant_id = 'old'")
+            .await,
+        0
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM events WHERE tenant_id = 'acme'")
+            .await,
+        87 - 4,
+        "retention leaves current data alone"
+    );
+
+    // -- health and metrics --
+    let h = env
+        .http
+        .get(format!("{}/healthz", env.base))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(h.status().as_u16(), 200);
+    let m = env
+        .http
+        .get(format!("{}/metrics", env.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for needle in [
+        "agenttally_ingest_events_accepted_total 87",
+        "agenttally_ingest_events_duplicate_total",
+        "agenttally_ingest_events_rejected_total{reason=\"invalid\"} 1",
+        "agenttally_ingest_events_rejected_total{reason=\"tenant\"} 1",
+        "agenttally_ingest_events_rejected_total{reason=\"storage\"} 1",
+        "agenttally_writer_queue_events 0",
+        "agenttally_ingest_batch_duration_seconds_count",
+    ] {
+        assert!(m.contains(needle), "metrics lack `{needle}`:\n{m}");
+    }
+
+    env.shutdown().await;
+}
