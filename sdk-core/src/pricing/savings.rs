@@ -1,0 +1,245 @@
+//! Savings of routed tasks against a baseline policy (a named model, or the most expensive model
+//! that prices the same usage), totalled and grouped by provider and task type, in exact decimals.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use super::book::PriceBook;
+use super::cost::Cost;
+use super::{CostStatus, ServiceTier, Usage};
+
+/// One completed task as routed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// Grouping key; the model is used when absent.
+    pub provider: Option<String>,
+    /// The model that ran the task (priced with the book when `actual_usd` is absent).
+    pub model: String,
+    pub task_type: Option<String>,
+    pub usage: Usage,
+    pub tier: ServiceTier,
+    pub at: DateTime<Utc>,
+    pub success: bool,
+    /// The actual cost when known (reported); otherwise priced from the book.
+    pub actual_usd: Option<Decimal>,
+}
+
+impl Task {
+    /// A successful standard-tier task of `model` with no reported cost.
+    pub fn new(model: impl Into<String>, usage: Usage, at: DateTime<Utc>) -> Self {
+        Task {
+            provider: None,
+            model: model.into(),
+            task_type: None,
+            usage,
+            tier: ServiceTier::Standard,
+            at,
+            success: true,
+            actual_usd: None,
+        }
+    }
+}
+
+/// What each task is compared against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Baseline {
+    /// Every task on this model.
+    Model(String),
+    /// Per task, the most expensive model in the book pricing that usage at that date and tier
+    /// (the seed's default). Ties: the first key in book order.
+    MostExpensive,
+}
+
+/// One task's figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSavings {
+    pub actual: Cost,
+    pub baseline: Cost,
+    /// The model the baseline priced the task on.
+    pub baseline_model: Option<String>,
+    /// `baseline − actual`, when both are priced.
+    pub savings_usd: Option<Decimal>,
+}
+
+/// Totals for a group of tasks. Sums cover the tasks whose actual and baseline costs are both
+/// known ("compared"); the others are counted beside them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SavingsSummary {
+    pub tasks: u64,
+    pub successful_tasks: u64,
+    /// Tasks in the sums.
+    pub compared_tasks: u64,
+    /// Tasks whose actual cost is unknown (unknown model, no reported cost).
+    pub actual_unpriced: u64,
+    /// Tasks the baseline could not price.
+    pub baseline_unpriced: u64,
+    /// Tokens of the tasks left out of the sums.
+    pub unpriced_tokens: u64,
+    /// Compared tasks priced with a fallback (`estimated`) on either side.
+    pub estimated_tasks: u64,
+    pub actual_usd: Decimal,
+    pub baseline_usd: Decimal,
+    /// `baseline_usd − actual_usd`; negative when routing cost more.
+    pub savings_usd: Decimal,
+    /// `savings / baseline × 100`, exact to 28 digits, signed; `None` when the baseline is 0.
+    pub savings_percent: Option<Decimal>,
+    /// Compared successful tasks only: a failed routed task saves nothing.
+    pub successful_actual_usd: Decimal,
+    pub successful_baseline_usd: Decimal,
+    pub successful_savings_usd: Decimal,
+    pub successful_savings_percent: Option<Decimal>,
+    /// All compared actual cost (failures included) / compared successful tasks.
+    pub cost_per_successful_task: Option<Decimal>,
+}
+
+fn percent(part: Decimal, whole: Decimal) -> Option<Decimal> {
+    if whole.is_zero() {
+        return None;
+    }
+    part.checked_mul(Decimal::ONE_HUNDRED)?
+        .checked_div(whole)
+        .map(|d| d.normalize())
+}
+
+/// Round for display only (half away from zero); sums and percentages stay exact.
+pub fn display_round(d: Decimal, dp: u32) -> Decimal {
+    d.round_dp_with_strategy(dp, RoundingStrategy::MidpointAwayFromZero)
+}
+
+impl SavingsSummary {
+    fn add(&mut self, t: &Task, s: &TaskSavings, compared_successful: &mut u64) {
+        self.tasks += 1;
+        self.successful_tasks += u64::from(t.success);
+        match (s.actual.usd, s.baseline.usd) {
+            (Some(a), Some(b)) => {
+                self.compared_tasks += 1;
+                if s.actual.status == CostStatus::Estimated
+                    || s.baseline.status == CostStatus::Estimated
+                {
+                    self.estimated_tasks += 1;
+                }
+                self.actual_usd += a;
+                self.baseline_usd += b;
+                if t.success {
+                    *compared_successful += 1;
+                    self.successful_actual_usd += a;
+                    self.successful_baseline_usd += b;
+                }
+            }
+            (a, b) => {
+                self.actual_unpriced += u64::from(a.is_none());
+                self.baseline_unpriced += u64::from(b.is_none());
+                self.unpriced_tokens = self.unpriced_tokens.saturating_add(t.usage.total_tokens());
+            }
+        }
+    }
+
+    fn finish(&mut self, compared_successful: u64) {
+        self.actual_usd = self.actual_usd.normalize();
+        self.baseline_usd = self.baseline_usd.normalize();
+        self.successful_actual_usd = self.successful_actual_usd.normalize();
+        self.successful_baseline_usd = self.successful_baseline_usd.normalize();
+        self.savings_usd = (self.baseline_usd - self.actual_usd).normalize();
+        self.savings_percent = percent(self.savings_usd, self.baseline_usd);
+        self.successful_savings_usd =
+            (self.successful_baseline_usd - self.successful_actual_usd).normalize();
+        self.successful_savings_percent =
+            percent(self.successful_savings_usd, self.successful_baseline_usd);
+        self.cost_per_successful_task = (compared_successful > 0)
+            .then(|| (self.actual_usd / Decimal::from(compared_successful)).normalize());
+    }
+}
+
+/// The savings of a set of tasks against a baseline.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SavingsReport {
+    pub total: SavingsSummary,
+    pub by_provider: BTreeMap<String, SavingsSummary>,
+    /// Tasks without a task type are grouped under `""`.
+    pub by_task_type: BTreeMap<String, SavingsSummary>,
+    /// Per task, in input order.
+    pub tasks: Vec<TaskSavings>,
+}
+
+impl PriceBook {
+    /// The cheapest way to ask "what would this usage have cost on the dearest model?": every
+    /// model in effect at `at` that prices the usage (priced or estimated), maximum cost.
+    pub fn most_expensive(
+        &self,
+        usage: &Usage,
+        tier: ServiceTier,
+        at: DateTime<Utc>,
+    ) -> Option<(&str, Cost)> {
+        let mut best: Option<(&str, Cost)> = None;
+        for m in self.model_keys() {
+            let c = self.cost(m, usage, tier, at);
+            let Some(usd) = c.usd else { continue };
+            if best
+                .as_ref()
+                .is_none_or(|(_, b)| b.usd.is_some_and(|b| usd > b))
+            {
+                best = Some((m, c));
+            }
+        }
+        best
+    }
+
+    /// Price each task's actual cost (a reported one wins) and its baseline, and sum them.
+    pub fn savings(&self, tasks: &[Task], baseline: &Baseline) -> SavingsReport {
+        let mut report = SavingsReport::default();
+        let mut succ_total = 0;
+        let mut succ_provider: BTreeMap<String, u64> = BTreeMap::new();
+        let mut succ_type: BTreeMap<String, u64> = BTreeMap::new();
+        for t in tasks {
+            let actual = match t.actual_usd {
+                Some(usd) => Cost {
+                    status: CostStatus::Reported,
+                    usd: Some(usd),
+                    price_version: None,
+                },
+                None => self.cost(&t.model, &t.usage, t.tier, t.at),
+            };
+            let (baseline_model, base) = match baseline {
+                Baseline::Model(m) => (Some(m.clone()), self.cost(m, &t.usage, t.tier, t.at)),
+                Baseline::MostExpensive => match self.most_expensive(&t.usage, t.tier, t.at) {
+                    Some((m, c)) => (Some(m.to_string()), c),
+                    None => (None, Cost::UNPRICED),
+                },
+            };
+            let savings_usd = match (actual.usd, base.usd) {
+                (Some(a), Some(b)) => Some((b - a).normalize()),
+                _ => None,
+            };
+            let s = TaskSavings {
+                actual,
+                baseline: base,
+                baseline_model,
+                savings_usd,
+            };
+            let provider = t.provider.clone().unwrap_or_else(|| t.model.clone());
+            let task_type = t.task_type.clone().unwrap_or_default();
+            report.total.add(t, &s, &mut succ_total);
+            report.by_provider.entry(provider.clone()).or_default().add(
+                t,
+                &s,
+                succ_provider.entry(provider).or_default(),
+            );
+            report
+                .by_task_type
+                .entry(task_type.clone())
+                .or_default()
+                .add(t, &s, succ_type.entry(task_type).or_default());
+            report.tasks.push(s);
+        }
+        report.total.finish(succ_total);
+        for (k, v) in report.by_provider.iter_mut() {
+            v.finish(succ_provider.get(k).copied().unwrap_or(0));
+        }
+        for (k, v) in report.by_task_type.iter_mut() {
+            v.finish(succ_type.get(k).copied().unwrap_or(0));
+        }
+        report
+    }
+}
