@@ -8,6 +8,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod report;
 pub mod store;
 
 use std::net::SocketAddr;

@@ -1,5 +1,6 @@
 //! `agenttally-collector`: command-line entry point. `serve` runs the collector (with an embedded
-//! PostgreSQL unless a database URL is given); `keys create` makes an API key.
+//! PostgreSQL unless a database URL is given); `keys create` makes an API key; `report` prints
+//! what is stored.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -33,6 +34,17 @@ enum Command {
     },
     /// Apply the embedded migrations and exit.
     Migrate(DbArgs),
+    /// Print what is stored per tenant: runs, cost by provider, routing savings.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Tenants to report on (repeatable). Default: every tenant with stored data.
+    #[arg(long = "tenant")]
+    tenants: Vec<String>,
+    #[command(flatten)]
+    db: DbArgs,
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +152,15 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Migrate(db) => {
             let (url, _pg) = tokio::task::block_in_place(|| open_db(&db))?;
             agenttally_collector::migrate(&url).await
+        }
+        Command::Report(args) => {
+            let (url, _pg) = tokio::task::block_in_place(|| open_db(&args.db))?;
+            agenttally_collector::migrate(&url).await?;
+            print!(
+                "{}",
+                agenttally_collector::report::report(&url, &args.tenants).await?
+            );
+            Ok(())
         }
         Command::Keys {
             command: KeysCommand::Create(args),
