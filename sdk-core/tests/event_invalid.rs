@@ -550,3 +550,14 @@ fn batch_envelope_errors_are_whole_request_errors() {
         "batch: must hold at most 1000 events, got 1001"
     );
 }
+
+#[test]
+fn deep_nesting_gives_a_short_error() {
+    let deep = format!(
+        r#"{{"metadata": {{"a": {}1{}}}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let e = AnalyticsEvent::from_json(&deep).expect_err("too deep");
+    assert!(e.to_string().len() < 400, "{}", e.to_string().len());
+}

@@ -28,18 +28,29 @@ pub(crate) fn decode_borrowed<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) ->
         });
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let out = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        Error::Decode {
-            field: if path == "." { String::new() } else { path },
-            message: strip_position(&e.into_inner().to_string()),
-        }
+    let out = serde_path_to_error::deserialize(&mut de).map_err(|e| Error::Decode {
+        field: field_path(&e.path().to_string()),
+        message: strip_position(&e.into_inner().to_string()),
     })?;
     de.end().map_err(|e| Error::Decode {
         field: String::new(),
         message: strip_position(&e.to_string()),
     })?;
     Ok(out)
+}
+
+/// Longest field path kept in an error; deeply nested metadata would otherwise make the path
+/// (`metadata.a[0][0][0]...`) larger than the event.
+const MAX_PATH: usize = 160;
+
+fn field_path(path: &str) -> String {
+    if path == "." {
+        return String::new();
+    }
+    match path.char_indices().nth(MAX_PATH) {
+        Some((cut, _)) => format!("{}…", &path[..cut]),
+        None => path.to_string(),
+    }
 }
 
 /// serde_json appends " at line L column C"; the field path says more, so drop it.
