@@ -94,7 +94,7 @@ pub async fn report(database_url: &str, tenants: &[String]) -> Result<String> {
                 r.get::<_, String>(0),
                 r.get::<_, i64>(1),
                 r.get::<_, i64>(4),
-                display_round(cost, 6),
+                display_round(cost, 6).normalize(),
                 r.get::<_, i64>(3)
             );
         }

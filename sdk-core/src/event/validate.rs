@@ -69,6 +69,13 @@ pub fn is_valid_tenant_id(s: &str) -> bool {
 }
 
 pub(crate) fn validate(e: &AnalyticsEvent) -> Result<(), Error> {
+    validate_fields(e)?;
+    check_encoded_len(e.encoded_len())
+}
+
+/// Every rule except the serialized-size one, for callers that serialize the event anyway and
+/// check its length with [`check_encoded_len`] (the client's `track()`: one serialization, not two).
+pub(crate) fn validate_fields(e: &AnalyticsEvent) -> Result<(), Error> {
     let mut c = Check::default();
     if e.id.is_nil() {
         c.fail("id", "must be a non-nil UUID (the SDK assigns a UUIDv7)");
@@ -140,8 +147,11 @@ pub(crate) fn validate(e: &AnalyticsEvent) -> Result<(), Error> {
     }
     validate_type_rules(e, &mut c);
     validate_metadata(&e.metadata, &mut c);
-    c.finish()?;
-    let n = e.encoded_len();
+    c.finish()
+}
+
+/// The serialized-size rule, given the length of the event's wire JSON.
+pub(crate) fn check_encoded_len(n: usize) -> Result<(), Error> {
     if n > MAX_EVENT_BYTES {
         return Err(Error::invalid(
             "",

@@ -1,0 +1,267 @@
+//! How a batch body reaches the collector: [`HttpTransport`] (reqwest, gzip, bearer auth) in
+//! production and [`MemoryTransport`] in tests, behind one small [`Transport`] trait.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::{AnalyticsEvent, Batch};
+
+/// A boxed future, as [`Transport::send`] returns it.
+pub type SendFuture = Pin<Box<dyn Future<Output = Result<Response, TransportError>> + Send>>;
+
+/// Delivers one batch body. Implement it to send somewhere other than HTTP; the worker owns
+/// retries, splitting and the response's meaning, so an implementation only moves bytes.
+pub trait Transport: Send + Sync + 'static {
+    /// Send `body`, the uncompressed JSON of a `{"batch": [...], "sent_at": ...}` envelope.
+    /// Called on the worker's runtime (tokio, current thread).
+    fn send(&self, body: Arc<Vec<u8>>) -> SendFuture;
+}
+
+/// What the collector answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Retry-After`, when present and parseable (seconds or an HTTP date).
+    pub retry_after: Option<Duration>,
+    /// Response body (the 200 body lists per-event rejections).
+    pub body: Vec<u8>,
+}
+
+/// A send that got no HTTP response. Always retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// The request timed out.
+    #[error("request timed out")]
+    Timeout,
+    /// Connecting failed (refused, reset, DNS).
+    #[error("connect: {0}")]
+    Connect(String),
+    /// Anything else (body write failed, connection dropped mid-response).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Sends batches to `{endpoint}/v1/batch` with reqwest.
+#[derive(Debug, Clone)]
+pub struct HttpTransport {
+    http: reqwest::Client,
+    url: Arc<str>,
+    auth: Option<Arc<str>>,
+    gzip: bool,
+}
+
+impl HttpTransport {
+    /// A transport for `endpoint` (base URL); `api_key` is sent as a bearer token.
+    pub fn new(
+        endpoint: &str,
+        api_key: Option<&str>,
+        request_timeout: Duration,
+        gzip: bool,
+    ) -> Result<Self, crate::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(request_timeout)
+            .connect_timeout(request_timeout)
+            .user_agent(concat!("agenttally-rust/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| crate::Error::config("endpoint", format!("HTTP client: {e}")))?;
+        Ok(HttpTransport {
+            http,
+            url: format!(
+                "{}{}",
+                endpoint.trim_end_matches('/'),
+                super::config::defaults::BATCH_PATH
+            )
+            .into(),
+            auth: api_key.map(|k| format!("Bearer {k}").into()),
+            gzip,
+        })
+    }
+}
+
+pub(crate) fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(body);
+    enc.finish().unwrap_or_default()
+}
+
+impl Transport for HttpTransport {
+    fn send(&self, body: Arc<Vec<u8>>) -> SendFuture {
+        let this = self.clone();
+        Box::pin(async move {
+            let mut req = this
+                .http
+                .post(&*this.url)
+                .header("content-type", "application/json");
+            if let Some(a) = &this.auth {
+                req = req.header("authorization", &**a);
+            }
+            let payload = if this.gzip {
+                req = req.header("content-encoding", "gzip");
+                // Compression is CPU work: keep it off the worker's event loop.
+                tokio::task::spawn_blocking(move || gzip(&body))
+                    .await
+                    .map_err(|e| TransportError::Other(e.to_string()))?
+            } else {
+                Arc::unwrap_or_clone(body)
+            };
+            let resp = req.body(payload).send().await.map_err(map_err)?;
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            let body = resp.bytes().await.map_err(map_err)?.to_vec();
+            Ok(Response {
+                status,
+                retry_after,
+                body,
+            })
+        })
+    }
+}
+
+fn map_err(e: reqwest::Error) -> TransportError {
+    if e.is_timeout() {
+        TransportError::Timeout
+    } else if e.is_connect() {
+        TransportError::Connect(e.to_string())
+    } else {
+        TransportError::Other(e.to_string())
+    }
+}
+
+/// `Retry-After: <seconds>` or `Retry-After: <HTTP-date>`.
+pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs.min(3600)));
+    }
+    let t = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let d = t.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(
+        d.to_std()
+            .unwrap_or_default()
+            .min(Duration::from_secs(3600)),
+    )
+}
+
+/// An in-memory collector for tests, yours included: it records every batch it accepts and can
+/// be told to fail. Clone it before handing it to the builder to keep a handle for assertions.
+///
+/// ```
+/// use agenttally::client::MemoryTransport;
+/// use agenttally::{Client, CustomerEvent};
+/// use std::time::Duration;
+///
+/// let sink = MemoryTransport::new();
+/// let client = Client::builder().transport(sink.clone()).build().unwrap();
+/// client.track(CustomerEvent::login("acme", "u1").build_unchecked()).unwrap();
+/// client.flush(Duration::from_secs(5)).unwrap();
+/// assert_eq!(sink.events().len(), 1);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryTransport {
+    inner: Arc<Mutex<MemState>>,
+}
+
+#[derive(Debug, Default)]
+struct MemState {
+    batches: Vec<Batch>,
+    attempts: usize,
+    script: VecDeque<u16>,
+    always: Option<u16>,
+}
+
+impl MemoryTransport {
+    /// An empty transport that accepts everything.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, MemState> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Answer the next `n` requests with `status` (e.g. 503, 429, 400) before accepting again.
+    pub fn fail_next(&self, n: usize, status: u16) {
+        self.state().script.extend(std::iter::repeat_n(status, n));
+    }
+
+    /// Answer every request with `status` until called with `None`.
+    pub fn fail_always(&self, status: Option<u16>) {
+        self.state().always = status;
+    }
+
+    /// Batches accepted so far, in arrival order.
+    pub fn batches(&self) -> Vec<Batch> {
+        self.state().batches.clone()
+    }
+
+    /// Events of every accepted batch, in arrival order.
+    pub fn events(&self) -> Vec<AnalyticsEvent> {
+        self.state()
+            .batches
+            .iter()
+            .flat_map(|b| b.batch.iter().cloned())
+            .collect()
+    }
+
+    /// Requests received, failed ones included.
+    pub fn attempts(&self) -> usize {
+        self.state().attempts
+    }
+
+    /// Forget everything recorded.
+    pub fn clear(&self) {
+        let mut s = self.state();
+        s.batches.clear();
+        s.attempts = 0;
+    }
+}
+
+impl Transport for MemoryTransport {
+    fn send(&self, body: Arc<Vec<u8>>) -> SendFuture {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let mut s = inner.lock().unwrap_or_else(PoisonError::into_inner);
+            s.attempts += 1;
+            let status = s.script.pop_front().or(s.always);
+            if let Some(status) = status {
+                return Ok(Response {
+                    status,
+                    retry_after: None,
+                    body: Vec::new(),
+                });
+            }
+            match serde_json::from_slice::<Batch>(&body) {
+                Ok(b) => {
+                    let n = b.batch.len();
+                    s.batches.push(b);
+                    Ok(Response {
+                        status: 200,
+                        retry_after: None,
+                        body: format!(r#"{{"accepted":{n},"duplicates":0,"rejected":[]}}"#)
+                            .into_bytes(),
+                    })
+                }
+                Err(e) => Ok(Response {
+                    status: 400,
+                    retry_after: None,
+                    body: serde_json::json!({ "error": e.to_string() })
+                        .to_string()
+                        .into_bytes(),
+                }),
+            }
+        })
+    }
+}

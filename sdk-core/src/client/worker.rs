@@ -1,0 +1,703 @@
+//! The worker: its own thread running a current-thread tokio runtime. It takes batches off the
+//! queue (by count, bytes and interval), sends them with retries, spools what cannot be
+//! delivered, replays the spool, and answers `flush`/`shutdown`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering::{AcqRel, Relaxed};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use serde::Deserialize;
+use tokio::sync::{mpsc as tmpsc, watch};
+use tokio::task::{Id, JoinError, JoinSet};
+
+use super::config::ClientBuilder;
+use super::queue::{Item, Shared};
+use super::spool::Spool;
+use super::stats::Counters;
+use super::transport::{Response, Transport, TransportError};
+use super::Encoded;
+use crate::event::{now_micros, pack_encoded};
+use crate::{Batch, BatchLimits};
+
+pub(crate) enum Ctrl {
+    Flush {
+        reply: mpsc::Sender<()>,
+    },
+    Shutdown {
+        deadline: Instant,
+        reply: mpsc::Sender<()>,
+    },
+}
+
+/// Settings a delivery task needs.
+struct Policy {
+    transport: Arc<dyn Transport>,
+    counters: Arc<Counters>,
+    max_retry_time: Duration,
+    min_delay: Duration,
+    max_delay: Duration,
+}
+
+/// What the worker remembers about a task in flight, to settle its events when it returns.
+struct Meta {
+    /// Smallest pop sequence among its queue events (`u64::MAX` for spool replays).
+    min_seq: u64,
+    events: usize,
+    bytes: usize,
+    oldest: Option<Instant>,
+    segment: Option<u64>,
+}
+
+/// What a delivery task hands back.
+struct Outcome {
+    /// Events not delivered within the retry budget or before the stop deadline.
+    undelivered: Vec<Encoded>,
+    /// Whether the collector answered the last request like a working collector.
+    healthy: bool,
+}
+
+pub(crate) struct WorkerState {
+    shared: Arc<Shared>,
+    policy: Arc<Policy>,
+    rx: tmpsc::UnboundedReceiver<Ctrl>,
+    flush_at: usize,
+    flush_interval: Duration,
+    max_in_flight: usize,
+    has_spool: bool,
+    tasks: JoinSet<Outcome>,
+    meta: HashMap<Id, Meta>,
+    head: Option<(u64, Item)>,
+    next_seq: u64,
+    flushes: Vec<(u64, mpsc::Sender<()>)>,
+    stop_tx: watch::Sender<Option<Instant>>,
+    /// Shutdown: (deadline, when tasks must give up, reply).
+    stopping: Option<(Instant, Instant, mpsc::Sender<()>)>,
+    replay: VecDeque<(u64, Vec<Encoded>)>,
+    replays_in_flight: usize,
+    healthy: bool,
+    next_probe: Instant,
+}
+
+impl WorkerState {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        transport: Arc<dyn Transport>,
+        cfg: &ClientBuilder,
+        rx: tmpsc::UnboundedReceiver<Ctrl>,
+    ) -> Self {
+        let has_spool = shared.spool().is_some();
+        WorkerState {
+            policy: Arc::new(Policy {
+                transport,
+                counters: shared.counters.clone(),
+                max_retry_time: cfg.max_retry_time,
+                min_delay: cfg.retry_min_delay,
+                max_delay: cfg.retry_max_delay,
+            }),
+            shared,
+            rx,
+            flush_at: cfg.flush_at,
+            flush_interval: cfg.flush_interval,
+            max_in_flight: cfg.max_in_flight,
+            has_spool,
+            tasks: JoinSet::new(),
+            meta: HashMap::new(),
+            head: None,
+            next_seq: 0,
+            flushes: Vec::new(),
+            stop_tx: watch::channel(None).0,
+            stopping: None,
+            replay: VecDeque::new(),
+            replays_in_flight: 0,
+            healthy: true,
+            next_probe: Instant::now(),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            self.drain_overflow();
+            self.launch();
+            self.publish_gauges();
+            self.check_flushes();
+            if let Some((_, task_stop, _)) = &self.stopping {
+                if self.idle() || Instant::now() >= *task_stop {
+                    break;
+                }
+            }
+            let wake = tokio::time::Instant::from_std(self.next_wake());
+            tokio::select! {
+                Some(res) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                    self.finished(res);
+                }
+                cmd = self.rx.recv() => self.command(cmd),
+                _ = self.shared.notify.notified() => self.shared.woken.store(false, Relaxed),
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+        self.finish().await;
+    }
+
+    fn command(&mut self, cmd: Option<Ctrl>) {
+        match cmd {
+            Some(Ctrl::Flush { reply }) => {
+                let target = self.next_seq + self.shared.queue.len() as u64;
+                self.flushes.push((target, reply));
+            }
+            Some(Ctrl::Shutdown { deadline, reply }) => {
+                let now = Instant::now();
+                // Leave time to write what is left to the spool before the deadline.
+                let margin =
+                    (deadline.saturating_duration_since(now) / 10).min(Duration::from_millis(250));
+                let task_stop = deadline.checked_sub(margin).unwrap_or(deadline);
+                self.stop_tx.send_replace(Some(task_stop));
+                self.stopping = Some((deadline, task_stop, reply));
+            }
+            // Every sender is gone without a shutdown (cannot happen through `Client`): stop now.
+            None => {
+                if self.stopping.is_none() {
+                    let now = Instant::now();
+                    self.stop_tx.send_replace(Some(now));
+                    self.stopping = Some((now, now, mpsc::channel().0));
+                }
+            }
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.head.is_none()
+            && self.shared.queue.is_empty()
+            && self.shared.overflow.as_ref().is_none_or(|o| o.is_empty())
+            && self.tasks.is_empty()
+            && self.shared.tracks_in_progress() == 0
+    }
+
+    fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        let mut at = now + Duration::from_secs(1);
+        if let Some((_, h)) = &self.head {
+            at = at.min(h.at + self.flush_interval);
+        }
+        if !self.healthy && (!self.replay.is_empty() || self.spool_pending()) {
+            at = at.min(self.next_probe.max(now + Duration::from_millis(10)));
+        }
+        if let Some((_, task_stop, _)) = &self.stopping {
+            at = at.min(*task_stop);
+        }
+        at
+    }
+
+    fn spool_pending(&self) -> bool {
+        self.has_spool && self.shared.counters.spool_events.load(Relaxed) > 0
+    }
+
+    /// `spool` policy: write what overflowed the queue to disk.
+    fn drain_overflow(&mut self) {
+        let Some(ov) = &self.shared.overflow else {
+            return;
+        };
+        if ov.is_empty() {
+            return;
+        }
+        let mut recs = Vec::with_capacity(ov.len());
+        while let Some(item) = ov.pop() {
+            recs.push(item.rec);
+        }
+        let n = recs.len();
+        let written = self.shared.spool().as_mut().map_or(0, |s| s.append(&recs));
+        if written < n && self.shared.spool().is_none() {
+            Counters::add(&self.shared.counters.dropped_spool_io, n - written);
+        }
+    }
+
+    fn pop_head(&mut self) {
+        if self.head.is_none() {
+            if let Some(item) = self.shared.queue.pop() {
+                self.head = Some((self.next_seq, item));
+                self.next_seq += 1;
+            }
+        }
+    }
+
+    fn launch(&mut self) {
+        let now = Instant::now();
+        let stopping = self.stopping.is_some();
+        if self.stopping.as_ref().is_some_and(|s| now >= s.1) {
+            return;
+        }
+        let limits = BatchLimits::V1;
+        self.pop_head();
+        while self.tasks.len() < self.max_in_flight {
+            let Some((_, h)) = &self.head else { break };
+            let due = stopping
+                || !self.flushes.is_empty()
+                || self.shared.queue.len() + 1 >= self.flush_at
+                || now.duration_since(h.at) >= self.flush_interval;
+            if !due {
+                break;
+            }
+            let mut events = Vec::with_capacity(self.flush_at.min(self.shared.queue.len() + 1));
+            let mut bytes = 64usize;
+            let (mut min_seq, mut oldest) = (u64::MAX, None::<Instant>);
+            let mut held = 0usize;
+            while events.len() < self.flush_at {
+                let Some((seq, item)) = self.head.take() else {
+                    break;
+                };
+                let size = item.size();
+                if !events.is_empty() && bytes + size + 1 > limits.max_batch_bytes {
+                    self.head = Some((seq, item));
+                    break;
+                }
+                bytes += size + 1;
+                held += size;
+                min_seq = min_seq.min(seq);
+                oldest = Some(oldest.map_or(item.at, |o: Instant| o.min(item.at)));
+                events.push(item.rec);
+                self.pop_head();
+            }
+            let n = events.len();
+            self.spawn(
+                events,
+                Meta {
+                    min_seq,
+                    events: n,
+                    bytes: held,
+                    oldest,
+                    segment: None,
+                },
+            );
+        }
+        self.launch_replay(now);
+    }
+
+    /// Replay the spool in the slots fresh events leave free (they go first, and one slot stays
+    /// theirs): fully when the collector looks healthy, one probing batch when it does not.
+    fn launch_replay(&mut self, now: Instant) {
+        if !self.has_spool || self.stopping.is_some() {
+            return;
+        }
+        let cap = if self.healthy {
+            self.max_in_flight.saturating_sub(1).max(1)
+        } else {
+            1
+        };
+        if !self.healthy && now < self.next_probe {
+            return;
+        }
+        while self.tasks.len() < self.max_in_flight && self.replays_in_flight < cap {
+            if self.replay.is_empty() {
+                let got = self
+                    .shared
+                    .spool()
+                    .as_mut()
+                    .and_then(|s| s.checkout(self.healthy));
+                let Some((seg, recs)) = got else { return };
+                let ranges = pack_encoded(recs.iter().map(|r| r.json.len()), &BatchLimits::V1);
+                let mut it = recs.into_iter();
+                for r in ranges {
+                    self.replay
+                        .push_back((seg, it.by_ref().take(r.len()).collect()));
+                }
+            }
+            let Some((seg, batch)) = self.replay.pop_front() else {
+                return;
+            };
+            self.replays_in_flight += 1;
+            let n = batch.len();
+            self.spawn(
+                batch,
+                Meta {
+                    min_seq: u64::MAX,
+                    events: n,
+                    bytes: 0,
+                    oldest: None,
+                    segment: Some(seg),
+                },
+            );
+            if !self.healthy {
+                self.next_probe = now + self.policy.max_delay.max(Duration::from_secs(1));
+            }
+        }
+    }
+
+    fn spawn(&mut self, batch: Vec<Encoded>, meta: Meta) {
+        if meta.segment.is_none() {
+            Counters::add(&self.shared.counters.in_flight_events, meta.events);
+        }
+        let handle = self.tasks.spawn(deliver(
+            self.policy.clone(),
+            batch,
+            self.stop_tx.subscribe(),
+        ));
+        self.meta.insert(handle.id(), meta);
+    }
+
+    fn finished(&mut self, res: Result<(Id, Outcome), JoinError>) {
+        let (id, outcome) = match res {
+            Ok((id, o)) => (id, Some(o)),
+            Err(e) => {
+                tracing::error!(error = %e, "agenttally delivery task failed");
+                (e.id(), None)
+            }
+        };
+        let Some(meta) = self.meta.remove(&id) else {
+            return;
+        };
+        let c = &self.shared.counters;
+        if meta.segment.is_none() {
+            self.shared.bytes.fetch_sub(meta.bytes, AcqRel);
+            c.in_flight_events.fetch_sub(meta.events as u64, Relaxed);
+        } else {
+            self.replays_in_flight = self.replays_in_flight.saturating_sub(1);
+        }
+        let undelivered = match outcome {
+            Some(o) => {
+                self.healthy = o.healthy;
+                if !o.healthy {
+                    self.next_probe = Instant::now() + self.policy.max_delay;
+                }
+                o.undelivered
+            }
+            None => {
+                Counters::add(&c.dropped_undeliverable, meta.events);
+                Vec::new()
+            }
+        };
+        self.keep(undelivered, false);
+        if let Some(seg) = meta.segment {
+            if let Some(s) = self.shared.spool().as_mut() {
+                s.settle(seg, meta.events as u64);
+            }
+        }
+    }
+
+    /// Spool undelivered events, or count them as dropped when there is no spool.
+    fn keep(&mut self, recs: Vec<Encoded>, shutdown: bool) {
+        if recs.is_empty() {
+            return;
+        }
+        let mut spool = self.shared.spool();
+        match spool.as_mut() {
+            Some(s) => {
+                s.append(&recs);
+            }
+            None => {
+                let c = &self.shared.counters;
+                let reason = if shutdown {
+                    &c.dropped_shutdown
+                } else {
+                    &c.dropped_undeliverable
+                };
+                tracing::warn!(
+                    events = recs.len(),
+                    "agenttally dropped undeliverable events"
+                );
+                Counters::add(reason, recs.len());
+            }
+        }
+    }
+
+    fn publish_gauges(&self) {
+        let mut oldest = self.head.as_ref().map(|(_, h)| h.at);
+        for m in self.meta.values() {
+            if let Some(o) = m.oldest {
+                oldest = Some(oldest.map_or(o, |x| x.min(o)));
+            }
+        }
+        let ns = oldest.map_or(0, |o| {
+            o.saturating_duration_since(self.shared.started).as_nanos() as u64 + 1
+        });
+        let c = &self.shared.counters;
+        c.oldest_at_ns.store(ns, Relaxed);
+    }
+
+    fn check_flushes(&mut self) {
+        if self.flushes.is_empty() {
+            return;
+        }
+        let mut min_outstanding = self.head.as_ref().map_or(u64::MAX, |(s, _)| *s);
+        for m in self.meta.values() {
+            min_outstanding = min_outstanding.min(m.min_seq);
+        }
+        let next = self.next_seq;
+        self.flushes.retain(|(target, tx)| {
+            let done = next >= *target && min_outstanding >= *target;
+            if done {
+                let _ = tx.send(());
+            }
+            !done
+        });
+    }
+
+    /// After the stop deadline (or once idle): collect the tasks, which give up at the deadline,
+    /// then spool (or drop) whatever is still in memory, release the spool and answer.
+    async fn finish(mut self) {
+        while let Some(res) = self.tasks.join_next_with_id().await {
+            self.finished(res);
+        }
+        let deadline = self.stopping.as_ref().map_or_else(Instant::now, |s| s.0);
+        // A track() that passed its closed check just before shutdown is about to push.
+        while self.shared.tracks_in_progress() > 0 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        self.drain_overflow();
+        let mut rest = Vec::new();
+        let mut bytes = 0;
+        if let Some((_, item)) = self.head.take() {
+            bytes += item.size();
+            rest.push(item.rec);
+            self.shared.counters.in_flight_events.store(0, Relaxed);
+        }
+        while let Some(item) = self.shared.queue.pop() {
+            bytes += item.size();
+            rest.push(item.rec);
+        }
+        self.shared.bytes.fetch_sub(bytes, AcqRel);
+        self.keep(rest, true);
+        // Replay batches not sent yet go back to the active segment, so their segment can go.
+        while let Some((seg, batch)) = self.replay.pop_front() {
+            let n = batch.len() as u64;
+            self.keep(batch, true);
+            if let Some(s) = self.shared.spool().as_mut() {
+                s.settle(seg, n);
+            }
+        }
+        let spool: Option<Spool> = self.shared.spool().take();
+        if let Some(mut s) = spool {
+            s.sync();
+        }
+        self.publish_gauges();
+        for (_, tx) in self.flushes.drain(..) {
+            let _ = tx.send(());
+        }
+        if let Some((_, _, reply)) = self.stopping.take() {
+            let _ = reply.send(());
+        }
+    }
+}
+
+/// Resolves when the stop deadline is set and reached; never otherwise.
+async fn stopped(rx: &mut watch::Receiver<Option<Instant>>) {
+    loop {
+        let at = *rx.borrow_and_update();
+        if let Some(t) = at {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await;
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn past(rx: &watch::Receiver<Option<Instant>>) -> bool {
+    rx.borrow().is_some_and(|t| Instant::now() >= t)
+}
+
+fn body_of(batch: &[Encoded]) -> Arc<Vec<u8>> {
+    let mut out = Vec::with_capacity(batch.iter().map(|e| e.json.len() + 1).sum::<usize>() + 64);
+    Batch::encode_raw(&mut out, batch.iter().map(|e| &e.json[..]), now_micros());
+    Arc::new(out)
+}
+
+enum Verdict {
+    Ack(Response),
+    TooLarge,
+    Reject,
+    Retry(Option<Duration>),
+}
+
+fn classify(res: Result<Response, TransportError>) -> Verdict {
+    match res {
+        Ok(r) if (200..300).contains(&r.status) => Verdict::Ack(r),
+        Ok(r) if r.status == 413 => Verdict::TooLarge,
+        Ok(r) if matches!(r.status, 408 | 429) || r.status >= 500 => Verdict::Retry(r.retry_after),
+        Ok(r) => {
+            tracing::warn!(
+                status = r.status,
+                body = %String::from_utf8_lossy(&r.body[..r.body.len().min(512)]),
+                "agenttally collector rejected a batch"
+            );
+            Verdict::Reject
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "agenttally send failed; will retry");
+            Verdict::Retry(None)
+        }
+    }
+}
+
+/// The collector's 200 body: `{accepted, duplicates, rejected: [{index, id, error}]}`.
+#[derive(Deserialize)]
+struct AckBody {
+    // `accepted` is informational: what was acknowledged and is not a duplicate was stored.
+    #[serde(default)]
+    duplicates: u64,
+    #[serde(default)]
+    rejected: Vec<RejectedEvent>,
+}
+
+#[derive(Deserialize)]
+struct RejectedEvent {
+    #[serde(default)]
+    index: Option<usize>,
+    #[serde(default)]
+    id: Option<uuid::Uuid>,
+    #[serde(default)]
+    error: serde_json::Value,
+    #[serde(default)]
+    retryable: bool,
+}
+
+impl RejectedEvent {
+    /// Per-event rejections are permanent (validation failures) unless the collector says
+    /// otherwise: `"retryable": true` beside or inside `error`, or an error string that starts
+    /// with `retryable`.
+    fn retryable(&self) -> bool {
+        self.retryable
+            || self.error.get("retryable").and_then(|v| v.as_bool()) == Some(true)
+            || self
+                .error
+                .as_str()
+                .is_some_and(|s| s.trim_start().starts_with("retryable"))
+    }
+}
+
+/// Apply a 200 answer: count what was stored, rejected or duplicate; return the events to
+/// send again (per-event retryable errors).
+fn apply_ack(r: &Response, batch: &[Encoded], c: &Counters) -> Vec<usize> {
+    let n = batch.len();
+    let Ok(body) = serde_json::from_slice::<AckBody>(&r.body) else {
+        // A 2xx without the documented body: the batch was taken.
+        Counters::add(&c.sent, n);
+        return Vec::new();
+    };
+    // One verdict per position, so a malformed answer (an index listed twice) cannot miscount.
+    let mut verdict: Vec<Option<bool>> = vec![None; n];
+    for rej in &body.rejected {
+        let idx = rej
+            .index
+            .filter(|i| *i < n && rej.id.is_none_or(|id| batch[*i].id == id))
+            .or_else(|| rej.id.and_then(|id| batch.iter().position(|e| e.id == id)));
+        let Some(i) = idx else { continue };
+        if verdict[i].is_none() && !rej.retryable() {
+            tracing::warn!(id = %batch[i].id, error = %rej.error, "agenttally collector rejected an event");
+        }
+        verdict[i] = Some(rej.retryable());
+    }
+    let retry: Vec<usize> = (0..n).filter(|&i| verdict[i] == Some(true)).collect();
+    let permanent = verdict.iter().filter(|v| **v == Some(false)).count();
+    let acked = n - permanent - retry.len();
+    let duplicates = (body.duplicates as usize).min(acked);
+    let sent = acked - duplicates;
+    Counters::add(&c.sent, sent);
+    Counters::add(&c.duplicates, duplicates);
+    Counters::add(&c.rejected, permanent);
+    retry
+}
+
+fn full_jitter(d: Duration) -> Duration {
+    let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(fastrand::u64(0..=nanos))
+}
+
+/// Events to send, the body already built for them (kept for a retry), and whether it is a re-send.
+type Work = (Vec<Encoded>, Option<Arc<Vec<u8>>>, bool);
+
+/// Deliver one batch: retries with capped exponential backoff and full jitter (never sooner than
+/// `Retry-After`), splits on 413, re-sends only per-event retryable rejections, and gives up at
+/// the retry budget or the stop deadline, handing back what it could not deliver. Ids never
+/// change: the bytes sent on a retry are the bytes sent the first time.
+async fn deliver(
+    p: Arc<Policy>,
+    batch: Vec<Encoded>,
+    mut stop: watch::Receiver<Option<Instant>>,
+) -> Outcome {
+    let c = &*p.counters;
+    let budget_end = Instant::now() + p.max_retry_time;
+    let mut backoff = ExponentialBuilder::default()
+        .with_min_delay(p.min_delay)
+        .with_max_delay(p.max_delay)
+        .with_factor(2.0)
+        .without_max_times()
+        .build();
+    let mut out = Outcome {
+        undelivered: Vec::new(),
+        healthy: true,
+    };
+    let mut work: VecDeque<Work> = VecDeque::new();
+    work.push_back((batch, None, false));
+    while let Some((batch, body, resend)) = work.pop_front() {
+        if past(&stop) {
+            out.undelivered.extend(batch);
+            work.drain(..).for_each(|w| out.undelivered.extend(w.0));
+            break;
+        }
+        let body = body.unwrap_or_else(|| body_of(&batch));
+        if resend {
+            Counters::add(&c.retried, batch.len());
+        }
+        c.requests.fetch_add(1, Relaxed);
+        let res = tokio::select! {
+            biased;
+            _ = stopped(&mut stop) => None,
+            r = p.transport.send(body.clone()) => Some(r),
+        };
+        let Some(res) = res else {
+            out.undelivered.extend(batch);
+            work.drain(..).for_each(|w| out.undelivered.extend(w.0));
+            break;
+        };
+        let retry_after = match classify(res) {
+            Verdict::Ack(r) => {
+                out.healthy = true;
+                let again = apply_ack(&r, &batch, c);
+                if again.is_empty() {
+                    continue;
+                }
+                let mut keep: Vec<Option<Encoded>> = batch.into_iter().map(Some).collect();
+                let sub: Vec<Encoded> = again.iter().filter_map(|&i| keep[i].take()).collect();
+                work.push_front((sub, None, true));
+                None
+            }
+            Verdict::TooLarge => {
+                out.healthy = true;
+                if batch.len() == 1 {
+                    tracing::warn!(id = %batch[0].id, "agenttally collector refused an event as too large");
+                    Counters::add(&c.rejected, 1);
+                } else {
+                    let mut left = batch;
+                    let right = left.split_off(left.len() / 2);
+                    work.push_front((right, None, true));
+                    work.push_front((left, None, true));
+                }
+                continue;
+            }
+            Verdict::Reject => {
+                out.healthy = true;
+                Counters::add(&c.rejected, batch.len());
+                continue;
+            }
+            Verdict::Retry(ra) => {
+                out.healthy = false;
+                work.push_front((batch, Some(body), true));
+                ra
+            }
+        };
+        let delay =
+            full_jitter(backoff.next().unwrap_or(p.max_delay)).max(retry_after.unwrap_or_default());
+        if Instant::now() + delay > budget_end {
+            work.drain(..).for_each(|w| out.undelivered.extend(w.0));
+            break;
+        }
+        tokio::select! {
+            biased;
+            _ = stopped(&mut stop) => {}
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    out
+}
