@@ -17,7 +17,9 @@ pub const DEFAULT_RAW_RETENTION_DAYS: u32 = 30;
 pub const DEFAULT_HOURLY_RETENTION_DAYS: u32 = 90;
 /// Events stamped further in the future than this are rejected (sender clock skew).
 pub const DEFAULT_MAX_FUTURE_HOURS: i64 = 24;
-pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a commit group lingers for more requests once none are waiting. Zero: commit as soon
+/// as the channel is dry; requests arriving during a commit form the next group.
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::ZERO;
 pub const DEFAULT_MAX_COMMIT_EVENTS: usize = 5_000;
 /// Requests waiting for the writer; beyond it handlers wait `ENQUEUE_TIMEOUT`, then answer 503.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1_024;

@@ -73,8 +73,9 @@ struct ServeArgs {
     /// Days hourly rollups are kept (daily rollups are kept).
     #[arg(long, env = "AGENTTALLY_HOURLY_RETENTION_DAYS", default_value_t = config::DEFAULT_HOURLY_RETENTION_DAYS)]
     hourly_retention_days: u32,
-    /// Longest wait before a group commit, in milliseconds.
-    #[arg(long, env = "AGENTTALLY_COMMIT_INTERVAL_MS", default_value_t = 100)]
+    /// How long a commit group lingers for more requests once none are waiting, in milliseconds
+    /// (0: commit as soon as the channel is dry).
+    #[arg(long, env = "AGENTTALLY_COMMIT_INTERVAL_MS", default_value_t = 0)]
     commit_interval_ms: u64,
 }
 

@@ -1,6 +1,6 @@
 //! The group-commit writer: handlers push validated events into a bounded channel with a oneshot
-//! for the ack; one task commits whatever arrived within `commit_interval` (or `max_events`) in a
-//! single transaction — raw rows and dedupe ids with ON CONFLICT DO NOTHING RETURNING, rollup
+//! for the ack; one task commits everything already waiting (up to `max_events`, lingering
+//! `commit_interval` for more if set) in a single transaction — raw rows and dedupe ids with ON CONFLICT DO NOTHING RETURNING, rollup
 //! deltas of only the newly inserted rows — and acknowledges each request after the commit.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -165,14 +165,26 @@ impl Writer {
             let deadline = tokio::time::Instant::now() + self.cfg.commit_interval;
             let mut n = first.events.len();
             let mut group = vec![first];
+            // Group commit: take everything already waiting, then commit at once; requests that
+            // arrive during the commit form the next group, so commits run back to back under
+            // load. `commit_interval` (0 by default) lets a group linger for more.
             while n < self.cfg.max_commit_events {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(r)) => {
-                        n += r.events.len();
-                        group.push(r);
+                let next = match rx.try_recv() {
+                    Ok(r) => Some(r),
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    Err(mpsc::error::TryRecvError::Empty) if self.cfg.commit_interval.is_zero() => {
+                        None
                     }
-                    Ok(None) | Err(_) => break,
-                }
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        tokio::time::timeout_at(deadline, rx.recv())
+                            .await
+                            .ok()
+                            .flatten()
+                    }
+                };
+                let Some(r) = next else { break };
+                n += r.events.len();
+                group.push(r);
             }
             self.metrics
                 .queue_events

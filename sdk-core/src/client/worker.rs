@@ -177,8 +177,12 @@ impl WorkerState {
     fn next_wake(&self) -> Instant {
         let now = Instant::now();
         let mut at = now + Duration::from_secs(1);
+        // With every slot busy a due batch cannot start, and a finishing task wakes the loop
+        // anyway: waking for the head's deadline then would spin.
         if let Some((_, h)) = &self.head {
-            at = at.min(h.at + self.flush_interval);
+            if self.tasks.len() < self.max_in_flight {
+                at = at.min(h.at + self.flush_interval);
+            }
         }
         if !self.healthy && (!self.replay.is_empty() || self.spool_pending()) {
             at = at.min(self.next_probe.max(now + Duration::from_millis(10)));

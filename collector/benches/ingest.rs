@@ -1,0 +1,365 @@
+//! Sustained ingest vs `psql \copy`, measured in one run on one PostgreSQL cluster (fsync on).
+//!
+//! `cargo bench -p agenttally-collector --bench ingest` (release). `INGEST_BENCH_EVENTS` sets the
+//! event count (default 200,000).
+//!
+//! 1. ingest: the SDK client (`agenttally::Client`, default gzip/in-flight settings, batches of
+//!    1,000) → in-process collector (default group commit: 100 ms / 5,000 events) → committed.
+//!    Timed from the first `track()` to `flush()` returning (every event acknowledged = committed).
+//! 2. copy: the same rows (same generator, fresh ids, another tenant) as CSV, loaded with
+//!    `psql -c "\copy events(...) FROM file CSV"` into the same table and day partition.
+//!    Copy writes only `events`; ingest also writes `event_ids` (dedupe) and both rollup tables.
+//! 3. latency: events tracked at a steady rate (a quarter of the measured ingest rate), each
+//!    stamped with its track time (`timestamp`); p50/p95 of `received_at - ts` by SQL.
+//!    `received_at` is `now()`, the start of the writer's transaction, so the figure leaves out
+//!    the commit itself; the mean commit duration (from `/metrics`) is printed beside it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use agenttally::{AgentEvent, AnalyticsEvent, Client, CustomerEvent, ProviderEvent, Usage};
+use agenttally_collector::{EmbeddedOptions, EmbeddedPostgres, Scope, Server, ServerConfig};
+use rust_decimal::Decimal;
+
+const COSTS: [&str; 6] = ["0.0123", "0.000000123", "0.10", "1.5", "0.004125", "0.0375"];
+
+/// The `i`-th event of a realistic mix (70% provider calls with usage and cost).
+fn event(i: usize, tenant: &str) -> AnalyticsEvent {
+    let agent = format!("agent-{}", i % 7);
+    let b = match i % 10 {
+        0..=6 => {
+            let (p, m) = [
+                ("openai", "gpt-4o"),
+                ("anthropic", "claude-sonnet-4"),
+                ("google", "gemini-2.5-pro"),
+            ][i % 3];
+            ProviderEvent::api_call(tenant, p, m)
+                .usage(Usage {
+                    input_tokens: 100 + (i as u64 % 900),
+                    cached_input_tokens: (i as u64 % 3) * 64,
+                    output_tokens: 20 + (i as u64 % 300),
+                    requests: 1,
+                    ..Usage::default()
+                })
+                .cost_usd(Decimal::from_str(COSTS[i % COSTS.len()]).unwrap())
+                .duration_ms(50 + (i as u64 % 2000))
+                .task_type(["code", "chat", "summarize"][i % 3])
+                .agent_id(agent)
+        }
+        7 => AgentEvent::started(tenant, agent).task_type("code"),
+        8 => AgentEvent::completed(tenant, agent).duration_ms(100 + (i as u64 % 5000)),
+        _ => CustomerEvent::dashboard_view(tenant, format!("user-{}", i % 50)),
+    };
+    b.correlation_id(format!("run-{}", i / 10)).build().unwrap()
+}
+
+const COLUMNS: &str = "tenant_id, id, ts, event_type, correlation_id, user_id, agent_id, \
+    workflow_id, duration_ms, queue_ms, cost_usd, cost_status, price_version, provider, model, \
+    task_type, service_tier, input_tokens, cached_input_tokens, cache_write_tokens, \
+    cache_write_1h_tokens, output_tokens, reasoning_tokens, requests, success, error_code, \
+    metadata";
+
+/// One CSV line with exactly the values the collector's writer inserts for `e`.
+fn csv_row(out: &mut Vec<u8>, e: &AnalyticsEvent) {
+    fn text(out: &mut Vec<u8>, v: Option<&str>) {
+        if let Some(s) = v {
+            out.push(b'"');
+            out.extend_from_slice(s.replace('"', "\"\"").as_bytes());
+            out.push(b'"');
+        }
+        out.push(b',');
+    }
+    fn num<T: ToString>(out: &mut Vec<u8>, v: Option<T>) {
+        if let Some(n) = v {
+            out.extend_from_slice(n.to_string().as_bytes());
+        }
+        out.push(b',');
+    }
+    text(out, Some(&e.tenant_id));
+    num(out, Some(e.id));
+    num(out, Some(e.timestamp.to_rfc3339()));
+    text(out, Some(e.event_type.as_str()));
+    text(out, Some(&e.correlation_id));
+    text(out, e.user_id.as_deref());
+    text(out, e.agent_id.as_deref());
+    text(out, e.workflow_id.as_deref());
+    num(out, e.duration_ms);
+    num(out, e.queue_ms);
+    num(out, e.cost_usd);
+    text(out, e.cost_status.map(|c| c.as_str()));
+    text(out, e.price_version.as_deref());
+    text(out, e.provider.as_deref());
+    text(out, e.model.as_deref());
+    text(out, e.task_type.as_deref());
+    text(out, e.service_tier.map(|t| t.as_str()));
+    let u = e.usage;
+    num(out, u.map(|u| u.input_tokens));
+    num(out, u.map(|u| u.cached_input_tokens));
+    num(out, u.map(|u| u.cache_write_tokens));
+    num(out, u.map(|u| u.cache_write_1h_tokens));
+    num(out, u.map(|u| u.output_tokens));
+    num(out, u.map(|u| u.reasoning_tokens));
+    num(out, u.map(|u| u.requests));
+    num(out, Some(e.success));
+    text(out, e.error_code.as_deref());
+    let meta = serde_json::Value::Object(e.metadata.clone()).to_string();
+    out.push(b'"');
+    out.extend_from_slice(meta.replace('"', "\"\"").as_bytes());
+    out.extend_from_slice(b"\"\n");
+}
+
+fn psql() -> PathBuf {
+    let from_pg_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("psql"));
+    match from_pg_config {
+        Some(p) if p.is_file() => p,
+        _ => PathBuf::from("/usr/lib/postgresql/15/bin/psql"),
+    }
+}
+
+/// A numeric environment variable, or `default`.
+fn env_or<T: FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn client(endpoint: &str, key: &str, max_queue: usize) -> Client {
+    Client::builder()
+        .endpoint(endpoint)
+        .api_key(key)
+        .flush_at(env_or("INGEST_BENCH_FLUSH_AT", 1_000))
+        .max_in_flight(env_or(
+            "INGEST_BENCH_IN_FLIGHT",
+            agenttally::client::defaults::MAX_IN_FLIGHT,
+        ))
+        .max_queue_events(max_queue)
+        .max_queue_bytes(1024 * 1024 * 1024)
+        .max_retry_time(Duration::from_secs(300))
+        .build()
+        .unwrap()
+}
+
+/// Track `n` events of `tenant` as fast as possible, then flush; seconds taken.
+fn ingest(endpoint: &str, key: &str, tenant: &str, n: usize) -> (f64, agenttally::Stats) {
+    let c = client(endpoint, key, n + 1_000);
+    let t0 = Instant::now();
+    for i in 0..n {
+        c.track(event(i, tenant)).unwrap();
+    }
+    let tracked = t0.elapsed().as_secs_f64();
+    c.flush(Duration::from_secs(600)).unwrap();
+    eprintln!("{tenant}: {n} track() calls took {tracked:.2} s");
+    let secs = t0.elapsed().as_secs_f64();
+    let stats = c.stats();
+    c.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!(stats.sent, n as u64, "{stats:?}");
+    (secs, stats)
+}
+
+/// Track `n` events at `rate` per second (in ticks of 10 ms), then flush.
+fn paced(endpoint: &str, key: &str, tenant: &str, n: usize, rate: f64) {
+    let c = client(endpoint, key, n + 1_000);
+    let t0 = Instant::now();
+    let mut i = 0;
+    while i < n {
+        let due = ((t0.elapsed().as_secs_f64() * rate) as usize).min(n);
+        while i < due {
+            c.track(event(i, tenant)).unwrap();
+            i += 1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.flush(Duration::from_secs(120)).unwrap();
+    c.shutdown(Duration::from_secs(10)).unwrap();
+}
+
+fn copy(url: &str, csv: &Path) -> f64 {
+    let cmd = format!("\\copy events({COLUMNS}) FROM '{}' CSV", csv.display());
+    let t0 = Instant::now();
+    let out = Command::new(psql())
+        .args([url, "-v", "ON_ERROR_STOP=1", "-c", &cmd])
+        .output()
+        .expect("run psql");
+    let secs = t0.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "psql \\copy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    secs
+}
+
+/// `(p50, p95)` of `received_at - ts` in ms for `tenant`.
+async fn latency(db: &tokio_postgres::Client, tenant: &str) -> (f64, f64) {
+    let r = db
+        .query_one(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d), \
+                    percentile_cont(0.95) WITHIN GROUP (ORDER BY d) \
+             FROM (SELECT extract(epoch FROM received_at - ts) * 1000 AS d \
+                   FROM events WHERE tenant_id = $1) x",
+            &[&tenant],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1))
+}
+
+/// `sum / count` of a Prometheus histogram, in ms.
+fn mean_ms(metrics: &str, name: &str) -> f64 {
+    let get = |suffix: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{suffix} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    get("_sum") / get("_count") * 1000.0
+}
+
+fn main() {
+    let n: usize = env_or("INGEST_BENCH_EVENTS", 200_000);
+    let commit_ms: u64 = env_or("INGEST_BENCH_COMMIT_MS", 0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("agenttally-bench-{}", std::process::id()));
+    // fsync on (the default): both sides pay for durable commits.
+    let pg = EmbeddedPostgres::start(&EmbeddedOptions::new(&dir)).unwrap();
+    let url = pg.database_url();
+    let server = rt
+        .block_on(Server::start({
+            let mut cfg = ServerConfig::new(url.clone());
+            cfg.listen = "127.0.0.1:0".parse().unwrap();
+            cfg.commit_interval = Duration::from_millis(commit_ms);
+            cfg
+        }))
+        .unwrap();
+    let endpoint = format!("http://{}", server.addr());
+    let key = rt
+        .block_on(agenttally_collector::create_key(
+            &url,
+            None,
+            &[Scope::Ingest],
+        ))
+        .unwrap();
+    let db = rt.block_on(async {
+        let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        db
+    });
+
+    // Warm up connections, prepared statements and today's partition.
+    ingest(&endpoint, &key, "bench-warmup", 5_000);
+
+    // 1. SDK → collector → commit.
+    let (ingest_s, stats) = ingest(&endpoint, &key, "bench-sdk", n);
+    let metrics = rt.block_on(async {
+        reqwest::get(format!("{endpoint}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+
+    // 2. psql \copy of the same rows.
+    let csv_path =
+        std::env::temp_dir().join(format!("agenttally-bench-{}.csv", std::process::id()));
+    {
+        let mut buf = Vec::with_capacity(n * 400);
+        for i in 0..n {
+            csv_row(&mut buf, &event(i, "bench-copy"));
+        }
+        let mut f = std::fs::File::create(&csv_path).unwrap();
+        f.write_all(&buf).unwrap();
+        f.sync_all().unwrap();
+    }
+    let copy_s = copy(&url, &csv_path);
+    let _ = std::fs::remove_file(&csv_path);
+
+    let counts: Vec<i64> = rt.block_on(async {
+        let mut v = Vec::new();
+        for t in ["bench-sdk", "bench-copy"] {
+            let r = db
+                .query_one("SELECT count(*) FROM events WHERE tenant_id = $1", &[&t])
+                .await
+                .unwrap();
+            v.push(r.get(0));
+        }
+        v
+    });
+    assert_eq!(counts, vec![n as i64, n as i64], "rows stored by each side");
+
+    // 3. Latency at a steady rate below capacity, and under the saturating burst of step 1.
+    let ingest_rate = n as f64 / ingest_s;
+    let rate = (ingest_rate / 4.0).max(1_000.0);
+    let lat_n = ((rate * 5.0) as usize).max(5_000);
+    paced(&endpoint, &key, "bench-latency", lat_n, rate);
+    let (p50, p95) = rt.block_on(latency(&db, "bench-latency"));
+    let (b50, b95) = rt.block_on(latency(&db, "bench-sdk"));
+    let metrics_after = rt.block_on(async {
+        reqwest::get(format!("{endpoint}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+
+    let copy_rate = n as f64 / copy_s;
+    println!();
+    println!(
+        "config  client flush_at {} max_in_flight {}  collector commit_interval {commit_ms} ms, \
+         max_commit_events {}  fsync on",
+        env_or("INGEST_BENCH_FLUSH_AT", 1_000),
+        env_or(
+            "INGEST_BENCH_IN_FLIGHT",
+            agenttally::client::defaults::MAX_IN_FLIGHT
+        ),
+        agenttally_collector::config::DEFAULT_MAX_COMMIT_EVENTS,
+    );
+    println!("ingest  sdk→collector→commit  {n} events  {ingest_s:.2} s  {ingest_rate:.0} ev/s");
+    println!("copy    psql \\copy            {n} rows    {copy_s:.2} s  {copy_rate:.0} rows/s");
+    println!(
+        "ratio   ingest/copy           {:.2}   (target >= 0.5)",
+        ingest_rate / copy_rate
+    );
+    println!(
+        "latency track→commit p50 {p50:.1} ms  p95 {p95:.1} ms  ({lat_n} events paced at {rate:.0} ev/s)"
+    );
+    println!(
+        "        under the burst of step 1: p50 {b50:.0} ms  p95 {b95:.0} ms (queueing in the client)"
+    );
+    println!(
+        "detail  requests {}  retried {}  mean commit {:.1} ms  mean batch request {:.1} ms  (burst); mean commit {:.1} ms (all)",
+        stats.requests,
+        stats.retried,
+        mean_ms(&metrics, "agenttally_writer_commit_duration_seconds"),
+        mean_ms(&metrics, "agenttally_ingest_batch_duration_seconds"),
+        mean_ms(&metrics_after, "agenttally_writer_commit_duration_seconds"),
+    );
+    let commits = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("agenttally_writer_commits_total "))
+        .unwrap_or("?")
+        .to_string();
+    println!("        writer commits (warmup + burst) {commits}");
+
+    rt.block_on(server.shutdown(Duration::from_secs(30)))
+        .unwrap();
+    drop(db);
+    pg.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
