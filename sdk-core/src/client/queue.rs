@@ -165,7 +165,7 @@ impl Shared {
         self.auto_price(&mut event);
         validate::validate_fields(&event)?;
         let json = encode(&event);
-        validate::check_encoded_len(json.len())?;
+        validate::check_encoded_len(&event, json.len())?;
         if self.disabled {
             return Ok(());
         }

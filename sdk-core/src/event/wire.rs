@@ -65,8 +65,38 @@ pub(crate) mod timestamp {
     use chrono::{DateTime, SecondsFormat, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` written into a stack buffer: this runs once per event in
+    /// `track()`, where chrono's general formatter and its String allocation showed up.
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Micros, true))
+        match format_micros(t) {
+            Some(buf) => s.serialize_str(std::str::from_utf8(&buf).unwrap_or_default()),
+            None => s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Micros, true)),
+        }
+    }
+
+    /// The fixed-width form for years 0–9999 (`None` outside, where chrono's formatter is used).
+    pub fn format_micros(t: &DateTime<Utc>) -> Option<[u8; 27]> {
+        use chrono::{Datelike, Timelike};
+        let year = t.year();
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let mut b = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, width: usize, mut v: u32| {
+            for i in (0..width).rev() {
+                b[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, year as u32);
+        put(5, 2, t.month());
+        put(8, 2, t.day());
+        put(11, 2, t.hour());
+        put(14, 2, t.minute());
+        // Leap seconds are carried in the nanoseconds by chrono; the wire format has none.
+        put(17, 2, t.second());
+        put(20, 6, (t.nanosecond() % 1_000_000_000) / 1_000);
+        Some(b)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
@@ -102,7 +132,7 @@ pub(crate) mod opt_decimal {
 
     pub fn serialize<S: Serializer>(v: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(d) => s.serialize_str(&d.to_string()),
+            Some(d) => s.collect_str(d),
             None => s.serialize_none(),
         }
     }
@@ -153,6 +183,29 @@ pub(crate) mod opt_decimal {
                 }
                 _ => Err(de::Error::invalid_type(de::Unexpected::Map, &self)),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{SecondsFormat, TimeZone, Utc};
+
+    #[test]
+    fn fast_timestamp_format_matches_chrono() {
+        let mut x: i64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // 0000-01-01 .. 9999-12-31, microsecond precision.
+            let us = (x.rem_euclid(315_537_897_600_000_000)) - 62_167_219_200_000_000;
+            let t = Utc.timestamp_micros(us).single().expect("in range");
+            let fast = super::timestamp::format_micros(&t).expect("4-digit year");
+            assert_eq!(
+                std::str::from_utf8(&fast).expect("ascii"),
+                t.to_rfc3339_opts(SecondsFormat::Micros, true)
+            );
         }
     }
 }
