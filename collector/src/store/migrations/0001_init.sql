@@ -49,7 +49,7 @@ CREATE TABLE events (
 CREATE INDEX events_tenant_ts ON events (tenant_id, ts);
 
 -- One row per stored event: the dedupe key across partitions. Inserted with
--- ON CONFLICT DO NOTHING RETURNING in the same statement as the raw row; retention deletes the
+-- ON CONFLICT DO NOTHING RETURNING in the transaction that stores the raw row; retention deletes the
 -- ids of a partition in the transaction that drops it.
 CREATE TABLE event_ids (
     tenant_id text NOT NULL,
