@@ -22,6 +22,7 @@ pub use validate::{
     is_valid_tenant_id, MAX_COST_SCALE, MAX_COST_USD, MAX_COUNT, MAX_EVENT_BYTES, MAX_ID,
     MAX_SHORT, MAX_TENANT_ID,
 };
+pub(crate) use wire::parse_decimal;
 
 use crate::Error;
 

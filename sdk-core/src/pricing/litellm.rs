@@ -119,13 +119,7 @@ pub(crate) fn decimal_of(v: &Value) -> Result<Decimal, String> {
     let Value::Number(n) = v else {
         return Err(format!("must be a number, got {v}"));
     };
-    let text = n.as_str();
-    let parsed = if text.contains(['e', 'E']) {
-        Decimal::from_scientific(text).map(|d| d.normalize())
-    } else {
-        Decimal::from_str_exact(text)
-    };
-    parsed.map_err(|e| format!("must be a decimal number, got `{text}` ({e})"))
+    crate::event::parse_decimal(n.as_str())
 }
 
 /// Build one entry from a LiteLLM model object. `Err` is the skip reason and detail.
