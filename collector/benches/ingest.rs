@@ -265,14 +265,7 @@ fn main() {
 
     // 1. SDK → collector → commit.
     let (ingest_s, stats) = ingest(&endpoint, &key, "bench-sdk", n);
-    let metrics = rt.block_on(async {
-        reqwest::get(format!("{endpoint}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let metrics = fetch_metrics(&rt, &endpoint);
 
     // 2. psql \copy of the same rows.
     let csv_path =
@@ -309,14 +302,7 @@ fn main() {
     paced(&endpoint, &key, "bench-latency", lat_n, rate);
     let (p50, p95) = rt.block_on(latency(&db, "bench-latency"));
     let (b50, b95) = rt.block_on(latency(&db, "bench-sdk"));
-    let metrics_after = rt.block_on(async {
-        reqwest::get(format!("{endpoint}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let metrics_after = fetch_metrics(&rt, &endpoint);
 
     let copy_rate = n as f64 / copy_s;
     println!();
@@ -362,4 +348,16 @@ fn main() {
     drop(db);
     pg.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The collector's Prometheus text.
+fn fetch_metrics(rt: &tokio::runtime::Runtime, endpoint: &str) -> String {
+    rt.block_on(async {
+        reqwest::get(format!("{endpoint}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    })
 }

@@ -424,39 +424,16 @@ async fn hostile_requests_get_exact_statuses_and_named_errors() {
             assert_eq!(v, json!({"accepted": 1, "duplicates": 1, "rejected": []}));
         }
         // Still serving after every case.
-        let h = env
-            .http
-            .get(format!("{}/healthz", env.base))
-            .send()
-            .await
-            .expect("healthz");
+        let h = env.get("/healthz").await;
         assert_eq!(h.status().as_u16(), 200, "after {}", c.name);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let m = env
-        .http
-        .get(format!("{}/metrics", env.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let m = env.get("/metrics").await.text().await.expect("text");
     assert!(!m.contains("status=\"500\""), "{m}");
     // Wrong method and route are answered too, not 500.
-    let r = env
-        .http
-        .get(format!("{}/v1/batch", env.base))
-        .send()
-        .await
-        .expect("get");
+    let r = env.get("/v1/batch").await;
     assert_eq!(r.status().as_u16(), 405);
-    let r = env
-        .http
-        .get(format!("{}/nope", env.base))
-        .send()
-        .await
-        .expect("404");
+    let r = env.get("/nope").await;
     assert_eq!(r.status().as_u16(), 404);
     env.shutdown().await;
 }

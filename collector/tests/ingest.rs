@@ -256,22 +256,9 @@ async fn ingest_end_to_end() {
     );
 
     // -- health and metrics --
-    let h = env
-        .http
-        .get(format!("{}/healthz", env.base))
-        .send()
-        .await
-        .expect("healthz");
+    let h = env.get("/healthz").await;
     assert_eq!(h.status().as_u16(), 200);
-    let m = env
-        .http
-        .get(format!("{}/metrics", env.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let m = env.get("/metrics").await.text().await.expect("text");
     for needle in [
         "agenttally_ingest_events_accepted_total 87",
         "agenttally_ingest_events_duplicate_total",

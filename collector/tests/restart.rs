@@ -89,12 +89,7 @@ async fn postgres_restart_under_load_loses_nothing() {
     assert_eq!(s, 503, "{v}");
     assert_eq!(v["error"]["code"], "unavailable");
     assert!(h.contains_key("retry-after"));
-    let health = env
-        .http
-        .get(format!("{}/healthz", env.base))
-        .send()
-        .await
-        .expect("healthz");
+    let health = env.get("/healthz").await;
     assert_eq!(health.status().as_u16(), 503);
 
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use agenttally::AnalyticsEvent;
+use agenttally::{AnalyticsEvent, Usage};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use rust_decimal::Decimal;
 use tokio_postgres::GenericClient;
@@ -48,8 +48,8 @@ pub struct Delta {
     pub costed_events: i64,
     pub unpriced_events: i64,
     pub unpriced_tokens: i64,
-    /// input, cached_input, cache_write, cache_write_1h, output, reasoning, requests.
-    pub tokens: [i64; 7],
+    /// Summed usage buckets.
+    pub tokens: Usage,
     pub duration_count: i64,
     pub duration_sum_ms: i64,
     pub duration_hist: Histogram,
@@ -75,19 +75,8 @@ impl Delta {
             self.unpriced_events += 1;
             self.unpriced_tokens += e.usage.map_or(0, |u| i(u.total_tokens()));
         }
-        if let Some(u) = e.usage {
-            let add = [
-                u.input_tokens,
-                u.cached_input_tokens,
-                u.cache_write_tokens,
-                u.cache_write_1h_tokens,
-                u.output_tokens,
-                u.reasoning_tokens,
-                u.requests,
-            ];
-            for (t, n) in self.tokens.iter_mut().zip(add) {
-                *t = t.saturating_add(i(n));
-            }
+        if let Some(u) = &e.usage {
+            self.tokens = self.tokens.add(u);
         }
         if let Some(d) = e.duration_ms {
             self.duration_count += 1;
@@ -199,13 +188,13 @@ pub async fn upsert(
             d.costed_events,
             d.unpriced_events,
             d.unpriced_tokens,
-            d.tokens[0],
-            d.tokens[1],
-            d.tokens[2],
-            d.tokens[3],
-            d.tokens[4],
-            d.tokens[5],
-            d.tokens[6],
+            i(d.tokens.input_tokens),
+            i(d.tokens.cached_input_tokens),
+            i(d.tokens.cache_write_tokens),
+            i(d.tokens.cache_write_1h_tokens),
+            i(d.tokens.output_tokens),
+            i(d.tokens.reasoning_tokens),
+            i(d.tokens.requests),
             d.duration_count,
             d.duration_sum_ms,
             d.queue_count,

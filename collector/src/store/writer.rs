@@ -429,10 +429,12 @@ async fn insert_events<'e>(
     let u5 = u(|u| u.reasoning_tokens);
     let u6 = u(|u| u.requests);
     let success: Vec<bool> = events.iter().map(|e| e.success).collect();
-    let meta: Vec<serde_json::Value> = events
-        .iter()
-        .map(|e| serde_json::Value::Object(e.metadata.clone()))
-        .collect();
+    // Bound by reference: no copy of each event's metadata.
+    let meta: Vec<tokio_postgres::types::Json<&serde_json::Map<String, serde_json::Value>>> =
+        events
+            .iter()
+            .map(|e| tokio_postgres::types::Json(&e.metadata))
+            .collect();
     tx.execute(
         stmt,
         &[

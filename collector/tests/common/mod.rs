@@ -19,6 +19,15 @@ pub struct Env {
 }
 
 impl Env {
+    /// GET `path` (e.g. `/healthz`) on the collector.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET")
+    }
+
     pub async fn start() -> Env {
         Self::start_with(|_| {}).await
     }
