@@ -18,7 +18,7 @@ use super::spool::Spool;
 use super::stats::Counters;
 use super::transport::{Response, Transport, TransportError};
 use super::Encoded;
-use crate::event::{now_micros, pack_encoded};
+use crate::event::{encoded_batch_len, now_micros, pack_encoded};
 use crate::{Batch, BatchLimits};
 
 pub(crate) enum Ctrl {
@@ -205,14 +205,13 @@ impl WorkerState {
         if ov.is_empty() {
             return;
         }
-        let mut recs = Vec::with_capacity(ov.len());
-        while let Some(item) = ov.pop() {
-            recs.push(item.rec);
-        }
-        let n = recs.len();
-        let written = self.shared.spool().as_mut().map_or(0, |s| s.append(&recs));
-        if written < n && self.shared.spool().is_none() {
-            Counters::add(&self.shared.counters.dropped_spool_io, n - written);
+        let recs: Vec<Encoded> = std::iter::from_fn(|| ov.pop()).map(|i| i.rec).collect();
+        // The spool counts what it cannot take itself; without one, all of it is lost.
+        match self.shared.spool().as_mut() {
+            Some(s) => {
+                s.append(&recs);
+            }
+            None => Counters::add(&self.shared.counters.dropped_spool_io, recs.len()),
         }
     }
 
@@ -243,7 +242,6 @@ impl WorkerState {
                 break;
             }
             let mut events = Vec::with_capacity(self.flush_at.min(self.shared.queue.len() + 1));
-            let mut bytes = 64usize;
             let (mut min_seq, mut oldest) = (u64::MAX, None::<Instant>);
             let mut held = 0usize;
             while events.len() < self.flush_at {
@@ -251,11 +249,10 @@ impl WorkerState {
                     break;
                 };
                 let size = item.size();
-                if !events.is_empty() && bytes + size + 1 > limits.max_batch_bytes {
+                if !limits.fits(events.len(), held, size) {
                     self.head = Some((seq, item));
                     break;
                 }
-                bytes += size + 1;
                 held += size;
                 min_seq = min_seq.min(seq);
                 oldest = Some(oldest.map_or(item.at, |o: Instant| o.min(item.at)));
@@ -502,7 +499,8 @@ fn past(rx: &watch::Receiver<Option<Instant>>) -> bool {
 }
 
 fn body_of(batch: &[Encoded]) -> Arc<Vec<u8>> {
-    let mut out = Vec::with_capacity(batch.iter().map(|e| e.json.len() + 1).sum::<usize>() + 64);
+    let held = batch.iter().map(|e| e.json.len()).sum();
+    let mut out = Vec::with_capacity(encoded_batch_len(batch.len(), held));
     Batch::encode_raw(&mut out, batch.iter().map(|e| &e.json[..]), now_micros());
     Arc::new(out)
 }

@@ -31,6 +31,22 @@ impl BatchLimits {
     };
 }
 
+impl BatchLimits {
+    /// Whether an event of `size` bytes may join a batch already holding `count` events of
+    /// `held` bytes in all. An empty batch takes any event (the collector judges its size).
+    pub fn fits(&self, count: usize, held: usize, size: usize) -> bool {
+        count == 0
+            || (count < self.max_events
+                && encoded_batch_len(count + 1, held + size) <= self.max_batch_bytes)
+    }
+}
+
+/// Length of a batch body holding `count` events of `held` bytes in all: the envelope, the
+/// events and the commas between them.
+pub fn encoded_batch_len(count: usize, held: usize) -> usize {
+    ENVELOPE_OVERHEAD + held + count.saturating_sub(1)
+}
+
 impl Default for BatchLimits {
     fn default() -> Self {
         BatchLimits::V1
@@ -215,22 +231,17 @@ pub fn pack_encoded(
     limits: &BatchLimits,
 ) -> Vec<Range<usize>> {
     let mut out = Vec::new();
-    let (mut start, mut count, mut bytes) = (0usize, 0usize, ENVELOPE_OVERHEAD);
-    let mut i = 0usize;
-    for size in sizes {
-        let add = size + usize::from(count > 0);
-        if count > 0 && (count == limits.max_events || bytes + add > limits.max_batch_bytes) {
+    let (mut start, mut count, mut held) = (0usize, 0usize, 0usize);
+    for (i, size) in sizes.into_iter().enumerate() {
+        if !limits.fits(count, held, size) {
             out.push(start..i);
-            start = i;
-            count = 0;
-            bytes = ENVELOPE_OVERHEAD;
+            (start, count, held) = (i, 0, 0);
         }
-        bytes += size + usize::from(count > 0);
         count += 1;
-        i += 1;
+        held += size;
     }
     if count > 0 {
-        out.push(start..i);
+        out.push(start..start + count);
     }
     out
 }

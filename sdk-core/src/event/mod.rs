@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-pub use batch::{pack_encoded, Batch, BatchLimits, DecodedBatch, Rejected};
+pub use batch::{encoded_batch_len, pack_encoded, Batch, BatchLimits, DecodedBatch, Rejected};
 pub use builder::{AgentEvent, BillingEvent, CustomerEvent, EventBuilder, ProviderEvent};
 pub use kinds::{CostStatus, EventType, ServiceTier};
 pub use usage::{Usage, BUCKETS as USAGE_BUCKETS};
