@@ -75,7 +75,7 @@ struct ServeArgs {
     hourly_retention_days: u32,
     /// How long a commit group lingers for more requests once none are waiting, in milliseconds
     /// (0: commit as soon as the channel is dry).
-    #[arg(long, env = "AGENTTALLY_COMMIT_INTERVAL_MS", default_value_t = 0)]
+    #[arg(long, env = "AGENTTALLY_COMMIT_INTERVAL_MS", default_value_t = config::DEFAULT_COMMIT_INTERVAL.as_millis() as u64)]
     commit_interval_ms: u64,
 }
 

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use agenttally::pricing::{display_round, Baseline, PriceBook, SavingsSummary, Task};
-use agenttally::{ServiceTier, Usage};
+use agenttally::Usage;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
@@ -34,11 +34,7 @@ pub async fn report(database_url: &str, tenants: &[String]) -> Result<String> {
         // Read as the application role with the tenant set, so row-level security applies.
         let tx = client.transaction().await?;
         tx.batch_execute("SET LOCAL ROLE agenttally_app").await?;
-        tx.execute(
-            "SELECT set_config('agenttally.tenant_id', $1, true)",
-            &[tenant],
-        )
-        .await?;
+        tx.execute(store::SET_TENANT_SQL, &[tenant]).await?;
         let outcomes = tx
             .query(
                 "SELECT event_type, sum(events)::bigint FROM rollup_daily
@@ -146,7 +142,7 @@ pub async fn report(database_url: &str, tenants: &[String]) -> Result<String> {
                 t.tier = r
                     .get::<_, Option<String>>(3)
                     .and_then(|s| s.parse().ok())
-                    .unwrap_or(ServiceTier::Standard);
+                    .unwrap_or_default();
                 t.actual_usd = r.get(5);
                 t.success = r.get(13);
                 t

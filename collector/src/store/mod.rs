@@ -18,6 +18,14 @@ use crate::error::{Error, Result};
 
 /// A pool of connections to `database_url`. Broken connections (e.g. after a PostgreSQL restart)
 /// are discarded on recycle and replaced on the next `get`, so the collector reconnects by itself.
+/// A count for a BIGINT column (validation caps counts far below the limit).
+pub(crate) fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Sets the tenant row-level security checks against, for the rest of the transaction.
+pub(crate) const SET_TENANT_SQL: &str = "SELECT set_config('agenttally.tenant_id', $1, true)";
+
 pub fn connect_pool(database_url: &str, max_size: usize) -> Result<Pool> {
     let mut cfg = tokio_postgres::Config::from_str(database_url)
         .map_err(|e| Error::Config(format!("--database-url: {e}")))?;

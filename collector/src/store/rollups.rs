@@ -58,9 +58,7 @@ pub struct Delta {
     pub queue_hist: Histogram,
 }
 
-fn i(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
+use super::to_i64 as i;
 
 impl Delta {
     fn add(&mut self, e: &AnalyticsEvent) {

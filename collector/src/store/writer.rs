@@ -108,7 +108,6 @@ pub fn spawn(
         cfg: cfg.clone(),
         metrics: metrics.clone(),
         partitions: HashSet::new(),
-        insert_sql: insert_sql(),
         hourly_sql: rollups::upsert_sql(Grain::Hourly),
         daily_sql: rollups::upsert_sql(Grain::Daily),
     };
@@ -122,7 +121,6 @@ struct Writer {
     metrics: Arc<Metrics>,
     /// Day partitions known to exist.
     partitions: HashSet<NaiveDate>,
-    insert_sql: String,
     hourly_sql: String,
     daily_sql: String,
 }
@@ -327,18 +325,15 @@ impl Writer {
         }
         let tx = client.transaction().await?;
         let claim = tx.prepare_cached(CLAIM_IDS_SQL).await?;
-        let insert = tx.prepare_cached(&self.insert_sql).await?;
+        let insert = tx.prepare_cached(INSERT_SQL).await?;
+        let set_tenant = tx.prepare_cached(super::SET_TENANT_SQL).await?;
         let hourly = tx.prepare_cached(&self.hourly_sql).await?;
         let daily = tx.prepare_cached(&self.daily_sql).await?;
         // Data access as the non-superuser app role, one tenant at a time, under RLS.
         tx.batch_execute("SET LOCAL ROLE agenttally_app").await?;
         let mut inserted = HashSet::new();
         for (tenant, events) in by_tenant {
-            tx.query_one(
-                "SELECT set_config('agenttally.tenant_id', $1, true)",
-                &[&tenant],
-            )
-            .await?;
+            tx.query_one(&set_tenant, &[&tenant]).await?;
             let fresh = insert_events(&tx, &claim, &insert, tenant, &events).await?;
             for (grain, stmt) in [(Grain::Hourly, &hourly), (Grain::Daily, &daily)] {
                 let d = rollups::deltas(grain, fresh.iter().copied());
@@ -358,7 +353,7 @@ const CLAIM_IDS_SQL: &str = "INSERT INTO event_ids (tenant_id, id) SELECT $1, un
 
 /// Raw rows of events whose ids were just claimed. Two statements rather than one CTE joining
 /// the claimed ids back to the input: the join's hash build was a third of the commit's time.
-fn insert_sql() -> String {
+const INSERT_SQL: &str =
     "INSERT INTO events (tenant_id, id, ts, event_type, correlation_id, user_id, agent_id,
         workflow_id, duration_ms, queue_ms, cost_usd, cost_status, price_version, provider,
         model, task_type, service_tier, input_tokens, cached_input_tokens, cache_write_tokens,
@@ -368,9 +363,7 @@ fn insert_sql() -> String {
         $7::text[], $8::text[], $9::int8[], $10::int8[], $11::numeric[], $12::text[],
         $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[],
         $19::int8[], $20::int8[], $21::int8[], $22::int8[], $23::int8[], $24::int8[],
-        $25::bool[], $26::text[], $27::jsonb[])"
-        .to_string()
-}
+        $25::bool[], $26::text[], $27::jsonb[])";
 
 /// Store the events not stored before and return them (the ones rollups must count).
 async fn insert_events<'e>(
@@ -395,9 +388,7 @@ async fn insert_events<'e>(
     if events.is_empty() {
         return Ok(events);
     }
-    fn i(n: u64) -> i64 {
-        i64::try_from(n).unwrap_or(i64::MAX)
-    }
+    use super::to_i64 as i;
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     let ts: Vec<_> = events.iter().map(|e| e.timestamp).collect();
     let et: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
