@@ -9,6 +9,8 @@ use std::fmt;
 pub enum ErrorKind {
     /// An event, batch, usage or price entry broke a rule of the wire format.
     Invalid,
+    /// A batch exceeds a size limit (bytes or event count): split it and send again.
+    TooLarge,
     /// Input could not be decoded (malformed JSON, wrong type).
     Decode,
     /// A configuration value is out of range.
@@ -32,6 +34,9 @@ pub enum Error {
     /// A field broke a rule. `field` is a dotted path (`usage.output_tokens`, `batch[3].id`).
     #[error("{}: {rule}", display_field(.field))]
     Invalid { field: String, rule: String },
+    /// A batch exceeds a size limit of the wire format (a collector answers 413).
+    #[error("{}: {rule}", display_field(.field))]
+    TooLarge { field: String, rule: String },
     /// The input was not decodable at `field` (empty when the problem is the whole document).
     #[error("{}: {message}", display_field(.field))]
     Decode { field: String, message: String },
@@ -87,6 +92,14 @@ impl Error {
         }
     }
 
+    /// A size limit broken by `field` (a batch).
+    pub fn too_large(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        Error::TooLarge {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+
     /// A configuration setting out of range.
     pub fn config(setting: impl Into<String>, rule: impl Into<String>) -> Self {
         Error::Config {
@@ -99,6 +112,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Invalid { .. } => ErrorKind::Invalid,
+            Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::Decode { .. } => ErrorKind::Decode,
             Error::Config { .. } => ErrorKind::Config,
             Error::Pricing(_) => ErrorKind::Pricing,
@@ -112,7 +126,9 @@ impl Error {
     /// The field (or setting) the error is about, if it is about one.
     pub fn field(&self) -> Option<&str> {
         match self {
-            Error::Invalid { field, .. } | Error::Decode { field, .. } => Some(field),
+            Error::Invalid { field, .. }
+            | Error::TooLarge { field, .. }
+            | Error::Decode { field, .. } => Some(field),
             Error::Config { setting, .. } => Some(setting),
             _ => None,
         }

@@ -107,8 +107,7 @@ async fn handle(
         ));
     }
     let decoded = Batch::decode(&bytes, &limits).map_err(|e| {
-        if e.kind() == ErrorKind::Invalid && e.field() == Some("batch") {
-            // The envelope's only Invalid errors are its size and event-count limits.
+        if e.kind() == ErrorKind::TooLarge {
             ApiError::too_large(e.to_string())
         } else {
             ApiError::bad_request("malformed_batch", e.to_string())

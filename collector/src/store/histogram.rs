@@ -69,16 +69,6 @@ impl Histogram {
             *self.0.entry(*b).or_default() += n;
         }
     }
-
-    /// The jsonb form `{"bucket": count}`.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::Value::Object(
-            self.0
-                .iter()
-                .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
-                .collect(),
-        )
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use agenttally::{AnalyticsEvent, Usage};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use rust_decimal::Decimal;
+use tokio_postgres::types::Json;
 use tokio_postgres::GenericClient;
 
 use super::histogram::Histogram;
@@ -36,8 +37,9 @@ impl Grain {
     }
 }
 
-/// `(bucket, event_type, provider, model, task_type)`; absent dimensions are `""`.
-pub type Key = (DateTime<Utc>, &'static str, String, String, String);
+/// `(bucket, event_type, provider, model, task_type)`; absent dimensions are `""`. Borrowed
+/// from the events, which outlive the transaction.
+pub type Key<'a> = (DateTime<Utc>, &'static str, &'a str, &'a str, &'a str);
 
 /// Sums over the events of one key.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -93,15 +95,15 @@ impl Delta {
 pub fn deltas<'a>(
     grain: Grain,
     events: impl IntoIterator<Item = &'a AnalyticsEvent>,
-) -> BTreeMap<Key, Delta> {
-    let mut out: BTreeMap<Key, Delta> = BTreeMap::new();
+) -> BTreeMap<Key<'a>, Delta> {
+    let mut out: BTreeMap<Key<'a>, Delta> = BTreeMap::new();
     for e in events {
         let key = (
             grain.bucket(e.timestamp),
             e.event_type.as_str(),
-            e.provider.clone().unwrap_or_default(),
-            e.model.clone().unwrap_or_default(),
-            e.task_type.clone().unwrap_or_default(),
+            e.provider.as_deref().unwrap_or(""),
+            e.model.as_deref().unwrap_or(""),
+            e.task_type.as_deref().unwrap_or(""),
         );
         out.entry(key).or_default().add(e);
     }
@@ -158,7 +160,7 @@ pub async fn upsert(
     client: &impl GenericClient,
     sql: &tokio_postgres::Statement,
     tenant: &str,
-    deltas: &BTreeMap<Key, Delta>,
+    deltas: &BTreeMap<Key<'_>, Delta>,
 ) -> Result<(), tokio_postgres::Error> {
     if deltas.is_empty() {
         return Ok(());
@@ -176,9 +178,9 @@ pub async fn upsert(
     for ((b, t, p, m, k), d) in deltas {
         bucket.push(*b);
         et.push(*t);
-        prov.push(p.as_str());
-        model.push(m.as_str());
-        task.push(k.as_str());
+        prov.push(*p);
+        model.push(*m);
+        task.push(*k);
         cost.push(d.cost_usd);
         let ints = [
             d.events,
@@ -201,8 +203,9 @@ pub async fn upsert(
         for (c, v) in cols.iter_mut().zip(ints) {
             c.push(v);
         }
-        dh.push(d.duration_hist.to_json());
-        qh.push(d.queue_hist.to_json());
+        // jsonb `{"bucket": count}`: JSON writes the integer keys as strings.
+        dh.push(Json(&d.duration_hist.0));
+        qh.push(Json(&d.queue_hist.0));
     }
     let [events, successes, costed, unpriced, unpriced_tok, t0, t1, t2, t3, t4, t5, t6, dc, ds, qc, qs] =
         &cols;

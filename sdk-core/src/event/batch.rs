@@ -158,7 +158,7 @@ impl Batch {
     /// own, so a bad event is rejected by itself. Never panics on any input.
     pub fn decode(bytes: &[u8], limits: &BatchLimits) -> Result<DecodedBatch, Error> {
         if bytes.len() > limits.max_batch_bytes {
-            return Err(Error::invalid(
+            return Err(Error::too_large(
                 "batch",
                 format!(
                     "body must be at most {} bytes uncompressed, got {}",
@@ -172,7 +172,7 @@ impl Batch {
             _ => e.within("batch"),
         })?;
         if env.batch.len() > limits.max_events {
-            return Err(Error::invalid(
+            return Err(Error::too_large(
                 "batch",
                 format!(
                     "must hold at most {} events, got {}",
