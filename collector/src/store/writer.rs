@@ -195,17 +195,17 @@ impl Writer {
     async fn commit_group(&mut self, group: Vec<WriteRequest>) {
         let started = Instant::now();
         // Flatten, and settle duplicates inside the group here: only the first (tenant, id)
-        // goes to the database.
-        let mut outcomes: Vec<Vec<Option<Outcome>>> =
-            group.iter().map(|r| vec![None; r.events.len()]).collect();
+        // goes to the database; the rest keep the `Duplicate` they start with.
+        let mut outcomes: Vec<Vec<Outcome>> = group
+            .iter()
+            .map(|r| vec![Outcome::Duplicate; r.events.len()])
+            .collect();
         let mut seen: HashSet<(&str, Uuid)> = HashSet::new();
         let mut entries: Vec<(usize, usize)> = Vec::new();
         for (ri, r) in group.iter().enumerate() {
             for (ei, e) in r.events.iter().enumerate() {
                 if seen.insert((e.tenant_id.as_str(), e.id)) {
                     entries.push((ri, ei));
-                } else {
-                    outcomes[ri][ei] = Some(Outcome::Duplicate);
                 }
             }
         }
@@ -213,10 +213,7 @@ impl Writer {
         self.metrics.commit_latency.observe(started.elapsed());
         for (r, outs) in group.into_iter().zip(outcomes) {
             let reply = match &result {
-                Ok(()) => Ok(outs
-                    .into_iter()
-                    .map(|o| o.unwrap_or(Outcome::Duplicate))
-                    .collect()),
+                Ok(()) => Ok(outs),
                 Err(e) => Err(e.clone()),
             };
             let _ = r.reply.send(reply);
@@ -230,7 +227,7 @@ impl Writer {
         &mut self,
         group: &[WriteRequest],
         entries: &[(usize, usize)],
-        outcomes: &mut [Vec<Option<Outcome>>],
+        outcomes: &mut [Vec<Outcome>],
     ) -> Result<(), Unavailable> {
         let mut pending = vec![entries.to_vec()];
         while let Some(part) = pending.pop() {
@@ -247,7 +244,7 @@ impl Writer {
                     self.partitions.clear();
                     if let [(ri, ei)] = part[..] {
                         tracing::warn!("event {ei} of a request could not be stored: {m}");
-                        outcomes[ri][ei] = Some(Outcome::Failed(m));
+                        outcomes[ri][ei] = Outcome::Failed(m);
                         continue;
                     }
                     tracing::debug!("commit of {} events failed ({m}); splitting", part.len());
@@ -274,7 +271,7 @@ impl Writer {
         &mut self,
         group: &[WriteRequest],
         entries: &[(usize, usize)],
-        outcomes: &mut [Vec<Option<Outcome>>],
+        outcomes: &mut [Vec<Outcome>],
     ) -> Result<(), Fail> {
         let mut tries = 0;
         loop {
@@ -283,11 +280,11 @@ impl Writer {
                     for &(ri, ei) in entries {
                         let e = &group[ri].events[ei];
                         let fresh = inserted.contains(&(e.tenant_id.as_str(), e.id));
-                        outcomes[ri][ei] = Some(if fresh {
+                        outcomes[ri][ei] = if fresh {
                             Outcome::Inserted
                         } else {
                             Outcome::Duplicate
-                        });
+                        };
                     }
                     return Ok(());
                 }
