@@ -139,6 +139,33 @@ proptest! {
         prop_assert_eq!(back.to_json(), json);
     }
 
+    /// `encoded_len()` is computed from the fields, not by serialising: it must match the
+    /// serialiser for any text (control characters, quotes, any Unicode), valid or not.
+    #[test]
+    fn encoded_len_matches_the_serialiser_for_any_text(
+        mut e in event(),
+        texts in prop::collection::vec(any::<String>(), 6),
+        key in any::<String>(),
+        duration in any::<i64>(),
+        cost in any::<i64>(),
+        scale in 0u32..=28,
+        year in prop::sample::select(vec![-5000i32, 0, 9999, 10000, 200000]),
+    ) {
+        use chrono::Datelike;
+        e.tenant_id = texts[0].clone();
+        e.correlation_id = texts[1].clone();
+        e.agent_id = Some(texts[2].clone());
+        e.model = Some(texts[3].clone());
+        e.error_code = Some(texts[4].clone());
+        e.metadata.insert(key, Value::String(texts[5].clone()));
+        e.duration_ms = Some(duration);
+        e.cost_usd = Some(Decimal::new(cost, scale));
+        if let Some(t) = e.timestamp.with_year(year) {
+            e.timestamp = t;
+        }
+        prop_assert_eq!(e.to_json().len(), e.encoded_len());
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = AnalyticsEvent::from_slice(&bytes);

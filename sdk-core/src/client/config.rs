@@ -179,12 +179,14 @@ impl ClientBuilder {
         self.flush_interval = d;
         self
     }
-    /// Most events held in memory.
+    /// Most events waiting in the queue (in-flight ones are not counted; at most 2^23).
     pub fn max_queue_events(mut self, n: usize) -> Self {
         self.max_queue_events = n;
         self
     }
-    /// Most serialized bytes held in memory.
+    /// Most memory held by events waiting or in flight: a queued event counts its queue slot
+    /// and the heap it owns (strings, metadata; allocator overhead included), an event in flight
+    /// its serialized JSON. At most 2^39.
     pub fn max_queue_bytes(mut self, n: usize) -> Self {
         self.max_queue_bytes = n;
         self
@@ -315,8 +317,17 @@ impl ClientBuilder {
         if self.flush_interval < Duration::from_millis(1) {
             return Err(Error::config("flush_interval", "must be >= 1ms"));
         }
-        if self.max_queue_events < 1 {
-            return Err(Error::config("max_queue_events", "must be >= 1"));
+        if !(1..=1 << 23).contains(&self.max_queue_events) {
+            return Err(Error::config(
+                "max_queue_events",
+                format!("must be 1..=8388608, got {}", self.max_queue_events),
+            ));
+        }
+        if self.max_queue_bytes > 1 << 39 {
+            return Err(Error::config(
+                "max_queue_bytes",
+                format!("must be at most 2^39, got {}", self.max_queue_bytes),
+            ));
         }
         if self.max_queue_bytes < crate::event::MAX_EVENT_BYTES {
             return Err(Error::config(

@@ -121,9 +121,11 @@ impl Client {
                     cfg.gzip,
                 )?),
             };
+            // One blocking thread compresses bodies (one reused compressor, one malloc arena):
+            // the SDK never takes more than the worker and that thread from the host.
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .max_blocking_threads(4)
+                .max_blocking_threads(1)
                 .thread_name("agenttally-blocking")
                 .build()
                 .map_err(|e| Error::Io(format!("starting the worker runtime: {e}")))?;

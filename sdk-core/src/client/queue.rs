@@ -1,65 +1,99 @@
 //! The hot path: what `track()` does between validation and return. A bounded lock-free
-//! `ArrayQueue` plus an atomic byte budget; no lock, no I/O, no allocation beyond the event.
+//! lock-free segmented queue that events move into, plus an atomic memory budget: no lock, no
+//! I/O, no serialization; an allocation only for each new block of 31 slots.
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::ArrayQueue;
+use crossbeam_queue::SegQueue;
 use uuid::Uuid;
 
 use super::config::{ClientBuilder, OverflowPolicy};
 use super::spool::{Spool, SpoolConfig};
 use super::stats::{load, Counters, Dropped, Stats};
 use super::{AutoPrice, Encoded};
-use crate::event::validate;
+use crate::event::{size, validate};
 use crate::{AnalyticsEvent, Error};
 
-/// One accepted event waiting for the worker, already serialized: `track()` serializes once
-/// (the size check needs the length anyway), so memory held is what `max_queue_bytes` counts and
-/// the worker only concatenates.
+/// One accepted event waiting for the worker, as the caller made it: `track()` only validates
+/// and moves it into the queue; the worker serializes it when it takes it.
 #[derive(Debug)]
 pub(crate) struct Item {
+    pub event: AnalyticsEvent,
+    /// Memory the event holds while queued (its queue slot and its heap), counted against
+    /// `max_queue_bytes`.
+    pub held: usize,
+    pub at: Instant,
+}
+
+/// An event the worker has taken off the queue and serialized (in flight or next in line).
+#[derive(Debug)]
+pub(crate) struct Ready {
     pub rec: Encoded,
+    /// Memory held once serialized, counted against `max_queue_bytes` until settled.
+    pub held: usize,
     pub at: Instant,
 }
 
 impl Item {
-    /// Serialized size, counted against `max_queue_bytes` until the event is settled.
+    /// Serialize for the wire. Returns how the memory held changes (the caller applies it to
+    /// the budget, once per batch rather than once per event).
+    pub(crate) fn encode(self) -> (Ready, isize) {
+        let json = encode(&self.event);
+        let held = size::chunk(json.len()) + std::mem::size_of::<Encoded>();
+        let delta = held as isize - self.held as isize;
+        let ready = Ready {
+            rec: Encoded {
+                id: self.event.id,
+                json,
+            },
+            held,
+            at: self.at,
+        };
+        (ready, delta)
+    }
+}
+
+impl Ready {
+    /// Serialized size, for the batch limits.
     pub(crate) fn size(&self) -> usize {
         self.rec.json.len()
     }
 }
 
-thread_local! {
-    static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(4096));
+/// The wire JSON in an exactly-sized allocation.
+pub(crate) fn encode(event: &AnalyticsEvent) -> Vec<u8> {
+    let mut out = Vec::with_capacity(event.encoded_len());
+    // Serializing this type cannot fail (see `AnalyticsEvent::to_json`).
+    let _ = serde_json::to_writer(&mut out, event);
+    out
 }
 
-/// The wire JSON in an exactly-sized allocation (serialized into a reused per-thread buffer, then
-/// copied once), so held memory matches the byte accounting.
-fn encode(event: &AnalyticsEvent) -> Vec<u8> {
-    BUF.with_borrow_mut(|b| {
-        b.clear();
-        // Serializing this type cannot fail (see `AnalyticsEvent::to_json`).
-        let _ = serde_json::to_writer(&mut *b, event);
-        let out = b.as_slice().to_vec();
-        if b.capacity() > 64 * 1024 {
-            *b = Vec::with_capacity(4096);
-        }
-        out
-    })
-}
+/// Memory of one queue slot: the item and the slot's state word (blocks of 31 slots).
+const SLOT: usize = std::mem::size_of::<Item>() + std::mem::size_of::<usize>();
+
+/// `spool` policy: events waiting for the worker to write them to disk, at most.
+const OVERFLOW_EVENTS: usize = 4096;
+
+/// The budget word: events above this bit, bytes below (1 TiB; the builder caps both).
+pub(crate) const EVENT_SHIFT: u32 = 40;
+const ONE_EVENT: u64 = 1 << EVENT_SHIFT;
+const BYTES: u64 = ONE_EVENT - 1;
 
 const CLOSED: usize = 1 << (usize::BITS - 1);
 
 /// State shared by `track()` callers and the worker.
 pub(crate) struct Shared {
-    pub queue: ArrayQueue<Item>,
+    /// Unbounded in itself (blocks of slots allocated as it grows, freed as it drains); bounded
+    /// by `max_queue_events` and the `bytes` budget.
+    pub queue: SegQueue<Item>,
     /// `spool` policy: events the full queue could not take, for the worker to write to disk.
-    pub overflow: Option<ArrayQueue<Item>>,
-    /// Serialized bytes of queued and in-flight events.
-    pub bytes: AtomicUsize,
+    pub overflow: Option<SegQueue<Item>>,
+    /// Queued events (high bits) and the memory held by queued and in-flight events (low bits):
+    /// one atomic add reserves both on the hot path.
+    budget: AtomicU64,
     /// High bit: closed. Low bits: `track()` calls between their closed check and their push.
     state: AtomicUsize,
     pub counters: Arc<Counters>,
@@ -68,6 +102,7 @@ pub(crate) struct Shared {
     pub spool: Mutex<Option<Spool>>,
     pub started: Instant,
     max_bytes: usize,
+    max_events: usize,
     flush_at: usize,
     policy: OverflowPolicy,
     disabled: bool,
@@ -108,16 +143,10 @@ impl Shared {
             ),
             _ => None,
         };
-        let capacity = if cfg.disabled {
-            1
-        } else {
-            cfg.max_queue_events
-        };
         Ok(Shared {
-            queue: ArrayQueue::new(capacity),
-            overflow: (cfg.overflow == OverflowPolicy::Spool && !cfg.disabled)
-                .then(|| ArrayQueue::new(capacity.clamp(1, 4096))),
-            bytes: AtomicUsize::new(0),
+            queue: SegQueue::new(),
+            overflow: (cfg.overflow == OverflowPolicy::Spool && !cfg.disabled).then(SegQueue::new),
+            budget: AtomicU64::new(0),
             state: AtomicUsize::new(0),
             counters,
             notify: tokio::sync::Notify::new(),
@@ -125,6 +154,7 @@ impl Shared {
             spool: Mutex::new(spool),
             started: Instant::now(),
             max_bytes: cfg.max_queue_bytes,
+            max_events: cfg.max_queue_events,
             flush_at: cfg.flush_at,
             policy: cfg.overflow,
             disabled: cfg.disabled,
@@ -163,15 +193,14 @@ impl Shared {
             event.id = Uuid::now_v7();
         }
         self.auto_price(&mut event);
-        validate::validate_fields(&event)?;
-        let json = encode(&event);
-        validate::check_encoded_len(&event, json.len())?;
+        validate::validate(&event)?;
         if self.disabled {
             return Ok(());
         }
         let _entered = self.enter()?;
         let item = Item {
-            rec: Encoded { id: event.id, json },
+            held: SLOT + size::heap(&event),
+            event,
             at: Instant::now(),
         };
         match self.push(item) {
@@ -193,21 +222,59 @@ impl Shared {
     }
 
     fn accepted(&self) {
-        self.counters.accepted.fetch_add(1, Relaxed);
-        if self.queue.len() >= self.flush_at && !self.woken.swap(true, AcqRel) {
+        // Every `flush_at`-th event wakes the worker (it also wakes on its interval): no queue
+        // length to read on the hot path.
+        let n = self.counters.accepted.fetch_add(1, Relaxed) + 1;
+        if n.is_multiple_of(self.flush_at as u64) && !self.woken.swap(true, AcqRel) {
             self.notify.notify_one();
         }
     }
 
+    /// Queue `item` within both budgets; returns the queue length before it.
+    // The refused item comes back by value for the overflow policy; boxing it would put an
+    // allocation on the hot path.
+    #[allow(clippy::result_large_err)]
     fn push(&self, item: Item) -> Result<(), Item> {
-        let size = item.size();
-        if self.bytes.fetch_add(size, AcqRel) + size > self.max_bytes {
-            self.bytes.fetch_sub(size, AcqRel);
+        let add = ONE_EVENT | item.held as u64;
+        let old = self.budget.fetch_add(add, AcqRel);
+        let (events, bytes) = ((old >> EVENT_SHIFT) as usize, (old & BYTES) as usize);
+        // An event larger than the whole budget still goes into an empty queue. The worker
+        // applies the events it took off the queue once per batch, so a full count is confirmed
+        // against the queue itself (off the hot path: only when the count says full).
+        if (bytes + item.held > self.max_bytes && bytes > 0)
+            || (events >= self.max_events && self.queue.len() >= self.max_events)
+        {
+            self.budget.fetch_sub(add, AcqRel);
             return Err(item);
         }
-        self.queue.push(item).inspect_err(|_| {
-            self.bytes.fetch_sub(size, AcqRel);
-        })
+        self.queue.push(item);
+        Ok(())
+    }
+
+    /// Settle `events` that held `bytes` (delivered, dropped, spooled or evicted).
+    pub(crate) fn release(&self, events: usize, bytes: usize) {
+        let v = ((events as u64) << EVENT_SHIFT) | bytes as u64;
+        if v > 0 {
+            self.budget.fetch_sub(v, AcqRel);
+        }
+    }
+
+    /// Apply the change in memory held when events were serialized.
+    pub(crate) fn adjust(&self, delta: isize) {
+        match delta {
+            0 => {}
+            d if d > 0 => {
+                self.budget.fetch_add(d.unsigned_abs() as u64, AcqRel);
+            }
+            d => {
+                self.budget.fetch_sub(d.unsigned_abs() as u64, AcqRel);
+            }
+        }
+    }
+
+    /// Memory held by queued and in-flight events.
+    pub(crate) fn held_bytes(&self) -> usize {
+        (self.budget.load(Relaxed) & BYTES) as usize
     }
 
     #[cold]
@@ -218,7 +285,7 @@ impl Shared {
                 // Bounded: each round evicts one; in-flight bytes cannot be evicted.
                 for _ in 0..64 {
                     let Some(old) = self.queue.pop() else { break };
-                    self.bytes.fetch_sub(old.size(), AcqRel);
+                    self.release(1, old.held);
                     self.counters.dropped_evicted.fetch_add(1, Relaxed);
                     match self.push(item) {
                         Ok(()) => {
@@ -230,20 +297,20 @@ impl Shared {
                 }
             }
             OverflowPolicy::Spool => {
-                if let Some(ov) = &self.overflow {
-                    match ov.push(item) {
-                        Ok(()) => {
-                            self.counters.accepted.fetch_add(1, Relaxed);
-                            if !self.woken.swap(true, AcqRel) {
-                                self.notify.notify_one();
-                            }
-                            return Ok(());
-                        }
-                        Err(back) => item = back,
+                if let Some(ov) = self.overflow.as_ref().filter(|o| o.len() < OVERFLOW_EVENTS) {
+                    ov.push(item);
+                    self.counters.accepted.fetch_add(1, Relaxed);
+                    if !self.woken.swap(true, AcqRel) {
+                        self.notify.notify_one();
                     }
+                    return Ok(());
                 }
                 // The worker is behind on disk writes too: write this one here rather than lose it.
-                let written = self.spool().as_mut().map_or(0, |s| s.append(&[item.rec]));
+                let rec = Encoded {
+                    id: item.event.id,
+                    json: encode(&item.event),
+                };
+                let written = self.spool().as_mut().map_or(0, |s| s.append(&[rec]));
                 if written == 1 {
                     self.counters.accepted.fetch_add(1, Relaxed);
                     return Ok(());
@@ -255,7 +322,7 @@ impl Shared {
         Err(Error::QueueFull(format!(
             "{} events / {} bytes held (max_queue_bytes {}); the event was dropped",
             self.queue.len(),
-            self.bytes.load(Relaxed),
+            self.held_bytes(),
             self.max_bytes
         )))
     }
@@ -285,10 +352,10 @@ impl Shared {
                 spool_full: load(&c.dropped_spool_full),
                 spool_io: load(&c.dropped_spool_io),
             },
-            queue_depth: (self.queue.len() + self.overflow.as_ref().map_or(0, ArrayQueue::len))
+            queue_depth: (self.queue.len() + self.overflow.as_ref().map_or(0, SegQueue::len))
                 as u64
                 + load(&c.in_flight_events),
-            queue_bytes: self.bytes.load(Relaxed) as u64,
+            queue_bytes: self.held_bytes() as u64,
             spooled: load(&c.spooled),
             replayed: load(&c.replayed),
             spool_pending: load(&c.spool_events),

@@ -3,7 +3,7 @@
 //! delivered, replays the spool, and answers `flush`/`shutdown`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering::{AcqRel, Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use tokio::sync::{mpsc as tmpsc, watch};
 use tokio::task::{Id, JoinError, JoinSet};
 
 use super::config::ClientBuilder;
-use super::queue::{Item, Shared};
+use super::queue::{Ready, Shared};
 use super::spool::Spool;
 use super::stats::Counters;
 use super::transport::{Response, Transport, TransportError};
@@ -68,7 +68,11 @@ pub(crate) struct WorkerState {
     has_spool: bool,
     tasks: JoinSet<Outcome>,
     meta: HashMap<Id, Meta>,
-    head: Option<(u64, Item)>,
+    head: Option<(u64, Ready)>,
+    /// Change in memory held by events serialized since the budget was last adjusted.
+    delta: isize,
+    /// Events taken off the queue since the budget was last adjusted.
+    popped: usize,
     next_seq: u64,
     flushes: Vec<(u64, mpsc::Sender<()>)>,
     stop_tx: watch::Sender<Option<Instant>>,
@@ -105,6 +109,8 @@ impl WorkerState {
             tasks: JoinSet::new(),
             meta: HashMap::new(),
             head: None,
+            delta: 0,
+            popped: 0,
             next_seq: 0,
             flushes: Vec::new(),
             stop_tx: watch::channel(None).0,
@@ -205,7 +211,12 @@ impl WorkerState {
         if ov.is_empty() {
             return;
         }
-        let recs: Vec<Encoded> = std::iter::from_fn(|| ov.pop()).map(|i| i.rec).collect();
+        let recs: Vec<Encoded> = std::iter::from_fn(|| ov.pop())
+            .map(|i| Encoded {
+                id: i.event.id,
+                json: super::queue::encode(&i.event),
+            })
+            .collect();
         // The spool counts what it cannot take itself; without one, all of it is lost.
         match self.shared.spool().as_mut() {
             Some(s) => {
@@ -218,7 +229,10 @@ impl WorkerState {
     fn pop_head(&mut self) {
         if self.head.is_none() {
             if let Some(item) = self.shared.queue.pop() {
-                self.head = Some((self.next_seq, item));
+                let (ready, delta) = item.encode();
+                self.delta += delta;
+                self.popped += 1;
+                self.head = Some((self.next_seq, ready));
                 self.next_seq += 1;
             }
         }
@@ -243,17 +257,18 @@ impl WorkerState {
             }
             let mut events = Vec::with_capacity(self.flush_at.min(self.shared.queue.len() + 1));
             let (mut min_seq, mut oldest) = (u64::MAX, None::<Instant>);
-            let mut held = 0usize;
+            let (mut held, mut json) = (0usize, 0usize);
             while events.len() < self.flush_at {
                 let Some((seq, item)) = self.head.take() else {
                     break;
                 };
                 let size = item.size();
-                if !limits.fits(events.len(), held, size) {
+                if !limits.fits(events.len(), json, size) {
                     self.head = Some((seq, item));
                     break;
                 }
-                held += size;
+                held += item.held;
+                json += size;
                 min_seq = min_seq.min(seq);
                 oldest = Some(oldest.map_or(item.at, |o: Instant| o.min(item.at)));
                 events.push(item.rec);
@@ -271,7 +286,13 @@ impl WorkerState {
                 },
             );
         }
+        self.apply_delta();
         self.launch_replay(now);
+    }
+
+    fn apply_delta(&mut self) {
+        self.shared.adjust(std::mem::take(&mut self.delta));
+        self.shared.release(std::mem::take(&mut self.popped), 0);
     }
 
     /// Replay the spool in the slots fresh events leave free (they go first, and one slot stays
@@ -349,7 +370,7 @@ impl WorkerState {
         };
         let c = &self.shared.counters;
         if meta.segment.is_none() {
-            self.shared.bytes.fetch_sub(meta.bytes, AcqRel);
+            self.shared.release(0, meta.bytes);
             c.in_flight_events.fetch_sub(meta.events as u64, Relaxed);
         } else {
             self.replays_in_flight = self.replays_in_flight.saturating_sub(1);
@@ -446,17 +467,22 @@ impl WorkerState {
         }
         self.drain_overflow();
         let mut rest = Vec::new();
-        let mut bytes = 0;
+        self.apply_delta();
+        let (mut events, mut bytes) = (0, 0);
         if let Some((_, item)) = self.head.take() {
-            bytes += item.size();
+            bytes += item.held;
             rest.push(item.rec);
             self.shared.counters.in_flight_events.store(0, Relaxed);
         }
         while let Some(item) = self.shared.queue.pop() {
-            bytes += item.size();
-            rest.push(item.rec);
+            events += 1;
+            bytes += item.held;
+            rest.push(Encoded {
+                id: item.event.id,
+                json: super::queue::encode(&item.event),
+            });
         }
-        self.shared.bytes.fetch_sub(bytes, AcqRel);
+        self.shared.release(events, bytes);
         self.keep(rest, true);
         // Replay batches not sent yet go back to the active segment, so their segment can go.
         while let Some((seg, batch)) = self.replay.pop_front() {

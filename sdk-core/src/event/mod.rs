@@ -4,6 +4,7 @@
 mod batch;
 mod builder;
 mod kinds;
+pub(crate) mod size;
 mod usage;
 pub(crate) mod validate;
 mod wire;
@@ -141,7 +142,7 @@ impl AnalyticsEvent {
 
     /// Length of the wire JSON in bytes, computed without allocating it.
     pub fn encoded_len(&self) -> usize {
-        encoded_len_of(self)
+        size::json_len(self)
     }
 
     /// The service tier pricing should use.
@@ -153,21 +154,4 @@ impl AnalyticsEvent {
 /// Current time truncated to the microsecond precision of the wire format and of PostgreSQL.
 pub fn now_micros() -> DateTime<Utc> {
     wire::truncate_micros(Utc::now())
-}
-
-pub(crate) fn encoded_len_of<T: Serialize + ?Sized>(v: &T) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Counter(0);
-    // A failed serialisation leaves a partial count; this type cannot fail (see `to_json`).
-    let _ = serde_json::to_writer(&mut c, v);
-    c.0
 }

@@ -37,11 +37,15 @@ impl Check {
     }
 
     fn text(&mut self, field: &str, value: &str, min: usize, max: usize) {
-        if value.contains('\0') {
+        if value.as_bytes().contains(&0) {
             self.fail(field, "must not contain NUL characters");
             return;
         }
-        let n = value.chars().count();
+        let n = if value.is_ascii() {
+            value.len()
+        } else {
+            value.chars().count()
+        };
         if n < min {
             self.fail(field, "is required and must not be empty");
         } else if n > max {
@@ -157,7 +161,7 @@ pub(crate) fn check_encoded_len(e: &AnalyticsEvent, n: usize) -> Result<(), Erro
     if n <= MAX_EVENT_BYTES {
         return Ok(());
     }
-    let m = super::encoded_len_of(&e.metadata);
+    let m = super::size::map_len(&e.metadata);
     if m > MAX_EVENT_BYTES {
         return Err(Error::invalid(
             "metadata",

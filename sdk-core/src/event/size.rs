@@ -1,0 +1,310 @@
+//! Exact length of an event's wire JSON, computed from its fields without serialising (the size
+//! rule runs on `track()`'s hot path), and an estimate of the heap memory an event holds (what
+//! the client's queue counts against `max_queue_bytes`).
+//!
+//! The length must equal `serde_json::to_vec(event).len()` for every event: the round-trip
+//! property test and the fuzz targets check it.
+
+use std::mem::size_of;
+
+use serde_json::{Map, Value};
+
+use super::{AnalyticsEvent, Usage};
+use chrono::Datelike;
+
+/// Extra output bytes per input byte when serde_json escapes a string: `\n`-style escapes add 1,
+/// `\u00XX` escapes add 5; everything else (UTF-8 included) is copied as it is.
+static EXTRA: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = match i {
+            0x08 | 0x09 | 0x0A | 0x0C | 0x0D => 1,
+            _ => 5,
+        };
+        i += 1;
+    }
+    t[b'"' as usize] = 1;
+    t[b'\\' as usize] = 1;
+    t
+};
+
+/// `"s"` with escapes.
+pub(crate) fn str_len(s: &str) -> usize {
+    if !needs_escape(s.as_bytes()) {
+        return s.len() + 2;
+    }
+    let extra: usize = s.bytes().map(|b| EXTRA[b as usize] as usize).sum();
+    s.len() + 2 + extra
+}
+
+/// Whether any byte is escaped (below 0x20, `"` or `\\`). Most text has none: checked eight
+/// bytes at a time with the classic has-zero-byte / has-less-than word tricks, which are exact
+/// for existence.
+fn needs_escape(s: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    fn word(w: u64) -> bool {
+        let quote = w ^ (LO * b'"' as u64);
+        let slash = w ^ (LO * b'\\' as u64);
+        let control = w.wrapping_sub(LO * 0x20) & !w;
+        let quote = quote.wrapping_sub(LO) & !quote;
+        let slash = slash.wrapping_sub(LO) & !slash;
+        (control | quote | slash) & HI != 0
+    }
+    let mut words = s.chunks_exact(8);
+    for w in &mut words {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        if word(u64::from_le_bytes(b)) {
+            return true;
+        }
+    }
+    // Up to 7 bytes left: byte by byte (copying them into a word stalls on store forwarding).
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+fn u64_len(mut n: u64) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+fn i64_len(n: i64) -> usize {
+    u64_len(n.unsigned_abs()) + usize::from(n < 0)
+}
+
+/// Counts what `Display` writes, without allocating.
+struct Count(usize);
+
+impl std::fmt::Write for Count {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0 += s.len();
+        Ok(())
+    }
+}
+
+fn display_len(v: &impl std::fmt::Display) -> usize {
+    let mut c = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = std::fmt::write(&mut c, format_args!("{v}"));
+    c.0
+}
+
+/// `"name":` plus the separating comma (every field but the first has one).
+const fn key(name: &str) -> usize {
+    name.len() + 4
+}
+
+fn opt_str(name: &str, v: &Option<String>) -> usize {
+    v.as_deref().map_or(0, |s| key(name) + str_len(s))
+}
+
+/// Length of `metadata`'s JSON (serde_json's compact form, keys in map order).
+pub(crate) fn map_len(m: &Map<String, Value>) -> usize {
+    2 + m.len().saturating_sub(1)
+        + m.iter()
+            .map(|(k, v)| str_len(k) + 1 + value_len(v))
+            .sum::<usize>()
+}
+
+fn value_len(v: &Value) -> usize {
+    match v {
+        Value::Null => 4,
+        Value::Bool(true) => 4,
+        Value::Bool(false) => 5,
+        // With `arbitrary_precision` a number is written as the text it was parsed from.
+        Value::Number(n) => n.as_str().len(),
+        Value::String(s) => str_len(s),
+        Value::Array(a) => 2 + a.len().saturating_sub(1) + a.iter().map(value_len).sum::<usize>(),
+        Value::Object(o) => map_len(o),
+    }
+}
+
+fn usage_len(u: &Usage) -> usize {
+    let fields = [
+        ("input_tokens", u.input_tokens),
+        ("cached_input_tokens", u.cached_input_tokens),
+        ("cache_write_tokens", u.cache_write_tokens),
+        ("cache_write_1h_tokens", u.cache_write_1h_tokens),
+        ("output_tokens", u.output_tokens),
+        ("reasoning_tokens", u.reasoning_tokens),
+        ("requests", u.requests),
+    ];
+    let mut n = 2;
+    let mut first = true;
+    for (name, v) in fields {
+        if v != 0 {
+            // `key` counts a comma; the first field has none.
+            n += key(name) + u64_len(v) - usize::from(first);
+            first = false;
+        }
+    }
+    n
+}
+
+/// Length of `serde_json::to_vec(e)`.
+pub(crate) fn json_len(e: &AnalyticsEvent) -> usize {
+    // `"YYYY-MM-DDTHH:MM:SS.ffffffZ"` for years 0–9999 (see `wire::timestamp`).
+    let ts = if (0..=9999).contains(&e.timestamp.naive_utc().year()) {
+        29
+    } else {
+        str_len(
+            &e.timestamp
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        )
+    };
+    // `{` `}`, then `"id":` (no comma) and the uuid.
+    let mut n = 2 + (key("id") - 1) + 38;
+    n += key("tenant_id") + str_len(&e.tenant_id);
+    n += key("event_type") + e.event_type.as_str().len() + 2;
+    n += key("timestamp") + ts;
+    n += key("correlation_id") + str_len(&e.correlation_id);
+    n += opt_str("user_id", &e.user_id);
+    n += opt_str("agent_id", &e.agent_id);
+    n += opt_str("workflow_id", &e.workflow_id);
+    n += e.duration_ms.map_or(0, |v| key("duration_ms") + i64_len(v));
+    n += e.queue_ms.map_or(0, |v| key("queue_ms") + i64_len(v));
+    n += e
+        .cost_usd
+        .map_or(0, |d| key("cost_usd") + display_len(&d) + 2);
+    n += e
+        .cost_status
+        .map_or(0, |s| key("cost_status") + s.as_str().len() + 2);
+    n += opt_str("price_version", &e.price_version);
+    n += opt_str("provider", &e.provider);
+    n += opt_str("model", &e.model);
+    n += opt_str("task_type", &e.task_type);
+    n += e
+        .service_tier
+        .map_or(0, |s| key("service_tier") + s.as_str().len() + 2);
+    n += e.usage.as_ref().map_or(0, |u| key("usage") + usage_len(u));
+    n += key("success") + if e.success { 4 } else { 5 };
+    n += opt_str("error_code", &e.error_code);
+    n += key("metadata") + map_len(&e.metadata);
+    n
+}
+
+/// What glibc's malloc takes for a request of `n` bytes (header and 16-byte rounding, 32 at
+/// least). Other allocators are close; this is an estimate for the queue's memory budget.
+pub(crate) const fn chunk(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        let c = (n + 8 + 15) & !15;
+        if c < 32 {
+            32
+        } else {
+            c
+        }
+    }
+}
+
+fn string_heap(s: &String) -> usize {
+    chunk(s.capacity())
+}
+
+fn opt_heap(s: &Option<String>) -> usize {
+    s.as_ref().map_or(0, string_heap)
+}
+
+/// Heap held by a JSON object: B-tree nodes of up to 11 entries, plus keys and values.
+fn map_heap(m: &Map<String, Value>) -> usize {
+    const NODE: usize = chunk(11 * (size_of::<String>() + size_of::<Value>()) + 16);
+    if m.is_empty() {
+        return 0;
+    }
+    m.len().div_ceil(11) * NODE
+        + m.iter()
+            .map(|(k, v)| string_heap(k) + value_heap(v))
+            .sum::<usize>()
+}
+
+fn value_heap(v: &Value) -> usize {
+    match v {
+        Value::Null | Value::Bool(_) => 0,
+        // An `arbitrary_precision` number owns its text.
+        Value::Number(n) => chunk(n.as_str().len()),
+        Value::String(s) => string_heap(s),
+        Value::Array(a) => {
+            chunk(a.capacity() * size_of::<Value>()) + a.iter().map(value_heap).sum::<usize>()
+        }
+        Value::Object(o) => map_heap(o),
+    }
+}
+
+/// Heap memory an `AnalyticsEvent` owns (its strings and metadata; not the struct itself).
+pub(crate) fn heap(e: &AnalyticsEvent) -> usize {
+    string_heap(&e.tenant_id)
+        + string_heap(&e.correlation_id)
+        + opt_heap(&e.user_id)
+        + opt_heap(&e.agent_id)
+        + opt_heap(&e.workflow_id)
+        + opt_heap(&e.price_version)
+        + opt_heap(&e.provider)
+        + opt_heap(&e.model)
+        + opt_heap(&e.task_type)
+        + opt_heap(&e.error_code)
+        + map_heap(&e.metadata)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_are_counted_like_serde_json() {
+        for s in [
+            "",
+            "plain",
+            "quote \" and \\ backslash",
+            "\n\t\r\u{8}\u{c}",
+            "\u{1}\u{1f}\u{7f}",
+            "ünïcødé ✓ 🚀",
+        ] {
+            assert_eq!(str_len(s), serde_json::to_string(s).unwrap().len(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn escape_detection_is_exact_for_every_byte_at_every_position() {
+        for b in 0u8..=255 {
+            for len in 1..=17 {
+                for at in 0..len {
+                    let mut v = vec![b'x'; len];
+                    v[at] = b;
+                    let want = b < 0x20 || b == b'"' || b == b'\\';
+                    assert_eq!(needs_escape(&v), want, "byte {b:#x} at {at} of {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_and_metadata() {
+        for n in [0i64, 9, 10, 99, 100, -1, -10, i64::MAX, i64::MIN] {
+            assert_eq!(i64_len(n), n.to_string().len());
+        }
+        let m: Map<String, Value> = serde_json::from_str(
+            r#"{"a":[1,2.50,-3e7,null,true,false,"x\n"],"b":{"c":{},"d":[]},"é":"ü"}"#,
+        )
+        .unwrap();
+        assert_eq!(map_len(&m), serde_json::to_string(&m).unwrap().len());
+    }
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(chunk(0), 0);
+        assert_eq!(chunk(1), 32);
+        assert_eq!(chunk(24), 32);
+        assert_eq!(chunk(25), 48);
+        assert_eq!(chunk(451), 464);
+    }
+}
