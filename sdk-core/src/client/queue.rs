@@ -354,7 +354,8 @@ impl Shared {
             },
             queue_depth: (self.queue.len() + self.overflow.as_ref().map_or(0, SegQueue::len))
                 as u64
-                + load(&c.in_flight_events),
+                + load(&c.in_flight_events)
+                + load(&c.head_events),
             queue_bytes: self.held_bytes() as u64,
             spooled: load(&c.spooled),
             replayed: load(&c.replayed),

@@ -24,6 +24,8 @@ pub(crate) struct Counters {
     pub spool_events: AtomicU64,
     pub spool_bytes: AtomicU64,
     pub in_flight_events: AtomicU64,
+    /// The event the worker has taken off the queue for its next batch (0 or 1).
+    pub head_events: AtomicU64,
     /// Nanoseconds since the client started at which the oldest held event was accepted; 0 = none.
     pub oldest_at_ns: AtomicU64,
 }
@@ -87,7 +89,7 @@ pub struct Stats {
     pub dropped: Dropped,
     /// Events held in memory: queued and in flight.
     pub queue_depth: u64,
-    /// Serialized bytes held in memory (the figure `max_queue_bytes` bounds).
+    /// Memory held by queued and in-flight events (the figure `max_queue_bytes` bounds).
     pub queue_bytes: u64,
     /// Events written to the spool (overflow, retry budget spent, shutdown).
     pub spooled: u64,

@@ -434,6 +434,7 @@ impl WorkerState {
         });
         let c = &self.shared.counters;
         c.oldest_at_ns.store(ns, Relaxed);
+        c.head_events.store(u64::from(self.head.is_some()), Relaxed);
     }
 
     fn check_flushes(&mut self) {
