@@ -29,42 +29,63 @@ static EXTRA: [u8; 256] = {
     t
 };
 
-/// `"s"` with escapes.
-pub(crate) fn str_len(s: &str) -> usize {
-    if !needs_escape(s.as_bytes()) {
-        return s.len() + 2;
-    }
-    let extra: usize = s.bytes().map(|b| EXTRA[b as usize] as usize).sum();
-    s.len() + 2 + extra
+/// What one pass over a string tells: NUL bytes (validation), its length in characters (the
+/// limits count characters) and the length of its JSON form with quotes and escapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Text {
+    pub nul: bool,
+    pub chars: usize,
+    pub json: usize,
 }
 
-/// Whether any byte is escaped (below 0x20, `"` or `\\`). Most text has none: checked eight
-/// bytes at a time with the classic has-zero-byte / has-less-than word tricks, which are exact
-/// for existence.
-fn needs_escape(s: &[u8]) -> bool {
+/// Scan `s` once. Most text is ASCII with nothing to escape: checked eight bytes at a time.
+pub(crate) fn text(s: &str) -> Text {
+    if plain(s.as_bytes()) {
+        return Text {
+            nul: false,
+            chars: s.len(),
+            json: s.len() + 2,
+        };
+    }
+    let extra: usize = s.bytes().map(|b| EXTRA[b as usize] as usize).sum();
+    Text {
+        nul: s.as_bytes().contains(&0),
+        chars: s.chars().count(),
+        json: s.len() + 2 + extra,
+    }
+}
+
+/// `"s"` with escapes.
+pub(crate) fn str_len(s: &str) -> usize {
+    text(s).json
+}
+
+/// True when no byte is below 0x20, `"`, `\\` or non-ASCII. Word at a time with the classic
+/// has-less-than / has-zero-byte tricks: they never miss such a byte (a rare false alarm only
+/// sends the string down the exact path).
+fn plain(s: &[u8]) -> bool {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    fn word(w: u64) -> bool {
+    fn special(w: u64) -> bool {
         let quote = w ^ (LO * b'"' as u64);
         let slash = w ^ (LO * b'\\' as u64);
         let control = w.wrapping_sub(LO * 0x20) & !w;
         let quote = quote.wrapping_sub(LO) & !quote;
         let slash = slash.wrapping_sub(LO) & !slash;
-        (control | quote | slash) & HI != 0
+        (control | quote | slash | w) & HI != 0
     }
     let mut words = s.chunks_exact(8);
+    let mut any = false;
     for w in &mut words {
         let mut b = [0u8; 8];
         b.copy_from_slice(w);
-        if word(u64::from_le_bytes(b)) {
-            return true;
-        }
+        any |= special(u64::from_le_bytes(b));
     }
     // Up to 7 bytes left: byte by byte (copying them into a word stalls on store forwarding).
-    words
+    !any && !words
         .remainder()
         .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b >= 0x80)
 }
 
 fn u64_len(mut n: u64) -> usize {
@@ -100,10 +121,6 @@ fn display_len(v: &impl std::fmt::Display) -> usize {
 /// `"name":` plus the separating comma (every field but the first has one).
 const fn key(name: &str) -> usize {
     name.len() + 4
-}
-
-fn opt_str(name: &str, v: &Option<String>) -> usize {
-    v.as_deref().map_or(0, |s| key(name) + str_len(s))
 }
 
 /// Length of `metadata`'s JSON (serde_json's compact form, keys in map order).
@@ -149,8 +166,43 @@ fn usage_len(u: &Usage) -> usize {
     n
 }
 
+/// The fields validation checks as text, scanned once while the JSON length is summed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Measured {
+    /// Length of `serde_json::to_vec(e)`.
+    pub json_len: usize,
+    pub correlation_id: Text,
+    pub user_id: Option<Text>,
+    pub agent_id: Option<Text>,
+    pub workflow_id: Option<Text>,
+    pub price_version: Option<Text>,
+    pub provider: Option<Text>,
+    pub model: Option<Text>,
+    pub task_type: Option<Text>,
+    pub error_code: Option<Text>,
+}
+
 /// Length of `serde_json::to_vec(e)`.
 pub(crate) fn json_len(e: &AnalyticsEvent) -> usize {
+    measure(e).json_len
+}
+
+/// Scan every text field once and sum the JSON length of the whole event.
+pub(crate) fn measure(e: &AnalyticsEvent) -> Measured {
+    let opt = |v: &Option<String>| v.as_deref().map(text);
+    let m = Measured {
+        json_len: 0,
+        correlation_id: text(&e.correlation_id),
+        user_id: opt(&e.user_id),
+        agent_id: opt(&e.agent_id),
+        workflow_id: opt(&e.workflow_id),
+        price_version: opt(&e.price_version),
+        provider: opt(&e.provider),
+        model: opt(&e.model),
+        task_type: opt(&e.task_type),
+        error_code: opt(&e.error_code),
+    };
+    let field = |name: &str, t: Option<Text>| t.map_or(0, |t| key(name) + t.json);
     // `"YYYY-MM-DDTHH:MM:SS.ffffffZ"` for years 0–9999 (see `wire::timestamp`).
     let ts = if (0..=9999).contains(&e.timestamp.naive_utc().year()) {
         29
@@ -165,10 +217,10 @@ pub(crate) fn json_len(e: &AnalyticsEvent) -> usize {
     n += key("tenant_id") + str_len(&e.tenant_id);
     n += key("event_type") + e.event_type.as_str().len() + 2;
     n += key("timestamp") + ts;
-    n += key("correlation_id") + str_len(&e.correlation_id);
-    n += opt_str("user_id", &e.user_id);
-    n += opt_str("agent_id", &e.agent_id);
-    n += opt_str("workflow_id", &e.workflow_id);
+    n += key("correlation_id") + m.correlation_id.json;
+    n += field("user_id", m.user_id);
+    n += field("agent_id", m.agent_id);
+    n += field("workflow_id", m.workflow_id);
     n += e.duration_ms.map_or(0, |v| key("duration_ms") + i64_len(v));
     n += e.queue_ms.map_or(0, |v| key("queue_ms") + i64_len(v));
     n += e
@@ -177,18 +229,18 @@ pub(crate) fn json_len(e: &AnalyticsEvent) -> usize {
     n += e
         .cost_status
         .map_or(0, |s| key("cost_status") + s.as_str().len() + 2);
-    n += opt_str("price_version", &e.price_version);
-    n += opt_str("provider", &e.provider);
-    n += opt_str("model", &e.model);
-    n += opt_str("task_type", &e.task_type);
+    n += field("price_version", m.price_version);
+    n += field("provider", m.provider);
+    n += field("model", m.model);
+    n += field("task_type", m.task_type);
     n += e
         .service_tier
         .map_or(0, |s| key("service_tier") + s.as_str().len() + 2);
     n += e.usage.as_ref().map_or(0, |u| key("usage") + usage_len(u));
     n += key("success") + if e.success { 4 } else { 5 };
-    n += opt_str("error_code", &e.error_code);
+    n += field("error_code", m.error_code);
     n += key("metadata") + map_len(&e.metadata);
-    n
+    Measured { json_len: n, ..m }
 }
 
 /// What glibc's malloc takes for a request of `n` bytes (header and 16-byte rounding, 32 at
@@ -274,14 +326,14 @@ mod tests {
     }
 
     #[test]
-    fn escape_detection_is_exact_for_every_byte_at_every_position() {
+    fn plain_detection_is_exact_for_every_byte_at_every_position() {
         for b in 0u8..=255 {
             for len in 1..=17 {
                 for at in 0..len {
                     let mut v = vec![b'x'; len];
                     v[at] = b;
-                    let want = b < 0x20 || b == b'"' || b == b'\\';
-                    assert_eq!(needs_escape(&v), want, "byte {b:#x} at {at} of {len}");
+                    let want = b < 0x20 || b == b'"' || b == b'\\' || b >= 0x80;
+                    assert_eq!(!plain(&v), want, "byte {b:#x} at {at} of {len}");
                 }
             }
         }

@@ -4,6 +4,7 @@
 use rust_decimal::Decimal;
 use serde_json::Value;
 
+use super::size::{self, Measured, Text};
 use super::{AnalyticsEvent, CostStatus, EventType};
 use crate::Error;
 
@@ -36,26 +37,22 @@ impl Check {
         }
     }
 
-    fn text(&mut self, field: &str, value: &str, min: usize, max: usize) {
-        if value.as_bytes().contains(&0) {
+    fn text(&mut self, field: &str, t: Text, min: usize, max: usize) {
+        if t.nul {
             self.fail(field, "must not contain NUL characters");
-            return;
-        }
-        let n = if value.is_ascii() {
-            value.len()
-        } else {
-            value.chars().count()
-        };
-        if n < min {
+        } else if t.chars < min {
             self.fail(field, "is required and must not be empty");
-        } else if n > max {
-            self.fail(field, format!("must be at most {max} characters, got {n}"));
+        } else if t.chars > max {
+            self.fail(
+                field,
+                format!("must be at most {max} characters, got {}", t.chars),
+            );
         }
     }
 
-    fn opt_text(&mut self, field: &str, value: &Option<String>, max: usize) {
-        if let Some(v) = value {
-            self.text(field, v, 1, max);
+    fn opt_text(&mut self, field: &str, t: Option<Text>, max: usize) {
+        if let Some(t) = t {
+            self.text(field, t, 1, max);
         }
     }
 
@@ -73,13 +70,14 @@ pub fn is_valid_tenant_id(s: &str) -> bool {
 }
 
 pub(crate) fn validate(e: &AnalyticsEvent) -> Result<(), Error> {
-    validate_fields(e)?;
-    check_encoded_len(e, e.encoded_len())
+    // One scan of the text fields serves the rules and the serialized length.
+    let m = size::measure(e);
+    validate_fields(e, &m)?;
+    check_encoded_len(e, m.json_len)
 }
 
-/// Every rule except the serialized-size one, for callers that serialize the event anyway and
-/// check its length with [`check_encoded_len`] (the client's `track()`: one serialization, not two).
-pub(crate) fn validate_fields(e: &AnalyticsEvent) -> Result<(), Error> {
+/// Every rule except the serialized-size one, given the text fields' scan.
+fn validate_fields(e: &AnalyticsEvent, m: &Measured) -> Result<(), Error> {
     let mut c = Check::default();
     if e.id.is_nil() {
         c.fail("id", "must be a non-nil UUID (the SDK assigns a UUIDv7)");
@@ -100,10 +98,10 @@ pub(crate) fn validate_fields(e: &AnalyticsEvent) -> Result<(), Error> {
             "must contain only the characters A-Z a-z 0-9 . _ : -",
         );
     }
-    c.text("correlation_id", &e.correlation_id, 1, MAX_SHORT);
-    c.opt_text("user_id", &e.user_id, MAX_ID);
-    c.opt_text("agent_id", &e.agent_id, MAX_ID);
-    c.opt_text("workflow_id", &e.workflow_id, MAX_ID);
+    c.text("correlation_id", m.correlation_id, 1, MAX_SHORT);
+    c.opt_text("user_id", m.user_id, MAX_ID);
+    c.opt_text("agent_id", m.agent_id, MAX_ID);
+    c.opt_text("workflow_id", m.workflow_id, MAX_ID);
     for (field, v) in [("duration_ms", e.duration_ms), ("queue_ms", e.queue_ms)] {
         match v {
             Some(n) if n < 0 => c.fail(field, format!("must be >= 0, got {n}")),
@@ -141,11 +139,11 @@ pub(crate) fn validate_fields(e: &AnalyticsEvent) -> Result<(), Error> {
         }
         _ => {}
     }
-    c.opt_text("price_version", &e.price_version, MAX_SHORT);
-    c.opt_text("provider", &e.provider, MAX_SHORT);
-    c.opt_text("model", &e.model, MAX_SHORT);
-    c.opt_text("task_type", &e.task_type, MAX_SHORT);
-    c.opt_text("error_code", &e.error_code, MAX_SHORT);
+    c.opt_text("price_version", m.price_version, MAX_SHORT);
+    c.opt_text("provider", m.provider, MAX_SHORT);
+    c.opt_text("model", m.model, MAX_SHORT);
+    c.opt_text("task_type", m.task_type, MAX_SHORT);
+    c.opt_text("error_code", m.error_code, MAX_SHORT);
     if let Some(u) = &e.usage {
         u.validate(&mut c);
     }
