@@ -130,6 +130,8 @@ proptest! {
     fn valid_event_round_trips_exactly(e in event()) {
         prop_assert_eq!(e.validate(), Ok(()));
         let json = e.to_json();
+        // `to_json` is a direct writer: byte for byte what serde gives.
+        prop_assert_eq!(&json, &serde_json::to_string(&e).map_err(|err| TestCaseError::fail(err.to_string()))?);
         prop_assert_eq!(json.len(), e.encoded_len());
         let back = AnalyticsEvent::from_json(&json).map_err(|err| TestCaseError::fail(err.to_string()))?;
         prop_assert_eq!(&back, &e);
@@ -163,7 +165,9 @@ proptest! {
         if let Some(t) = e.timestamp.with_year(year) {
             e.timestamp = t;
         }
-        prop_assert_eq!(e.to_json().len(), e.encoded_len());
+        let serde = serde_json::to_string(&e).map_err(|err| TestCaseError::fail(err.to_string()))?;
+        prop_assert_eq!(&e.to_json(), &serde);
+        prop_assert_eq!(serde.len(), e.encoded_len());
     }
 
     #[test]

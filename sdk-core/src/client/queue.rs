@@ -65,10 +65,7 @@ impl Ready {
 
 /// The wire JSON in an exactly-sized allocation.
 pub(crate) fn encode(event: &AnalyticsEvent) -> Vec<u8> {
-    let mut out = Vec::with_capacity(event.encoded_len());
-    // Serializing this type cannot fail (see `AnalyticsEvent::to_json`).
-    let _ = serde_json::to_writer(&mut out, event);
-    out
+    crate::event::json::to_vec(event)
 }
 
 /// Memory of one queue slot: the item and the slot's state word (blocks of 31 slots).

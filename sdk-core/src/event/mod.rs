@@ -3,6 +3,7 @@
 
 mod batch;
 mod builder;
+pub(crate) mod json;
 mod kinds;
 pub(crate) mod size;
 mod usage;
@@ -136,8 +137,8 @@ impl AnalyticsEvent {
 
     /// The wire JSON.
     pub fn to_json(&self) -> String {
-        // Serialising this type cannot fail: every map key is a string and no Serialize impl errors.
-        serde_json::to_string(self).unwrap_or_default()
+        // The writer emits UTF-8 only (it copies `str`s and ASCII).
+        String::from_utf8(json::to_vec(self)).unwrap_or_default()
     }
 
     /// Length of the wire JSON in bytes, computed without allocating it.
