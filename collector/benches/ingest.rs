@@ -4,8 +4,9 @@
 //! event count (default 200,000).
 //!
 //! 1. ingest: the SDK client (`agenttally::Client`, default gzip/in-flight settings, batches of
-//!    1,000) → in-process collector (default group commit: 100 ms / 5,000 events) → committed.
-//!    Timed from the first `track()` to `flush()` returning (every event acknowledged = committed).
+//!    1,000) → in-process collector (defaults: 2 writers, each committing whatever is waiting, up
+//!    to 5,000 events, as soon as the channel is dry) → committed. Timed from the first `track()`
+//!    to `flush()` returning (every event acknowledged = committed).
 //! 2. copy: the same rows (same generator, fresh ids, another tenant) as CSV, loaded with
 //!    `psql -c "\copy events(...) FROM file CSV"` into the same table and day partition.
 //!    Copy writes only `events`; ingest also writes `event_ids` (dedupe) and both rollup tables.
@@ -13,6 +14,15 @@
 //!    stamped with its track time (`timestamp`); p50/p95 of `received_at - ts` by SQL.
 //!    `received_at` is `now()`, the start of the writer's transaction, so the figure leaves out
 //!    the commit itself; the mean commit duration (from `/metrics`) is printed beside it.
+//!
+//! The `cpu` line divides the CPU time of steps 1 and 2 by the rows: PostgreSQL (every process of
+//! the cluster, exited backends included) and this process (SDK client + collector) for ingest,
+//! PostgreSQL and `psql` for copy. Copy keeps one core busy, ingest can use all of them, so
+//! `ratio ≈ cores × copy CPU/row ÷ ingest CPU/event` when nothing else runs on the machine.
+//!
+//! Knobs: `INGEST_BENCH_FLUSH_AT`, `INGEST_BENCH_IN_FLIGHT` (client), `INGEST_BENCH_COMMIT_MS`,
+//! `INGEST_BENCH_WRITERS` (collector), `INGEST_BENCH_LOG=1` (collector debug log on stderr, e.g.
+//! each commit's size and time).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -226,8 +236,21 @@ fn mean_ms(metrics: &str, name: &str) -> f64 {
 }
 
 fn main() {
+    if std::env::var_os("INGEST_BENCH_LOG").is_some() {
+        use tracing_subscriber::prelude::*;
+        let filter = tracing_subscriber::filter::Targets::new()
+            .with_target("agenttally_collector", tracing::Level::DEBUG);
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(filter)
+            .init();
+    }
     let n: usize = env_or("INGEST_BENCH_EVENTS", 200_000);
     let commit_ms: u64 = env_or("INGEST_BENCH_COMMIT_MS", 0);
+    let writers: usize = env_or(
+        "INGEST_BENCH_WRITERS",
+        agenttally_collector::config::DEFAULT_WRITERS,
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -241,6 +264,7 @@ fn main() {
             let mut cfg = ServerConfig::new(url.clone());
             cfg.listen = "127.0.0.1:0".parse().unwrap();
             cfg.commit_interval = Duration::from_millis(commit_ms);
+            cfg.writers = writers;
             cfg
         }))
         .unwrap();
@@ -262,11 +286,15 @@ fn main() {
 
     // Warm up connections, prepared statements and today's partition.
     ingest(&endpoint, &key, "bench-warmup", 5_000);
-
     // 1. SDK → collector → commit.
+    let postmaster = rt.block_on(postmaster_pid(&db));
+    let cpu0 = (postgres_cpu(postmaster.as_ref()), own_cpu());
     let (ingest_s, stats) = ingest(&endpoint, &key, "bench-sdk", n);
+    let ingest_cpu = (
+        postgres_cpu(postmaster.as_ref()) - cpu0.0,
+        own_cpu().0 - (cpu0.1).0,
+    );
     let metrics = fetch_metrics(&rt, &endpoint);
-
     // 2. psql \copy of the same rows.
     let csv_path =
         std::env::temp_dir().join(format!("agenttally-bench-{}.csv", std::process::id()));
@@ -279,7 +307,12 @@ fn main() {
         f.write_all(&buf).unwrap();
         f.sync_all().unwrap();
     }
+    let cpu1 = (postgres_cpu(postmaster.as_ref()), own_cpu());
     let copy_s = copy(&url, &csv_path);
+    let copy_cpu = (
+        postgres_cpu(postmaster.as_ref()) - cpu1.0,
+        own_cpu().1 - (cpu1.1).1,
+    );
     let _ = std::fs::remove_file(&csv_path);
 
     let counts: Vec<i64> = rt.block_on(async {
@@ -308,7 +341,7 @@ fn main() {
     println!();
     println!(
         "config  client flush_at {} max_in_flight {}  collector commit_interval {commit_ms} ms, \
-         max_commit_events {}  fsync on",
+         max_commit_events {}, writers {writers}  fsync on",
         env_or("INGEST_BENCH_FLUSH_AT", 1_000),
         env_or(
             "INGEST_BENCH_IN_FLIGHT",
@@ -321,6 +354,18 @@ fn main() {
     println!(
         "ratio   ingest/copy           {:.2}   (target >= 0.5)",
         ingest_rate / copy_rate
+    );
+    let us = |secs: f64| secs * 1e6 / n as f64;
+    println!(
+        "cpu     ingest {:.1} µs/event = PostgreSQL {:.1} + SDK client and collector {:.1};  \
+         copy {:.1} µs/row = PostgreSQL {:.1} + psql {:.1}  ({} cores)",
+        us(ingest_cpu.0 + ingest_cpu.1),
+        us(ingest_cpu.0),
+        us(ingest_cpu.1),
+        us(copy_cpu.0 + copy_cpu.1),
+        us(copy_cpu.0),
+        us(copy_cpu.1),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     println!(
         "latency track→commit p50 {p50:.1} ms  p95 {p95:.1} ms  ({lat_n} events paced at {rate:.0} ev/s)"
@@ -348,6 +393,57 @@ fn main() {
     drop(db);
     pg.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Fields after the command name of `/proc/<pid>/stat` (`state` is field 0, `ppid` field 1).
+fn proc_stat(pid: &str) -> Option<Vec<String>> {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = st.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// CPU seconds of fields `a` and `b` of a `/proc/<pid>/stat` (utime/stime or cutime/cstime).
+fn cpu_fields(f: &[String], a: usize, b: usize) -> f64 {
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(a) + tick(b)) / 100.0 // USER_HZ
+}
+
+/// `(own, children)` CPU seconds of this process (children: waited-for `psql`).
+fn own_cpu() -> (f64, f64) {
+    proc_stat("self").map_or((0.0, 0.0), |f| {
+        (cpu_fields(&f, 11, 12), cpu_fields(&f, 13, 14))
+    })
+}
+
+/// The postmaster of the cluster `db` is connected to: the parent of its backend.
+async fn postmaster_pid(db: &tokio_postgres::Client) -> Option<String> {
+    let backend: i32 = db
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .ok()?
+        .get(0);
+    proc_stat(&backend.to_string())?.get(1).cloned()
+}
+
+/// CPU seconds used so far by the cluster: the postmaster, its live processes and (through the
+/// postmaster's children times) its exited backends. 0 without `/proc`.
+fn postgres_cpu(postmaster: Option<&String>) -> f64 {
+    let Some(pm) = postmaster else { return 0.0 };
+    let Some(f) = proc_stat(pm) else { return 0.0 };
+    let mut total = cpu_fields(&f, 11, 12) + cpu_fields(&f, 13, 14);
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if let Some(f) = proc_stat(pid).filter(|f| f.get(1) == Some(pm)) {
+            total += cpu_fields(&f, 11, 12);
+        }
+    }
+    total
 }
 
 /// The collector's Prometheus text.

@@ -26,6 +26,9 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 1_024;
 pub const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_POOL_SIZE: usize = 8;
+/// Writer tasks committing groups concurrently, one connection each: while one waits for its
+/// commit (fsync) or a rollup row lock, another inserts, so PostgreSQL can use a second core.
+pub const DEFAULT_WRITERS: usize = 2;
 /// Days of partitions created ahead of need around today: today-8 .. today+2.
 pub const PARTITIONS_BEHIND_DAYS: i64 = 8;
 pub const PARTITIONS_AHEAD_DAYS: i64 = 2;
@@ -44,6 +47,7 @@ pub struct ServerConfig {
     pub max_commit_events: usize,
     pub queue_capacity: usize,
     pub pool_size: usize,
+    pub writers: usize,
 }
 
 impl ServerConfig {
@@ -59,6 +63,7 @@ impl ServerConfig {
             max_commit_events: DEFAULT_MAX_COMMIT_EVENTS,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             pool_size: DEFAULT_POOL_SIZE,
+            writers: DEFAULT_WRITERS,
         }
     }
 
@@ -69,6 +74,7 @@ impl ServerConfig {
             queue_capacity: self.queue_capacity,
             enqueue_timeout: ENQUEUE_TIMEOUT,
             ack_timeout: ACK_TIMEOUT,
+            writers: self.writers,
         }
     }
 }

@@ -77,6 +77,9 @@ struct ServeArgs {
     /// (0: commit as soon as the channel is dry).
     #[arg(long, env = "AGENTTALLY_COMMIT_INTERVAL_MS", default_value_t = config::DEFAULT_COMMIT_INTERVAL.as_millis() as u64)]
     commit_interval_ms: u64,
+    /// Writer tasks committing groups concurrently, one database connection each (at least 1).
+    #[arg(long, env = "AGENTTALLY_WRITERS", default_value_t = config::DEFAULT_WRITERS)]
+    writers: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +189,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     cfg.raw_retention_days = args.raw_retention_days;
     cfg.hourly_retention_days = args.hourly_retention_days;
     cfg.commit_interval = Duration::from_millis(args.commit_interval_ms);
+    cfg.writers = args.writers.max(1);
     let server = Server::start(cfg).await?;
     // Tests and scripts read the bound address from this line.
     println!("listening on {}", server.addr());

@@ -105,6 +105,42 @@ async fn ingest_end_to_end() {
     let (s, v) = env.post(&platform, &multi).await;
     assert_eq!((s, &v["accepted"]), (200, &json!(4)), "{v}");
 
+    // -- the same events sent concurrently (retries racing their original, across the writers):
+    //    each stored once, every copy answered as accepted or duplicate --
+    let race_key = env.key(Some("race"), &[Scope::Ingest]).await;
+    let race: Vec<Value> = (0..300)
+        .map(|i| event("race", json!({"duration_ms": 10 + i, "queue_ms": i % 7})))
+        .collect();
+    let results = tokio::join!(
+        env.post(&race_key, &race),
+        env.post(&race_key, &race[100..250]),
+        env.post(&race_key, &race),
+        env.post(&race_key, &race[..150]),
+        env.post(&race_key, &race),
+        env.post(&race_key, &race[200..]),
+    );
+    let (mut accepted, mut duplicates) = (0, 0);
+    for (s, v) in [
+        results.0, results.1, results.2, results.3, results.4, results.5,
+    ] {
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["rejected"], json!([]), "{v}");
+        accepted += v["accepted"].as_i64().expect("accepted");
+        duplicates += v["duplicates"].as_i64().expect("duplicates");
+    }
+    assert_eq!((accepted, duplicates), (300, 1300 - 300));
+    for sql in [
+        "SELECT count(*) FROM events WHERE tenant_id = 'race'",
+        "SELECT count(DISTINCT id) FROM events WHERE tenant_id = 'race'",
+        "SELECT count(*) FROM event_ids WHERE tenant_id = 'race'",
+        "SELECT sum(events)::int8 FROM rollup_hourly WHERE tenant_id = 'race'",
+        "SELECT sum(events)::int8 FROM rollup_daily WHERE tenant_id = 'race'",
+        "SELECT sum(value::int8)::int8 FROM rollup_daily, jsonb_each_text(queue_hist) \
+         WHERE tenant_id = 'race'",
+    ] {
+        assert_eq!(env.count(sql).await, 300, "{sql}");
+    }
+
     // -- rollups: sums over rollups equal sums over raw rows, hourly and daily --
     for table in ["rollup_hourly", "rollup_daily"] {
         let raw = env
@@ -151,6 +187,52 @@ async fn ingest_end_to_end() {
     assert_eq!(
         hist_total,
         env.count("SELECT count(duration_ms) FROM events").await
+    );
+    // Every rollup row's histograms hold exactly its counts (merged over many commits).
+    for table in ["rollup_hourly", "rollup_daily"] {
+        let sql = format!(
+            "SELECT count(*) FROM {table} r WHERE \
+               (SELECT coalesce(sum(value::int8), 0) FROM jsonb_each_text(r.duration_hist)) \
+                 <> r.duration_count \
+               OR (SELECT coalesce(sum(value::int8), 0) FROM jsonb_each_text(r.queue_hist)) \
+                 <> r.queue_count"
+        );
+        assert_eq!(env.count(&sql).await, 0, "{table}: histogram counts");
+    }
+    // ... and equal the histograms of the raw rows, bucket by bucket.
+    let mut raw_hist = agenttally_collector::store::histogram::Histogram::default();
+    for r in env
+        .db
+        .query(
+            "SELECT duration_ms FROM events WHERE tenant_id = 'race'",
+            &[],
+        )
+        .await
+        .expect("raw durations")
+    {
+        raw_hist.record(r.get(0));
+    }
+    let raw_hist: Vec<(i64, i64)> = raw_hist
+        .0
+        .iter()
+        .map(|(b, n)| (i64::from(*b), *n))
+        .collect();
+    let rollup_hist: Vec<(i64, i64)> = env
+        .db
+        .query(
+            "SELECT key::int8, sum(value::int8)::int8 FROM rollup_daily, \
+               jsonb_each_text(duration_hist) WHERE tenant_id = 'race' \
+             GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("rollup histogram")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        raw_hist, rollup_hist,
+        "daily duration histogram of tenant race"
     );
 
     // -- RLS: the app role sees only the tenant set in its transaction --
@@ -260,7 +342,7 @@ async fn ingest_end_to_end() {
     assert_eq!(h.status().as_u16(), 200);
     let m = env.get("/metrics").await.text().await.expect("text");
     for needle in [
-        "agenttally_ingest_events_accepted_total 87",
+        "agenttally_ingest_events_accepted_total 387",
         "agenttally_ingest_events_duplicate_total",
         "agenttally_ingest_events_rejected_total{reason=\"invalid\"} 1",
         "agenttally_ingest_events_rejected_total{reason=\"tenant\"} 1",
