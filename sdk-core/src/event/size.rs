@@ -5,8 +5,6 @@
 //! The length must equal `serde_json::to_vec(event).len()` for every event: the round-trip
 //! property test and the fuzz targets check it.
 
-use std::mem::size_of;
-
 use serde_json::{Map, Value};
 
 use super::{AnalyticsEvent, Usage};
@@ -243,67 +241,80 @@ pub(crate) fn measure(e: &AnalyticsEvent) -> Measured {
     Measured { json_len: n, ..m }
 }
 
-/// What glibc's malloc takes for a request of `n` bytes (header and 16-byte rounding, 32 at
-/// least). Other allocators are close; this is an estimate for the queue's memory budget.
-pub(crate) const fn chunk(n: usize) -> usize {
-    if n == 0 {
-        0
-    } else {
-        let c = (n + 8 + 15) & !15;
-        if c < 32 {
-            32
+/// The memory estimate, for the client's queue budget.
+#[cfg(feature = "client")]
+pub(crate) use memory::{chunk, heap};
+
+#[cfg(feature = "client")]
+mod memory {
+    use std::mem::size_of;
+
+    use serde_json::{Map, Value};
+
+    use super::AnalyticsEvent;
+
+    /// What glibc's malloc takes for a request of `n` bytes (header and 16-byte rounding, 32 at
+    /// least). Other allocators are close; this is an estimate for the queue's memory budget.
+    pub(crate) const fn chunk(n: usize) -> usize {
+        if n == 0 {
+            0
         } else {
-            c
+            let c = (n + 8 + 15) & !15;
+            if c < 32 {
+                32
+            } else {
+                c
+            }
         }
     }
-}
 
-fn string_heap(s: &String) -> usize {
-    chunk(s.capacity())
-}
-
-fn opt_heap(s: &Option<String>) -> usize {
-    s.as_ref().map_or(0, string_heap)
-}
-
-/// Heap held by a JSON object: B-tree nodes of up to 11 entries, plus keys and values.
-fn map_heap(m: &Map<String, Value>) -> usize {
-    const NODE: usize = chunk(11 * (size_of::<String>() + size_of::<Value>()) + 16);
-    if m.is_empty() {
-        return 0;
+    fn string_heap(s: &String) -> usize {
+        chunk(s.capacity())
     }
-    m.len().div_ceil(11) * NODE
-        + m.iter()
-            .map(|(k, v)| string_heap(k) + value_heap(v))
-            .sum::<usize>()
-}
 
-fn value_heap(v: &Value) -> usize {
-    match v {
-        Value::Null | Value::Bool(_) => 0,
-        // An `arbitrary_precision` number owns its text.
-        Value::Number(n) => chunk(n.as_str().len()),
-        Value::String(s) => string_heap(s),
-        Value::Array(a) => {
-            chunk(a.capacity() * size_of::<Value>()) + a.iter().map(value_heap).sum::<usize>()
+    fn opt_heap(s: &Option<String>) -> usize {
+        s.as_ref().map_or(0, string_heap)
+    }
+
+    /// Heap held by a JSON object: B-tree nodes of up to 11 entries, plus keys and values.
+    fn map_heap(m: &Map<String, Value>) -> usize {
+        const NODE: usize = chunk(11 * (size_of::<String>() + size_of::<Value>()) + 16);
+        if m.is_empty() {
+            return 0;
         }
-        Value::Object(o) => map_heap(o),
+        m.len().div_ceil(11) * NODE
+            + m.iter()
+                .map(|(k, v)| string_heap(k) + value_heap(v))
+                .sum::<usize>()
     }
-}
 
-/// Heap memory an `AnalyticsEvent` owns (its strings and metadata; not the struct itself).
-pub(crate) fn heap(e: &AnalyticsEvent) -> usize {
-    string_heap(&e.tenant_id)
-        + string_heap(&e.correlation_id)
-        + opt_heap(&e.user_id)
-        + opt_heap(&e.agent_id)
-        + opt_heap(&e.workflow_id)
-        + opt_heap(&e.price_version)
-        + opt_heap(&e.provider)
-        + opt_heap(&e.model)
-        + opt_heap(&e.task_type)
-        + opt_heap(&e.error_code)
-        + map_heap(&e.metadata)
+    fn value_heap(v: &Value) -> usize {
+        match v {
+            Value::Null | Value::Bool(_) => 0,
+            // An `arbitrary_precision` number owns its text.
+            Value::Number(n) => chunk(n.as_str().len()),
+            Value::String(s) => string_heap(s),
+            Value::Array(a) => {
+                chunk(a.capacity() * size_of::<Value>()) + a.iter().map(value_heap).sum::<usize>()
+            }
+            Value::Object(o) => map_heap(o),
+        }
+    }
+
+    /// Heap memory an `AnalyticsEvent` owns (its strings and metadata; not the struct itself).
+    pub(crate) fn heap(e: &AnalyticsEvent) -> usize {
+        string_heap(&e.tenant_id)
+            + string_heap(&e.correlation_id)
+            + opt_heap(&e.user_id)
+            + opt_heap(&e.agent_id)
+            + opt_heap(&e.workflow_id)
+            + opt_heap(&e.price_version)
+            + opt_heap(&e.provider)
+            + opt_heap(&e.model)
+            + opt_heap(&e.task_type)
+            + opt_heap(&e.error_code)
+            + map_heap(&e.metadata)
+    }
 }
 
 #[cfg(test)]
@@ -351,6 +362,7 @@ mod tests {
         assert_eq!(map_len(&m), serde_json::to_string(&m).unwrap().len());
     }
 
+    #[cfg(feature = "client")]
     #[test]
     fn chunk_sizes() {
         assert_eq!(chunk(0), 0);
