@@ -72,18 +72,35 @@ fn plain(s: &[u8]) -> bool {
         let slash = slash.wrapping_sub(LO) & !slash;
         (control | quote | slash | w) & HI != 0
     }
-    let mut words = s.chunks_exact(8);
-    let mut any = false;
-    for w in &mut words {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(w);
-        any |= special(u64::from_le_bytes(b));
+    fn byte(b: u8) -> bool {
+        b < 0x20 || b == b'"' || b == b'\\' || b >= 0x80
     }
-    // Up to 7 bytes left: byte by byte (copying them into a word stalls on store forwarding).
-    !any && !words
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b >= 0x80)
+    // Whole words, then the last 8 bytes again (overlapping) for the tail; short strings as two
+    // overlapping 4-byte halves. Plain loads only: no byte loop, no copy through the stack.
+    let word = |at: usize| {
+        s.get(at..)
+            .and_then(|r| r.first_chunk::<8>())
+            .is_none_or(|w| special(u64::from_le_bytes(*w)))
+    };
+    let half = |at: usize| {
+        s.get(at..)
+            .and_then(|r| r.first_chunk::<4>())
+            .map_or(u64::MAX, |w| u64::from(u32::from_le_bytes(*w)))
+    };
+    let n = s.len();
+    if n >= 8 {
+        let mut any = false;
+        let mut at = 0;
+        while at + 8 <= n {
+            any |= word(at);
+            at += 8;
+        }
+        !(any || (at < n && word(n - 8)))
+    } else if n >= 4 {
+        !special(half(0) | (half(n - 4) << 32))
+    } else {
+        !s.iter().any(|&b| byte(b))
+    }
 }
 
 fn u64_len(mut n: u64) -> usize {
