@@ -113,3 +113,59 @@ fn flush_times_out_while_the_collector_hangs_and_delivery_goes_on() {
     assert_eq!(c.stats().queue_depth, 1);
     c.shutdown(Duration::from_millis(300)).unwrap();
 }
+
+/// `track()` from several threads racing `shutdown()`: every call either was accepted or got
+/// `Closed`/`QueueFull`, and every accepted event is delivered or counted (none left behind in
+/// the queue after the worker stopped).
+#[test]
+fn tracks_racing_shutdown_are_all_accounted_for() {
+    use agenttally::client::MemoryTransport;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    for round in 0..20 {
+        let sink = MemoryTransport::new();
+        let c = Client::builder()
+            .transport(sink.clone())
+            .flush_at(50)
+            .build()
+            .unwrap();
+        let refused = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..3)
+            .map(|t| {
+                let (c, refused) = (c.clone(), refused.clone());
+                std::thread::spawn(move || {
+                    for i in 0..2_000 {
+                        match c.track(event(t * 10_000 + i)) {
+                            Ok(()) => {}
+                            Err(e) => {
+                                assert!(
+                                    matches!(e.kind(), ErrorKind::Closed | ErrorKind::QueueFull),
+                                    "{e}"
+                                );
+                                refused.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_micros(200 * round));
+        c.shutdown(Duration::from_secs(5)).unwrap();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let st = c.stats();
+        let delivered: usize = sink.batches().iter().map(|b| b.batch.len()).sum();
+        assert_eq!(
+            st.accepted + refused.load(Ordering::Relaxed),
+            6_000,
+            "{st:?}"
+        );
+        assert_eq!(
+            st.accepted,
+            delivered as u64 + st.dropped.total() - st.dropped.queue_full,
+            "round {round}: {st:?}"
+        );
+        assert_eq!(st.queue_depth, 0, "{st:?}");
+    }
+}

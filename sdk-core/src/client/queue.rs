@@ -2,7 +2,7 @@
 //! lock-free segmented queue that events move into, plus an atomic memory budget: no lock, no
 //! I/O, no serialization; an allocation only for each new block of 31 slots.
 
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -73,6 +73,18 @@ const SLOT: usize = std::mem::size_of::<Item>() + std::mem::size_of::<usize>();
 
 /// `spool` policy: events waiting for the worker to write them to disk, at most.
 const OVERFLOW_EVENTS: usize = 4096;
+
+/// Why `push` did not queue an item (a refused item comes back by value, unboxed: no allocation
+/// on the hot path).
+#[allow(clippy::large_enum_variant)]
+enum Refused {
+    Full(Item),
+    Closed,
+}
+
+fn closed() -> Error {
+    Error::Closed("track() after shutdown".into())
+}
 
 /// The budget word: events above this bit, bytes below (1 TiB; the builder caps both).
 pub(crate) const EVENT_SHIFT: u32 = 40;
@@ -164,10 +176,21 @@ impl Shared {
     }
 
     pub(crate) fn close(&self) {
-        self.state.fetch_or(CLOSED, AcqRel);
+        // SeqCst with the budget add and load: a `track()` either sees the close or is seen by
+        // the worker's last look at the budget (see `push`).
+        self.state.fetch_or(CLOSED, SeqCst);
     }
 
-    /// `track()` calls still between their closed check and their push.
+    fn closed(&self) -> bool {
+        self.state.load(SeqCst) & CLOSED != 0
+    }
+
+    /// Events reserved and not yet taken by the worker (pushes in progress included).
+    pub(crate) fn queued_events(&self) -> usize {
+        (self.budget.load(SeqCst) >> EVENT_SHIFT) as usize
+    }
+
+    /// Overflow-path `track()` calls between their closed check and their push.
     pub(crate) fn tracks_in_progress(&self) -> usize {
         self.state.load(Acquire) & !CLOSED
     }
@@ -176,7 +199,7 @@ impl Shared {
         let s = self.state.fetch_add(1, Acquire);
         let g = Entered(&self.state);
         if s & CLOSED != 0 {
-            return Err(Error::Closed("track() after shutdown".into()));
+            return Err(closed());
         }
         Ok(g)
     }
@@ -194,7 +217,6 @@ impl Shared {
         if self.disabled {
             return Ok(());
         }
-        let _entered = self.enter()?;
         let item = Item {
             held: SLOT + size::heap(&event),
             event,
@@ -205,7 +227,8 @@ impl Shared {
                 self.accepted();
                 Ok(())
             }
-            Err(item) => self.overflowed(item),
+            Err(Refused::Full(item)) => self.overflowed(item),
+            Err(Refused::Closed) => Err(closed()),
         }
     }
 
@@ -231,9 +254,9 @@ impl Shared {
     // The refused item comes back by value for the overflow policy; boxing it would put an
     // allocation on the hot path.
     #[allow(clippy::result_large_err)]
-    fn push(&self, item: Item) -> Result<(), Item> {
+    fn push(&self, item: Item) -> Result<(), Refused> {
         let add = ONE_EVENT | item.held as u64;
-        let old = self.budget.fetch_add(add, AcqRel);
+        let old = self.budget.fetch_add(add, SeqCst);
         let (events, bytes) = ((old >> EVENT_SHIFT) as usize, (old & BYTES) as usize);
         // An event larger than the whole budget still goes into an empty queue. The worker
         // applies the events it took off the queue once per batch, so a full count is confirmed
@@ -242,7 +265,13 @@ impl Shared {
             || (events >= self.max_events && self.queue.len() >= self.max_events)
         {
             self.budget.fetch_sub(add, AcqRel);
-            return Err(item);
+            return Err(Refused::Full(item));
+        }
+        // Reserved, then the closed check: the worker looks at the budget after closing, so
+        // either it sees this reservation and waits for the push, or this sees the close.
+        if self.closed() {
+            self.budget.fetch_sub(add, AcqRel);
+            return Err(Refused::Closed);
         }
         self.queue.push(item);
         Ok(())
@@ -276,6 +305,7 @@ impl Shared {
 
     #[cold]
     fn overflowed(&self, mut item: Item) -> Result<(), Error> {
+        let _entered = self.enter()?;
         match self.policy {
             OverflowPolicy::DropNewest => {}
             OverflowPolicy::DropOldest => {
@@ -289,7 +319,8 @@ impl Shared {
                             self.accepted();
                             return Ok(());
                         }
-                        Err(back) => item = back,
+                        Err(Refused::Full(back)) => item = back,
+                        Err(Refused::Closed) => return Err(closed()),
                     }
                 }
             }

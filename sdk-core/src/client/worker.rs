@@ -462,28 +462,33 @@ impl WorkerState {
             self.finished(res);
         }
         let deadline = self.stopping.as_ref().map_or_else(Instant::now, |s| s.0);
-        // A track() that passed its closed check just before shutdown is about to push.
-        while self.shared.tracks_in_progress() > 0 && Instant::now() < deadline {
-            std::thread::yield_now();
-        }
-        self.drain_overflow();
         let mut rest = Vec::new();
         self.apply_delta();
-        let (mut events, mut bytes) = (0, 0);
         if let Some((_, item)) = self.head.take() {
-            bytes += item.held;
+            self.shared.release(0, item.held);
             rest.push(item.rec);
             self.shared.counters.in_flight_events.store(0, Relaxed);
         }
-        while let Some(item) = self.shared.queue.pop() {
-            events += 1;
-            bytes += item.held;
-            rest.push(Encoded {
-                id: item.event.id,
-                json: super::queue::encode(&item.event),
-            });
+        // A track() that reserved its place before the close is about to push (or to give the
+        // place back): wait for it, then take what it pushed.
+        loop {
+            self.drain_overflow();
+            let (mut events, mut bytes) = (0, 0);
+            while let Some(item) = self.shared.queue.pop() {
+                events += 1;
+                bytes += item.held;
+                rest.push(Encoded {
+                    id: item.event.id,
+                    json: super::queue::encode(&item.event),
+                });
+            }
+            self.shared.release(events, bytes);
+            let settled = self.shared.queued_events() == 0 && self.shared.tracks_in_progress() == 0;
+            if settled || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::yield_now();
         }
-        self.shared.release(events, bytes);
         self.keep(rest, true);
         // Replay batches not sent yet go back to the active segment, so their segment can go.
         while let Some((seg, batch)) = self.replay.pop_front() {
