@@ -27,6 +27,14 @@ pub(crate) fn decode_borrowed<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) ->
             message: "must be a JSON object".into(),
         });
     }
+    // Valid input (nearly all of it) decodes without tracking the path; only a failure is
+    // decoded again, with the path, to name the field.
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    if let Ok(out) = T::deserialize(&mut de) {
+        if de.end().is_ok() {
+            return Ok(out);
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let out = serde_path_to_error::deserialize(&mut de).map_err(|e| Error::Decode {
         field: field_path(&e.path().to_string()),
