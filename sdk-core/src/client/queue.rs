@@ -309,11 +309,13 @@ impl Shared {
         match self.policy {
             OverflowPolicy::DropNewest => {}
             OverflowPolicy::DropOldest => {
-                // Bounded: each round evicts one; in-flight bytes cannot be evicted.
+                // Bounded: each round evicts one; in-flight bytes cannot be evicted. An empty
+                // queue means the worker took it all since the push was refused: try again.
                 for _ in 0..64 {
-                    let Some(old) = self.queue.pop() else { break };
-                    self.release(1, old.held);
-                    self.counters.dropped_evicted.fetch_add(1, Relaxed);
+                    if let Some(old) = self.queue.pop() {
+                        self.release(1, old.held);
+                        self.counters.dropped_evicted.fetch_add(1, Relaxed);
+                    }
                     match self.push(item) {
                         Ok(()) => {
                             self.accepted();
