@@ -56,15 +56,7 @@ fn opt_str(out: &mut Vec<u8>, name: &str, v: &Option<String>) {
 fn usage(out: &mut Vec<u8>, u: &Usage) {
     out.push(b'{');
     let mut first = true;
-    for (name, v) in [
-        ("input_tokens", u.input_tokens),
-        ("cached_input_tokens", u.cached_input_tokens),
-        ("cache_write_tokens", u.cache_write_tokens),
-        ("cache_write_1h_tokens", u.cache_write_1h_tokens),
-        ("output_tokens", u.output_tokens),
-        ("reasoning_tokens", u.reasoning_tokens),
-        ("requests", u.requests),
-    ] {
+    for (name, v) in u.buckets() {
         if v != 0 {
             if !first {
                 out.push(b',');

@@ -160,18 +160,9 @@ fn value_len(v: &Value) -> usize {
 }
 
 fn usage_len(u: &Usage) -> usize {
-    let fields = [
-        ("input_tokens", u.input_tokens),
-        ("cached_input_tokens", u.cached_input_tokens),
-        ("cache_write_tokens", u.cache_write_tokens),
-        ("cache_write_1h_tokens", u.cache_write_1h_tokens),
-        ("output_tokens", u.output_tokens),
-        ("reasoning_tokens", u.reasoning_tokens),
-        ("requests", u.requests),
-    ];
     let mut n = 2;
     let mut first = true;
-    for (name, v) in fields {
+    for (name, v) in u.buckets() {
         if v != 0 {
             // `key` counts a comma; the first field has none.
             n += key(name) + u64_len(v) - usize::from(first);

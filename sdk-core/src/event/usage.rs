@@ -79,6 +79,19 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Usage {
+    /// Every bucket with its wire name, in wire order (the names of [`BUCKETS`]).
+    pub fn buckets(&self) -> [(&'static str, u64); 7] {
+        [
+            ("input_tokens", self.input_tokens),
+            ("cached_input_tokens", self.cached_input_tokens),
+            ("cache_write_tokens", self.cache_write_tokens),
+            ("cache_write_1h_tokens", self.cache_write_1h_tokens),
+            ("output_tokens", self.output_tokens),
+            ("reasoning_tokens", self.reasoning_tokens),
+            ("requests", self.requests),
+        ]
+    }
+
     /// All prompt-side tokens: the figure long-context tiers are decided on.
     pub fn prompt_total(&self) -> u64 {
         self.input_tokens
