@@ -44,14 +44,7 @@ fn event() -> AnalyticsEvent {
 /// of each and the median of the per-round ratios (load that drifts between rounds cancels).
 fn interleaved_ratio(rounds: usize, n: usize) -> (f64, f64, f64) {
     let ev = event();
-    let client = Client::builder()
-        .transport(Null)
-        .flush_at(1000)
-        .max_queue_events(1 << 20)
-        .max_queue_bytes(1 << 30)
-        .overflow(OverflowPolicy::DropOldest)
-        .build()
-        .unwrap();
+    let client = hot_path_client();
     let (tx, rx) = std::sync::mpsc::channel::<AnalyticsEvent>();
     let drain = std::thread::spawn(move || for _ in rx {});
     let (mut sends, mut tracks, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
@@ -84,6 +77,18 @@ fn interleaved_ratio(rounds: usize, n: usize) -> (f64, f64, f64) {
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// The client (a) measures: every batch accepted at once, a queue that never fills.
+fn hot_path_client() -> Client {
+    Client::builder()
+        .transport(Null)
+        .flush_at(1000)
+        .max_queue_events(1 << 20)
+        .max_queue_bytes(1 << 30)
+        .overflow(OverflowPolicy::DropOldest)
+        .build()
+        .unwrap()
 }
 
 /// Accepts every batch at once, so (a) measures the hot path, not a collector.
@@ -138,14 +143,7 @@ fn bench_track(c: &mut Criterion) {
     drop(tx);
     drain.join().unwrap();
 
-    let client = Client::builder()
-        .transport(Null)
-        .flush_at(1000)
-        .max_queue_events(1 << 20)
-        .max_queue_bytes(1 << 30)
-        .overflow(OverflowPolicy::DropOldest)
-        .build()
-        .unwrap();
+    let client = hot_path_client();
     g.bench_function("client_track", |b| {
         b.iter_batched(
             || ev.clone(),

@@ -38,17 +38,22 @@ pub(crate) struct Ready {
 }
 
 impl Item {
+    /// The event's wire record (id and JSON).
+    pub(crate) fn record(&self) -> Encoded {
+        Encoded {
+            id: self.event.id,
+            json: encode(&self.event),
+        }
+    }
+
     /// Serialize for the wire. Returns how the memory held changes (the caller applies it to
     /// the budget, once per batch rather than once per event).
     pub(crate) fn encode(self) -> (Ready, isize) {
-        let json = encode(&self.event);
-        let held = size::chunk(json.len()) + std::mem::size_of::<Encoded>();
+        let rec = self.record();
+        let held = size::chunk(rec.json.len()) + std::mem::size_of::<Encoded>();
         let delta = held as isize - self.held as isize;
         let ready = Ready {
-            rec: Encoded {
-                id: self.event.id,
-                json,
-            },
+            rec,
             held,
             at: self.at,
         };
@@ -336,11 +341,10 @@ impl Shared {
                     return Ok(());
                 }
                 // The worker is behind on disk writes too: write this one here rather than lose it.
-                let rec = Encoded {
-                    id: item.event.id,
-                    json: encode(&item.event),
-                };
-                let written = self.spool().as_mut().map_or(0, |s| s.append(&[rec]));
+                let written = self
+                    .spool()
+                    .as_mut()
+                    .map_or(0, |s| s.append(&[item.record()]));
                 if written == 1 {
                     self.counters.accepted.fetch_add(1, Relaxed);
                     return Ok(());

@@ -212,10 +212,7 @@ impl WorkerState {
             return;
         }
         let recs: Vec<Encoded> = std::iter::from_fn(|| ov.pop())
-            .map(|i| Encoded {
-                id: i.event.id,
-                json: super::queue::encode(&i.event),
-            })
+            .map(|i| i.record())
             .collect();
         // The spool counts what it cannot take itself; without one, all of it is lost.
         match self.shared.spool().as_mut() {
@@ -477,10 +474,7 @@ impl WorkerState {
             while let Some(item) = self.shared.queue.pop() {
                 events += 1;
                 bytes += item.held;
-                rest.push(Encoded {
-                    id: item.event.id,
-                    json: super::queue::encode(&item.event),
-                });
+                rest.push(item.record());
             }
             self.shared.release(events, bytes);
             let settled = self.shared.queued_events() == 0 && self.shared.tracks_in_progress() == 0;
