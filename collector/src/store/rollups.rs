@@ -157,26 +157,25 @@ const COLUMNS: &str = "tenant_id, bucket, event_type, provider, model, task_type
     reasoning_tokens, requests, duration_count, duration_sum_ms, duration_hist, queue_count, \
     queue_sum_ms, queue_hist";
 
-/// The sums a delta adds to a stored row.
-const SUMS: [&str; 17] = [
-    "events",
-    "successes",
-    "cost_usd",
-    "costed_events",
-    "unpriced_events",
-    "unpriced_tokens",
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "requests",
-    "duration_count",
-    "duration_sum_ms",
-    "queue_count",
-    "queue_sum_ms",
-];
+/// The sums a delta adds to a stored row: counts, cost, the usage buckets, durations.
+fn sums() -> Vec<&'static str> {
+    let mut out = vec![
+        "events",
+        "successes",
+        "cost_usd",
+        "costed_events",
+        "unpriced_events",
+        "unpriced_tokens",
+    ];
+    out.extend_from_slice(agenttally::event::USAGE_BUCKETS);
+    out.extend([
+        "duration_count",
+        "duration_sum_ms",
+        "queue_count",
+        "queue_sum_ms",
+    ]);
+    out
+}
 
 /// The deltas' columns (all of `COLUMNS` but `tenant_id`, which is `$1`) as `$2..$25` arrays.
 const DELTA_ARRAYS: &str = "unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], \
@@ -217,7 +216,11 @@ pub fn sql(grain: Grain) -> RollupSql {
          FROM {DELTA_ARRAYS} AS d ({cols}) \
          WHERE r.tenant_id = $1 AND r.bucket = d.bucket AND r.event_type = d.event_type \
            AND r.provider = d.provider AND r.model = d.model AND r.task_type = d.task_type",
-        sums = SUMS.map(|c| format!("{c} = r.{c} + d.{c}")).join(", "),
+        sums = sums()
+            .iter()
+            .map(|c| format!("{c} = r.{c} + d.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         cols = COLUMNS.trim_start_matches("tenant_id, "),
     );
     // Skip the SQL merge when either side is empty (no duration/queue time in the delta).
@@ -232,8 +235,10 @@ pub fn sql(grain: Grain) -> RollupSql {
         "INSERT INTO {table} AS r ({COLUMNS}) SELECT $1, * FROM {DELTA_ARRAYS} \
          ON CONFLICT (tenant_id, {key}) DO UPDATE SET {sums}, \
          duration_hist = {dh}, queue_hist = {qh}",
-        sums = SUMS
+        sums = sums()
+            .iter()
             .map(|c| format!("{c} = r.{c} + EXCLUDED.{c}"))
+            .collect::<Vec<_>>()
             .join(", "),
         dh = merge("duration_hist"),
         qh = merge("queue_hist"),
