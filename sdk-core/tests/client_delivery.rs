@@ -118,18 +118,25 @@ fn per_event_rejections_only_retryable_ones_are_resent() {
     let c = client(&srv.url()).flush_at(20).build().unwrap();
     let events: Vec<_> = (0..20).map(event).collect();
     let (bad, busy) = (events[3].id, events[11].id);
-    srv.ctl.reject.lock().unwrap().insert(
-        bad,
-        (
-            json!("batch[3].tenant_id: must match [A-Za-z0-9._:-]"),
-            false,
-        ),
-    );
-    srv.ctl
-        .reject
-        .lock()
-        .unwrap()
-        .insert(busy, (json!({"code": "busy", "retryable": true}), true));
+    // Only the `retryable` field counts: an error text or object that merely mentions
+    // "retryable" (what clients used to parse) is a permanent rejection.
+    let (texty, objecty) = (events[5].id, events[7].id);
+    {
+        let mut r = srv.ctl.reject.lock().unwrap();
+        r.insert(
+            bad,
+            (
+                json!("batch[3].tenant_id: must match [A-Za-z0-9._:-]"),
+                false,
+            ),
+        );
+        r.insert(
+            busy,
+            (json!("batch[11]: could not be stored right now"), true),
+        );
+        r.insert(texty, (json!("retryable: storage busy"), false));
+        r.insert(objecty, (json!({"code": "busy", "retryable": true}), false));
+    }
     let ids: HashSet<Uuid> = events.iter().map(|e| e.id).collect();
     for e in events {
         c.track(e).unwrap();
@@ -140,13 +147,65 @@ fn per_event_rejections_only_retryable_ones_are_resent() {
     assert_eq!(
         reqs[1].1,
         vec![busy],
-        "only the retryable event is sent again"
+        "only the retryable event is sent again, with the same id"
     );
     let mut want = ids.clone();
-    want.remove(&bad);
+    for id in [bad, texty, objecty] {
+        want.remove(&id);
+    }
     assert_eq!(srv.ctl.ids(), want);
     let st = c.stats();
-    assert_eq!((st.sent, st.rejected, st.retried), (19, 1, 1));
+    assert_eq!((st.sent, st.rejected, st.retried), (17, 3, 1));
+}
+
+/// A retryable rejection that keeps coming is re-sent until the batch's retry budget is spent,
+/// then the event is kept like any undelivered batch (dropped and counted, without a spool).
+#[test]
+fn retryable_rejections_are_bounded_by_the_retry_budget() {
+    let srv = TestCollector::start();
+    let c = client(&srv.url())
+        .flush_at(5)
+        .max_retry_time(Duration::from_millis(400))
+        .build()
+        .unwrap();
+    let events: Vec<_> = (0..5).map(event).collect();
+    let stuck = events[2].id;
+    srv.ctl
+        .reject
+        .lock()
+        .unwrap()
+        .insert(stuck, (json!("batch[2]: busy"), true));
+    for e in events {
+        c.track(e).unwrap();
+    }
+    // Re-armed while the client retries, so every attempt is refused.
+    let ctl = srv.ctl.clone();
+    let refuser = std::thread::spawn(move || {
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < until {
+            ctl.reject
+                .lock()
+                .unwrap()
+                .insert(stuck, (json!("batch[2]: busy"), true));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let r = c.flush(Duration::from_secs(5));
+    refuser.join().unwrap();
+    assert!(
+        r.is_err(),
+        "an event dropped on the way fails the flush: {r:?}"
+    );
+    let st = c.stats();
+    assert_eq!(st.sent, 4);
+    assert_eq!(st.dropped.undeliverable, 1);
+    assert!(st.retried >= 2, "re-sent several times: {st:?}");
+    assert!(srv
+        .ctl
+        .requests()
+        .iter()
+        .skip(1)
+        .all(|(_, ids)| ids == &vec![stuck]));
 }
 
 #[test]
@@ -192,7 +251,9 @@ fn connection_refused_without_spool_counts_undeliverable_after_the_budget() {
         .build()
         .unwrap();
     track_n(&c, 25);
-    c.flush(Duration::from_secs(10)).unwrap();
+    // The flush waits for the budget to run out, then says it could not deliver.
+    let err = c.flush(Duration::from_secs(10)).unwrap_err();
+    assert_eq!(err.kind(), agenttally::ErrorKind::Io, "{err}");
     let st = c.stats();
     assert_eq!(st.dropped.undeliverable, 25);
     assert!(st.retried > 0);

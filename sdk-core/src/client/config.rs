@@ -48,6 +48,11 @@ pub mod defaults {
     pub const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
     /// Path of the ingest route under the endpoint.
     pub const BATCH_PATH: &str = "/v1/batch";
+    /// Upper bound of every duration setting: longer is a unit mistake (milliseconds given as
+    /// seconds), and the worker adds these to `Instant`s, which must not overflow.
+    pub const MAX_DURATION_SETTING: Duration = Duration::from_secs(24 * 3600);
+    /// Upper bound of a spool segment: one is read into memory whole when it is replayed.
+    pub const MAX_SPOOL_SEGMENT_BYTES: u64 = 1 << 30;
 }
 
 /// What `track()` does with an event when the in-memory queue is full.
@@ -314,9 +319,11 @@ impl ClientBuilder {
                 format!("must be 1..={max_events}, got {}", self.flush_at),
             ));
         }
-        if self.flush_interval < Duration::from_millis(1) {
-            return Err(Error::config("flush_interval", "must be >= 1ms"));
-        }
+        check_duration(
+            "flush_interval",
+            self.flush_interval,
+            Duration::from_millis(1),
+        )?;
         if !(1..=1 << 23).contains(&self.max_queue_events) {
             return Err(Error::config(
                 "max_queue_events",
@@ -348,8 +355,15 @@ impl ClientBuilder {
         if let SpoolFsync::EveryN(0) = self.spool_fsync {
             return Err(Error::config("spool_fsync", "every_n must be >= 1"));
         }
-        if self.spool_segment_bytes < 64 * 1024 {
-            return Err(Error::config("spool_segment_bytes", "must be >= 65536"));
+        if !(64 * 1024..=defaults::MAX_SPOOL_SEGMENT_BYTES).contains(&self.spool_segment_bytes) {
+            return Err(Error::config(
+                "spool_segment_bytes",
+                format!(
+                    "must be 65536..={}, got {}",
+                    defaults::MAX_SPOOL_SEGMENT_BYTES,
+                    self.spool_segment_bytes
+                ),
+            ));
         }
         if self.spool_max_bytes < self.spool_segment_bytes * 2 {
             return Err(Error::config(
@@ -361,9 +375,14 @@ impl ClientBuilder {
                 ),
             ));
         }
-        if self.request_timeout < Duration::from_millis(1) {
-            return Err(Error::config("request_timeout", "must be >= 1ms"));
-        }
+        check_duration(
+            "request_timeout",
+            self.request_timeout,
+            Duration::from_millis(1),
+        )?;
+        check_duration("max_retry_time", self.max_retry_time, Duration::ZERO)?;
+        check_duration("drop_timeout", self.drop_timeout, Duration::ZERO)?;
+        check_duration("retry_delays", self.retry_max_delay, Duration::ZERO)?;
         if self.retry_min_delay.is_zero() || self.retry_max_delay < self.retry_min_delay {
             return Err(Error::config(
                 "retry_delays",
@@ -375,4 +394,16 @@ impl ClientBuilder {
         }
         Ok(())
     }
+}
+
+/// `value` must lie in `min..=MAX_DURATION_SETTING` (one day).
+fn check_duration(setting: &str, value: Duration, min: Duration) -> Result<(), Error> {
+    let max = defaults::MAX_DURATION_SETTING;
+    if value < min || value > max {
+        return Err(Error::config(
+            setting,
+            format!("must be {min:?}..={max:?} (1 day), got {value:?}"),
+        ));
+    }
+    Ok(())
 }

@@ -153,10 +153,14 @@ impl Client {
         self.inner.shared.track(event)
     }
 
-    /// Wait until every event accepted before this call is acknowledged by the collector,
-    /// rejected, spooled or dropped, or until `timeout` passes (`Err(Timeout)`; delivery goes on).
+    /// Wait until every event accepted before this call is delivered: acknowledged by the
+    /// collector (or rejected by it as invalid). Spooled events count as delivered only once
+    /// replayed, so a flush also delivers the spool's backlog, an earlier process's included.
+    /// `Err(Timeout)` when `timeout` passes first (delivery goes on; nothing is dropped for it);
+    /// `Err(Io)` when some of those events were dropped on the way (see `stats().dropped`).
+    /// A timeout too long for the clock (`Duration::MAX`) waits as long as it takes.
     pub fn flush(&self, timeout: Duration) -> Result<(), Error> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let (tx, rx) = mpsc::channel();
         {
             let guard = self
@@ -176,18 +180,27 @@ impl Client {
                 .map_err(|_| Error::Closed("the worker has stopped".into()))?;
         }
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(()) => Ok(()),
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::Io(
+                "flush: some events accepted before it were dropped on the way (see \
+                 stats().dropped)"
+                    .into(),
+            )),
             Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout(format!(
-                "flush did not finish within {timeout:?}"
+                "flush did not finish within {timeout:?}; undelivered events stay queued or \
+                 spooled and delivery goes on"
             ))),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                Err(Error::Closed("the worker has stopped".into()))
-            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Closed(
+                "the client shut down before the flush finished; what was not delivered is \
+                 spooled or counted in stats().dropped"
+                    .into(),
+            )),
         }
     }
 
-    /// Flush, then stop the worker. One deadline bounds everything, in-flight HTTP included:
-    /// what is not delivered by then is spooled (with a spool) or counted as dropped. Later
+    /// Deliver everything (the spool's backlog included, as `flush` does), then stop the worker.
+    /// One deadline bounds everything, in-flight HTTP included: what is not delivered by then is
+    /// spooled (with a spool) or counted as dropped. Later
     /// `track()` calls return `Err(Closed)`. Calling it again is a no-op.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
         self.inner.shutdown(timeout)
@@ -221,7 +234,7 @@ impl Client {
 
 impl Inner {
     fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         self.shared.close();
         let Some(w) = self
             .worker
@@ -257,6 +270,17 @@ impl Inner {
             }
         }
     }
+}
+
+/// `now + timeout`, saturating: a timeout too long for an `Instant` (e.g. `Duration::MAX`) waits
+/// for as long as it takes, never panics.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    /// Later than any wait a program means, early enough for every clock's `Instant`.
+    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(timeout.min(FAR))
+        .or_else(|| now.checked_add(Duration::from_secs(24 * 3600)))
+        .unwrap_or(now)
 }
 
 impl Drop for Inner {

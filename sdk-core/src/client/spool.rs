@@ -194,6 +194,25 @@ impl Spool {
             + self.active.as_ref().map_or(0, |a| a.seg.bytes)
     }
 
+    /// The newest segment's id (active, sealed or read back for delivery), if any holds records.
+    pub(crate) fn newest_segment(&self) -> Option<u64> {
+        self.segment_ids().max()
+    }
+
+    /// The oldest segment's id still holding undelivered records, if any.
+    pub(crate) fn oldest_segment(&self) -> Option<u64> {
+        self.segment_ids().min()
+    }
+
+    fn segment_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        let active = self.active.as_ref().filter(|a| a.seg.records > 0);
+        self.sealed
+            .iter()
+            .map(|s| s.id)
+            .chain(self.out.keys().copied())
+            .chain(active.map(|a| a.seg.id))
+    }
+
     /// Append records (one write, then fsync per policy). Returns how many were written; the rest
     /// were dropped (spool full, or an I/O error) and counted.
     pub(crate) fn append(&mut self, recs: &[Encoded]) -> usize {

@@ -36,6 +36,20 @@ impl Counters {
             c.fetch_add(n as u64, Relaxed);
         }
     }
+
+    /// Accepted events lost on the way to the collector (not delivered, not on disk): what makes
+    /// a `flush` fail.
+    pub(crate) fn lost(&self) -> u64 {
+        [
+            &self.dropped_undeliverable,
+            &self.dropped_spool_full,
+            &self.dropped_spool_io,
+            &self.spool_corrupt,
+        ]
+        .iter()
+        .map(|c| c.load(Relaxed))
+        .sum()
+    }
 }
 
 /// Events dropped, by reason. Every accepted event ends up sent, rejected, spooled or here.

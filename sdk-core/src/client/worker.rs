@@ -22,9 +22,9 @@ use crate::event::{encoded_batch_len, now_micros, pack_encoded};
 use crate::{Batch, BatchLimits};
 
 pub(crate) enum Ctrl {
-    Flush {
-        reply: mpsc::Sender<()>,
-    },
+    /// Answered `true` once everything accepted before it is delivered, `false` if some of it
+    /// was dropped on the way (spool full, spool I/O, no spool when the retry budget ran out).
+    Flush { reply: mpsc::Sender<bool> },
     Shutdown {
         deadline: Instant,
         reply: mpsc::Sender<()>,
@@ -48,6 +48,20 @@ struct Meta {
     bytes: usize,
     oldest: Option<Instant>,
     segment: Option<u64>,
+}
+
+/// A `flush` waiting for its events: first those queued before it (by pop sequence), then the
+/// spool segments that existed once those were settled (they may hold some of them, and hold
+/// what overflowed or was left by an earlier process).
+struct PendingFlush {
+    /// Every event with a pop sequence below it must be settled.
+    target: u64,
+    /// Once the queue part is done: `Some(newest segment then)`, or `Some(None)` for no spool
+    /// work; the flush is done when no segment at or below it is left.
+    spool_upto: Option<Option<u64>>,
+    /// Events lost (dropped after acceptance) when the flush began.
+    lost_at: u64,
+    reply: mpsc::Sender<bool>,
 }
 
 /// What a delivery task hands back.
@@ -74,7 +88,7 @@ pub(crate) struct WorkerState {
     /// Events taken off the queue since the budget was last adjusted.
     popped: usize,
     next_seq: u64,
-    flushes: Vec<(u64, mpsc::Sender<()>)>,
+    flushes: Vec<PendingFlush>,
     stop_tx: watch::Sender<Option<Instant>>,
     /// Shutdown: (deadline, when tasks must give up, reply).
     stopping: Option<(Instant, Instant, mpsc::Sender<()>)>,
@@ -129,7 +143,8 @@ impl WorkerState {
             self.publish_gauges();
             self.check_flushes();
             if let Some((_, task_stop, _)) = &self.stopping {
-                if self.idle() || Instant::now() >= *task_stop {
+                // A shutdown delivers the spool's backlog too, while the deadline allows.
+                if (self.idle() && !self.spool_backlog()) || Instant::now() >= *task_stop {
                     break;
                 }
             }
@@ -149,14 +164,22 @@ impl WorkerState {
     fn command(&mut self, cmd: Option<Ctrl>) {
         match cmd {
             Some(Ctrl::Flush { reply }) => {
-                let target = self.next_seq + self.shared.queue.len() as u64;
-                self.flushes.push((target, reply));
+                // What overflowed before the call goes to the spool now, so the spool part of the
+                // flush covers it.
+                self.drain_overflow();
+                self.flushes.push(PendingFlush {
+                    target: self.next_seq + self.shared.queue.len() as u64,
+                    spool_upto: None,
+                    lost_at: self.shared.counters.lost(),
+                    reply,
+                });
             }
             Some(Ctrl::Shutdown { deadline, reply }) => {
                 let now = Instant::now();
-                // Leave time to write what is left to the spool before the deadline.
+                // Leave time to write what is left (up to a full queue) to the spool before the
+                // deadline: a quarter of it, at most half a second.
                 let margin =
-                    (deadline.saturating_duration_since(now) / 10).min(Duration::from_millis(250));
+                    (deadline.saturating_duration_since(now) / 4).min(Duration::from_millis(500));
                 let task_stop = deadline.checked_sub(margin).unwrap_or(deadline);
                 self.stop_tx.send_replace(Some(task_stop));
                 self.stopping = Some((deadline, task_stop, reply));
@@ -201,6 +224,11 @@ impl WorkerState {
 
     fn spool_pending(&self) -> bool {
         self.has_spool && self.shared.counters.spool_events.load(Relaxed) > 0
+    }
+
+    /// Spooled events not delivered yet: on disk, or read back and waiting or in flight.
+    fn spool_backlog(&self) -> bool {
+        self.spool_pending() || !self.replay.is_empty() || self.replays_in_flight > 0
     }
 
     /// `spool` policy: write what overflowed the queue to disk.
@@ -295,7 +323,7 @@ impl WorkerState {
     /// Replay the spool in the slots fresh events leave free (they go first, and one slot stays
     /// theirs): fully when the collector looks healthy, one probing batch when it does not.
     fn launch_replay(&mut self, now: Instant) {
-        if !self.has_spool || self.stopping.is_some() {
+        if !self.has_spool {
             return;
         }
         let cap = if self.healthy {
@@ -443,10 +471,22 @@ impl WorkerState {
             min_outstanding = min_outstanding.min(m.min_seq);
         }
         let next = self.next_seq;
-        self.flushes.retain(|(target, tx)| {
-            let done = next >= *target && min_outstanding >= *target;
+        let (newest, oldest) = match self.shared.spool().as_ref() {
+            Some(s) => (s.newest_segment(), s.oldest_segment()),
+            None => (None, None),
+        };
+        let lost = self.shared.counters.lost();
+        self.flushes.retain_mut(|f| {
+            if f.spool_upto.is_none() && next >= f.target && min_outstanding >= f.target {
+                f.spool_upto = Some(newest);
+            }
+            let done = match f.spool_upto {
+                None => false,
+                Some(None) => true,
+                Some(Some(upto)) => oldest.is_none_or(|o| o > upto),
+            };
             if done {
-                let _ = tx.send(());
+                let _ = f.reply.send(lost == f.lost_at);
             }
             !done
         });
@@ -497,9 +537,9 @@ impl WorkerState {
             s.sync();
         }
         self.publish_gauges();
-        for (_, tx) in self.flushes.drain(..) {
-            let _ = tx.send(());
-        }
+        // A flush still waiting when the worker stops is answered by its own deadline (or by
+        // the closed channel): what it waited for is on disk now, not delivered.
+        self.flushes.clear();
         if let Some((_, _, reply)) = self.stopping.take() {
             let _ = reply.send(());
         }
@@ -558,7 +598,7 @@ fn classify(res: Result<Response, TransportError>) -> Verdict {
     }
 }
 
-/// The collector's 200 body: `{accepted, duplicates, rejected: [{index, id, error}]}`.
+/// The collector's 200 body: `{accepted, duplicates, rejected: [{index, id, error, retryable}]}`.
 #[derive(Deserialize)]
 struct AckBody {
     // `accepted` is informational: what was acknowledged and is not a duplicate was stored.
@@ -568,6 +608,9 @@ struct AckBody {
     rejected: Vec<RejectedEvent>,
 }
 
+/// One per-event rejection. `retryable` is the whole protocol: `true` means the same bytes may
+/// succeed later (re-sent with the same id within the batch's retry budget); absent or `false`
+/// means never (the event itself is at fault).
 #[derive(Deserialize)]
 struct RejectedEvent {
     #[serde(default)]
@@ -578,20 +621,6 @@ struct RejectedEvent {
     error: serde_json::Value,
     #[serde(default)]
     retryable: bool,
-}
-
-impl RejectedEvent {
-    /// Per-event rejections are permanent (validation failures) unless the collector says
-    /// otherwise: `"retryable": true` beside or inside `error`, or an error string that starts
-    /// with `retryable`.
-    fn retryable(&self) -> bool {
-        self.retryable
-            || self.error.get("retryable").and_then(|v| v.as_bool()) == Some(true)
-            || self
-                .error
-                .as_str()
-                .is_some_and(|s| s.trim_start().starts_with("retryable"))
-    }
 }
 
 /// Apply a 200 answer: count what was stored, rejected or duplicate; return the events to
@@ -611,10 +640,10 @@ fn apply_ack(r: &Response, batch: &[Encoded], c: &Counters) -> Vec<usize> {
             .filter(|i| *i < n && rej.id.is_none_or(|id| batch[*i].id == id))
             .or_else(|| rej.id.and_then(|id| batch.iter().position(|e| e.id == id)));
         let Some(i) = idx else { continue };
-        if verdict[i].is_none() && !rej.retryable() {
+        if verdict[i].is_none() && !rej.retryable {
             tracing::warn!(id = %batch[i].id, error = %rej.error, "agenttally collector rejected an event");
         }
-        verdict[i] = Some(rej.retryable());
+        verdict[i] = Some(rej.retryable);
     }
     let retry: Vec<usize> = (0..n).filter(|&i| verdict[i] == Some(true)).collect();
     let permanent = verdict.iter().filter(|v| **v == Some(false)).count();

@@ -50,7 +50,8 @@ pub struct Ctl {
     pub faults: Mutex<VecDeque<Fault>>,
     /// Answer 413 to batches with more events than this.
     pub max_events: Mutex<Option<usize>>,
-    /// Per-event rejections: id → (error JSON, retryable-once).
+    /// Per-event rejections: id → (error JSON, retryable). A retryable rejection is answered
+    /// once (the re-send is stored); a permanent one every time.
     pub reject: Mutex<HashMap<Uuid, (Value, bool)>>,
 }
 
@@ -177,11 +178,12 @@ async fn batch(State(ctl): State<Arc<Ctl>>, headers: HeaderMap, body: Bytes) -> 
         let mut reject = ctl.reject.lock().unwrap();
         let mut s = ctl.seen.lock().unwrap();
         for (index, id) in ids.iter().enumerate() {
-            if let Some((err, once)) = reject.get(id).cloned() {
-                if once {
+            if let Some((err, retryable)) = reject.get(id).cloned() {
+                if retryable {
                     reject.remove(id);
                 }
-                rejected.push(json!({"index": index, "id": id, "error": err}));
+                rejected
+                    .push(json!({"index": index, "id": id, "error": err, "retryable": retryable}));
                 continue;
             }
             let n = s.stored.entry(*id).or_insert(0);
