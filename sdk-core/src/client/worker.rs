@@ -3,7 +3,7 @@
 //! delivered, replays the spool, and answers `flush`/`shutdown`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,9 @@ struct Policy {
     max_retry_time: Duration,
     min_delay: Duration,
     max_delay: Duration,
+    /// The last answer of any delivery task asked for a retry (5xx, 429, timeout, no
+    /// connection): known while tasks still retry, before their outcome says so.
+    failing: AtomicBool,
 }
 
 /// What the worker remembers about a task in flight, to settle its events when it returns.
@@ -113,6 +116,7 @@ impl WorkerState {
                 max_retry_time: cfg.max_retry_time,
                 min_delay: cfg.retry_min_delay,
                 max_delay: cfg.retry_max_delay,
+                failing: AtomicBool::new(false),
             }),
             shared,
             rx,
@@ -139,6 +143,9 @@ impl WorkerState {
     pub(crate) async fn run(mut self) {
         loop {
             self.drain_overflow();
+            if self.stopping.is_some() && self.has_spool && self.policy.failing.load(Relaxed) {
+                self.spool_memory();
+            }
             self.launch();
             self.publish_gauges();
             self.check_flushes();
@@ -251,6 +258,26 @@ impl WorkerState {
         }
     }
 
+    /// Stopping while the collector fails: what is in memory goes to the spool now rather than
+    /// at the deadline, so the stop has nothing left to write then (a full queue takes a while
+    /// to serialize); replay probes still deliver it if the collector answers before the deadline.
+    fn spool_memory(&mut self) {
+        self.apply_delta();
+        let mut rest = Vec::new();
+        if let Some((_, item)) = self.head.take() {
+            self.shared.release(0, item.held);
+            rest.push(item.rec);
+        }
+        let (mut events, mut bytes) = (0, 0);
+        while let Some(item) = self.shared.queue.pop() {
+            events += 1;
+            bytes += item.held;
+            rest.push(item.record());
+        }
+        self.shared.release(events, bytes);
+        self.keep(rest, true);
+    }
+
     fn pop_head(&mut self) {
         if self.head.is_none() {
             if let Some(item) = self.shared.queue.pop() {
@@ -326,12 +353,14 @@ impl WorkerState {
         if !self.has_spool {
             return;
         }
-        let cap = if self.healthy {
+        // A task still retrying counts as much as a finished one that gave up.
+        let healthy = self.healthy && !self.policy.failing.load(Relaxed);
+        let cap = if healthy {
             self.max_in_flight.saturating_sub(1).max(1)
         } else {
             1
         };
-        if !self.healthy && now < self.next_probe {
+        if !healthy && now < self.next_probe {
             return;
         }
         while self.tasks.len() < self.max_in_flight && self.replays_in_flight < cap {
@@ -340,7 +369,7 @@ impl WorkerState {
                     .shared
                     .spool()
                     .as_mut()
-                    .and_then(|s| s.checkout(self.healthy));
+                    .and_then(|s| s.checkout(healthy));
                 let Some((seg, recs)) = got else { return };
                 let ranges = pack_encoded(recs.iter().map(|r| r.json.len()), &BatchLimits::V1);
                 let mut it = recs.into_iter();
@@ -364,7 +393,7 @@ impl WorkerState {
                     segment: Some(seg),
                 },
             );
-            if !self.healthy {
+            if !healthy {
                 self.next_probe = now + self.policy.max_delay.max(Duration::from_secs(1));
             }
         }
@@ -711,6 +740,7 @@ async fn deliver(
         let retry_after = match classify(res) {
             Verdict::Ack(r) => {
                 out.healthy = true;
+                p.failing.store(false, Relaxed);
                 let again = apply_ack(&r, &batch, c);
                 if again.is_empty() {
                     continue;
@@ -722,6 +752,7 @@ async fn deliver(
             }
             Verdict::TooLarge => {
                 out.healthy = true;
+                p.failing.store(false, Relaxed);
                 if batch.len() == 1 {
                     tracing::warn!(id = %batch[0].id, "agenttally collector refused an event as too large");
                     Counters::add(&c.rejected, 1);
@@ -735,11 +766,13 @@ async fn deliver(
             }
             Verdict::Reject => {
                 out.healthy = true;
+                p.failing.store(false, Relaxed);
                 Counters::add(&c.rejected, batch.len());
                 continue;
             }
             Verdict::Retry(ra) => {
                 out.healthy = false;
+                p.failing.store(true, Relaxed);
                 work.push_front((batch, Some(body), true));
                 ra
             }
