@@ -209,25 +209,37 @@ async fn storage_faults() {
     )
     .await;
     let other: Vec<Value> = (0..8).map(|_| event("steady", json!({}))).collect();
-    let (f, s) = tokio::join!(
+    // A second request carrying a copy of the failing event (a resend racing its original):
+    // whether the copy is settled in memory against the original in the same commit group or
+    // stored by itself, it must not be acknowledged.
+    let copy = vec![
+        event("flaky", json!({})),
+        broken[2].clone(),
+        event("flaky", json!({})),
+    ];
+    let (f, c, s) = tokio::join!(
         env.post_raw(Some(&flaky_key), common::batch(&broken), &[]),
+        env.post_raw(Some(&flaky_key), common::batch(&copy), &[]),
         env.post_raw(Some(&steady_key), common::batch(&other), &[]),
     );
     assert_eq!(f.0, 503, "{}", f.1);
     assert!(f.2.contains_key("retry-after"));
+    assert_eq!(c.0, 503, "the copy was acknowledged: {}", c.1);
     assert_eq!((s.0, &s.1["accepted"]), (200, &json!(8)), "{}", s.1);
     drop_fault(&env, "internal_xx000").await;
     // Resent once the cause is gone: all stored (any part committed before the 503 is a
     // duplicate now).
-    let (s, v) = env.post(&flaky_key, &broken).await;
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["rejected"], json!([]), "{v}");
-    assert_eq!(
-        v["accepted"].as_i64().unwrap() + v["duplicates"].as_i64().unwrap(),
-        8,
-        "{v}"
-    );
-    assert_eq!(stored(&env, "flaky").await, (N as i64 + 8, N as i64 + 8));
+    for (batch, n) in [(&broken, 8), (&copy, 3)] {
+        let (s, v) = env.post(&flaky_key, batch).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["rejected"], json!([]), "{v}");
+        assert_eq!(
+            v["accepted"].as_i64().unwrap() + v["duplicates"].as_i64().unwrap(),
+            n,
+            "{v}"
+        );
+    }
+    assert_eq!(stored(&env, "flaky").await, (N as i64 + 10, N as i64 + 10));
 
     let m = env.get("/metrics").await.text().await.unwrap();
     assert!(

@@ -252,7 +252,8 @@ impl Writer {
         let started = Instant::now();
         // Flatten, grouped by tenant and sorted by id (the order rows are locked in, the same in
         // every writer), and settle duplicates inside the group here: only the first (tenant,
-        // id) goes to the database; the rest keep the `Duplicate` they start with.
+        // id) goes to the database; the later copies keep the `Duplicate` they start with
+        // unless the first is not stored (below).
         let mut outcomes: Vec<Vec<Outcome>> = group
             .iter()
             .map(|r| vec![Outcome::Duplicate; r.events.len()])
@@ -268,13 +269,33 @@ impl Writer {
         }
         let id = |&(ri, ei): &(usize, usize)| group[ri].events[ei].id;
         let mut entries: Vec<(usize, usize)> = Vec::new();
+        // (copy, the entry stored for it)
+        let mut copies: Vec<((usize, usize), (usize, usize))> = Vec::new();
         for (_, mut es) in by_tenant {
             // Stable: of equal ids the first sent stays first.
             es.sort_by_key(id);
-            es.dedup_by_key(|e| id(e));
-            entries.extend(es);
+            let first = entries.len();
+            for e in es {
+                match entries[first..].last() {
+                    Some(&kept) if id(&kept) == id(&e) => copies.push((e, kept)),
+                    _ => entries.push(e),
+                }
+            }
         }
-        let failed = self.store(&group, &entries, &mut outcomes).await;
+        let mut failed = self.store(&group, &entries, &mut outcomes).await;
+        // A copy shares the fate of the entry stored for it: were it answered `Duplicate` while
+        // that entry's request gets a 503 (or its row is refused), the copy would be acknowledged
+        // as stored when it is not.
+        let own_failures = failed.clone();
+        for ((ri, ei), (ro, eo)) in copies {
+            if let Some(e) = &own_failures[ro] {
+                if failed[ri].is_none() {
+                    failed[ri] = Some(e.clone());
+                }
+            } else if let Outcome::Failed(m) = &outcomes[ro][eo] {
+                outcomes[ri][ei] = Outcome::Failed(m.clone());
+            }
+        }
         self.metrics.commit_latency.observe(started.elapsed());
         for ((r, outs), failed) in group.into_iter().zip(outcomes).zip(failed) {
             let reply = match failed {
