@@ -1,5 +1,8 @@
-//! The collector's settings and their defaults, in one place. The CLI (`main.rs`) maps flags and
-//! environment variables onto `ServerConfig`; tests build it directly.
+//! The collector's settings, their defaults and their bounds, in one place. The CLI (`main.rs`)
+//! maps flags and environment variables onto `ServerConfig`, refusing a value out of bounds at
+//! parse time; tests build it directly, and `Server::start` refuses it out of bounds
+//! (`ServerConfig::validate`). The bounds keep every duration and date computed from a setting
+//! far from the limits of chrono and tokio, where arithmetic panics.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -35,6 +38,66 @@ pub const PARTITIONS_AHEAD_DAYS: i64 = 2;
 /// How often retention and partition upkeep run.
 pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3_600);
 
+/// Inclusive bounds of a numeric setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Bounds {
+    /// `Err` naming the rule when `value` is out of bounds (the caller prefixes the setting).
+    pub fn check(&self, value: u64) -> Result<(), String> {
+        if (self.min..=self.max).contains(&value) {
+            Ok(())
+        } else {
+            Err(self.rule(&value.to_string()))
+        }
+    }
+
+    /// Parse a flag or environment value as an integer within bounds.
+    pub fn parse(&self, text: &str) -> Result<u64, String> {
+        let t = text.trim();
+        match t.parse::<u64>() {
+            Ok(v) => self.check(v).map(|()| v),
+            Err(_) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => Err(self.rule(t)),
+            Err(_) => Err(format!(
+                "must be a whole number between {} and {}, got `{text}`",
+                self.min, self.max
+            )),
+        }
+    }
+
+    fn rule(&self, got: &str) -> String {
+        format!("must be between {} and {}, got {got}", self.min, self.max)
+    }
+}
+
+/// Ten years: retention past that is a mistake, and it keeps `now - days` inside chrono's range.
+pub const RETENTION_DAYS: Bounds = Bounds { min: 1, max: 3_650 };
+/// A group lingering longer would keep its requests near `ACK_TIMEOUT`.
+pub const COMMIT_INTERVAL_MS: Bounds = Bounds {
+    min: 0,
+    max: 10_000,
+};
+/// One connection each; PostgreSQL allows 100 connections by default.
+pub const WRITERS: Bounds = Bounds { min: 1, max: 32 };
+pub const POOL_SIZE: Bounds = Bounds { min: 1, max: 1_000 };
+pub const MAX_COMMIT_EVENTS: Bounds = Bounds {
+    min: 1,
+    max: 1_000_000,
+};
+/// Requests (each up to 512 KiB) held waiting for the writer.
+pub const QUEUE_CAPACITY: Bounds = Bounds {
+    min: 1,
+    max: 1_000_000,
+};
+/// Hours an event may be stamped ahead of the collector's clock (`ServerConfig::max_future`).
+pub const MAX_FUTURE_HOURS: Bounds = Bounds {
+    min: 0,
+    max: 24 * 7,
+};
+
 /// Everything `Server::start` needs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -67,6 +130,51 @@ impl ServerConfig {
         }
     }
 
+    /// `Err` naming the first setting out of its bounds and the rule.
+    pub fn validate(&self) -> Result<(), String> {
+        // (usize is at most 64 bits wherever this builds; saturate rather than assume.)
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        let checks = [
+            (
+                "raw_retention_days",
+                RETENTION_DAYS,
+                u64::from(self.raw_retention_days),
+            ),
+            (
+                "hourly_retention_days",
+                RETENTION_DAYS,
+                u64::from(self.hourly_retention_days),
+            ),
+            (
+                "commit_interval (ms)",
+                COMMIT_INTERVAL_MS,
+                u64::try_from(self.commit_interval.as_millis()).unwrap_or(u64::MAX),
+            ),
+            ("writers", WRITERS, n(self.writers)),
+            ("pool_size", POOL_SIZE, n(self.pool_size)),
+            (
+                "max_commit_events",
+                MAX_COMMIT_EVENTS,
+                n(self.max_commit_events),
+            ),
+            ("queue_capacity", QUEUE_CAPACITY, n(self.queue_capacity)),
+        ];
+        for (name, bounds, value) in checks {
+            bounds
+                .check(value)
+                .map_err(|rule| format!("config.{name}: {rule}"))?;
+        }
+        let most = TimeDelta::hours(MAX_FUTURE_HOURS.max as i64);
+        if self.max_future < TimeDelta::zero() || self.max_future > most {
+            return Err(format!(
+                "config.max_future: must be between 0 and {} hours, got {} s",
+                MAX_FUTURE_HOURS.max,
+                self.max_future.num_seconds()
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn writer(&self) -> WriterConfig {
         WriterConfig {
             commit_interval: self.commit_interval,
@@ -76,5 +184,64 @@ impl ServerConfig {
             ack_timeout: ACK_TIMEOUT,
             writers: self.writers,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_parse_and_name_the_rule() {
+        assert_eq!(RETENTION_DAYS.parse("30"), Ok(30));
+        assert_eq!(RETENTION_DAYS.parse(" 3650 "), Ok(3_650));
+        assert_eq!(
+            RETENTION_DAYS.parse("4294967295"),
+            Err("must be between 1 and 3650, got 4294967295".to_string())
+        );
+        assert_eq!(
+            RETENTION_DAYS.parse("0"),
+            Err("must be between 1 and 3650, got 0".to_string())
+        );
+        assert_eq!(
+            COMMIT_INTERVAL_MS.parse("99999999999999999999999999"),
+            Err("must be between 0 and 10000, got 99999999999999999999999999".to_string())
+        );
+        assert_eq!(
+            WRITERS.parse("-1"),
+            Err("must be a whole number between 1 and 32, got `-1`".to_string())
+        );
+        assert!(WRITERS.parse("").is_err());
+        assert!(WRITERS.parse("2.5").is_err());
+    }
+
+    #[test]
+    fn defaults_are_within_bounds() {
+        assert_eq!(ServerConfig::new("postgresql://x").validate(), Ok(()));
+    }
+
+    #[test]
+    fn huge_settings_are_refused_by_name() {
+        type Tweak = fn(&mut ServerConfig);
+        let cases: [(Tweak, &str); 10] = [
+            (|c| c.raw_retention_days = u32::MAX, "config.raw_retention_days: must be between 1 and 3650, got 4294967295"),
+            (|c| c.hourly_retention_days = 0, "config.hourly_retention_days: must be between 1 and 3650, got 0"),
+            (|c| c.commit_interval = Duration::MAX, "config.commit_interval (ms): must be between 0 and 10000, got 18446744073709551615"),
+            (|c| c.writers = usize::MAX, "config.writers: must be between 1 and 32, got 18446744073709551615"),
+            (|c| c.writers = 0, "config.writers: must be between 1 and 32, got 0"),
+            (|c| c.pool_size = usize::MAX, "config.pool_size: must be between 1 and 1000, got 18446744073709551615"),
+            (|c| c.max_commit_events = 0, "config.max_commit_events: must be between 1 and 1000000, got 0"),
+            (|c| c.queue_capacity = usize::MAX, "config.queue_capacity: must be between 1 and 1000000, got 18446744073709551615"),
+            (|c| c.max_future = TimeDelta::MAX, "config.max_future: must be between 0 and 168 hours, got 9223372036854775 s"),
+            (|c| c.max_future = TimeDelta::hours(-1), "config.max_future: must be between 0 and 168 hours, got -3600 s"),
+        ];
+        for (tweak, want) in cases {
+            let mut c = ServerConfig::new("postgresql://x");
+            tweak(&mut c);
+            assert_eq!(c.validate(), Err(want.to_string()));
+        }
+        let mut c = ServerConfig::new("postgresql://x");
+        c.max_future = TimeDelta::hours(168) + TimeDelta::seconds(1);
+        assert!(c.validate().is_err());
     }
 }

@@ -73,6 +73,16 @@ impl ApiError {
             format!("the database is unavailable, retry later ({cause})"),
         )
     }
+    /// 503 + Retry-After for a batch of which nothing was acknowledged (the database is
+    /// unavailable, the write queue is full, or a storage failure that is not the events' fault
+    /// persisted): the client resends it, and dedupe settles whatever of it was stored.
+    pub fn retry_later(cause: &dyn std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("nothing of the batch was acknowledged, retry later: {cause}"),
+        )
+    }
     /// A storage error while serving a request: 503 when the database is down, else 500.
     pub fn from_store(e: &crate::error::Error) -> Self {
         match e {

@@ -55,8 +55,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Migrate, start the writer and upkeep, and listen on `config.listen` (port 0 picks one).
+    /// Check the settings (`ServerConfig::validate`), migrate, start the writer and upkeep, and
+    /// listen on `config.listen` (port 0 picks one).
     pub async fn start(config: ServerConfig) -> Result<Server> {
+        config.validate().map_err(Error::Config)?;
         // Each writer holds a connection while it commits; leave room for the API's queries.
         let pool_size = config.pool_size.max(config.writers + 2);
         let pool = store::connect_pool(&config.database_url, pool_size)?;

@@ -67,18 +67,22 @@ struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     db: DbArgs,
-    /// Days raw events are kept.
-    #[arg(long, env = "AGENTTALLY_RAW_RETENTION_DAYS", default_value_t = config::DEFAULT_RAW_RETENTION_DAYS)]
+    /// Days raw events are kept (1 to 3650).
+    #[arg(long, env = "AGENTTALLY_RAW_RETENTION_DAYS", default_value_t = config::DEFAULT_RAW_RETENTION_DAYS,
+          value_parser = bounded::<u32>(config::RETENTION_DAYS))]
     raw_retention_days: u32,
-    /// Days hourly rollups are kept (daily rollups are kept).
-    #[arg(long, env = "AGENTTALLY_HOURLY_RETENTION_DAYS", default_value_t = config::DEFAULT_HOURLY_RETENTION_DAYS)]
+    /// Days hourly rollups are kept (1 to 3650; daily rollups are kept).
+    #[arg(long, env = "AGENTTALLY_HOURLY_RETENTION_DAYS", default_value_t = config::DEFAULT_HOURLY_RETENTION_DAYS,
+          value_parser = bounded::<u32>(config::RETENTION_DAYS))]
     hourly_retention_days: u32,
     /// How long a commit group lingers for more requests once none are waiting, in milliseconds
-    /// (0: commit as soon as the channel is dry).
-    #[arg(long, env = "AGENTTALLY_COMMIT_INTERVAL_MS", default_value_t = config::DEFAULT_COMMIT_INTERVAL.as_millis() as u64)]
+    /// (0 to 10000; 0: commit as soon as the channel is dry).
+    #[arg(long, env = "AGENTTALLY_COMMIT_INTERVAL_MS", default_value_t = config::DEFAULT_COMMIT_INTERVAL.as_millis() as u64,
+          value_parser = bounded::<u64>(config::COMMIT_INTERVAL_MS))]
     commit_interval_ms: u64,
-    /// Writer tasks committing groups concurrently, one database connection each (at least 1).
-    #[arg(long, env = "AGENTTALLY_WRITERS", default_value_t = config::DEFAULT_WRITERS)]
+    /// Writer tasks committing groups concurrently, one database connection each (1 to 32).
+    #[arg(long, env = "AGENTTALLY_WRITERS", default_value_t = config::DEFAULT_WRITERS,
+          value_parser = bounded::<usize>(config::WRITERS))]
     writers: usize,
 }
 
@@ -109,6 +113,19 @@ struct CreateKeyArgs {
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
     s.parse()
+}
+
+/// A value parser for an integer flag within `bounds`: clap reports a refusal with the flag (or
+/// its environment variable's value) and exits 2, e.g. `invalid value '4294967295' for
+/// '--raw-retention-days <RAW_RETENTION_DAYS>': must be between 1 and 3650, got 4294967295`.
+fn bounded<T: TryFrom<u64> + Clone + Send + Sync + 'static>(
+    bounds: config::Bounds,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
+    move |s| {
+        let v = bounds.parse(s)?;
+        // The bounds fit every T they are used with; a failure here is a bounds/type mismatch.
+        T::try_from(v).map_err(|_| format!("must be between {} and {}", bounds.min, bounds.max))
+    }
 }
 
 fn main() -> ExitCode {
@@ -189,7 +206,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     cfg.raw_retention_days = args.raw_retention_days;
     cfg.hourly_retention_days = args.hourly_retention_days;
     cfg.commit_interval = Duration::from_millis(args.commit_interval_ms);
-    cfg.writers = args.writers.max(1);
+    cfg.writers = args.writers;
     let server = Server::start(cfg).await?;
     // Tests and scripts read the bound address from this line.
     println!("listening on {}", server.addr());

@@ -1,5 +1,6 @@
 //! The binary as scripts and the end-to-end tests use it: `keys create` prints a key, `serve`
-//! prints `listening on ADDR`, and SIGTERM drains and stops it (and the embedded cluster).
+//! prints `listening on ADDR`, and SIGTERM drains and stops it (and the embedded cluster). A
+//! numeric flag or variable out of its bounds is refused at parse time, exit code 2, no panic.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use agenttally_collector::EmbeddedPostgres;
+use agenttally_collector::{EmbeddedPostgres, Error, Server, ServerConfig};
 use common::{batch, event};
 use serde_json::json;
 
@@ -137,4 +138,115 @@ async fn serve_with_the_embedded_default() {
         "serve left PostgreSQL running"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every numeric flag of `serve`, given a huge (or zero where zero is out of bounds) value as a
+/// flag and as its environment variable: a clean error naming the flag and the rule, exit code 2,
+/// before any database is touched.
+#[test]
+fn huge_numbers_are_refused_at_parse_time() {
+    const U32_MAX: &str = "4294967295";
+    const U64_MAX: &str = "18446744073709551615";
+    const BEYOND_U64: &str = "18446744073709551616";
+    let cases = [
+        (
+            "--raw-retention-days",
+            "AGENTTALLY_RAW_RETENTION_DAYS",
+            U32_MAX,
+            "1 and 3650",
+        ),
+        (
+            "--raw-retention-days",
+            "AGENTTALLY_RAW_RETENTION_DAYS",
+            U64_MAX,
+            "1 and 3650",
+        ),
+        (
+            "--raw-retention-days",
+            "AGENTTALLY_RAW_RETENTION_DAYS",
+            "0",
+            "1 and 3650",
+        ),
+        (
+            "--hourly-retention-days",
+            "AGENTTALLY_HOURLY_RETENTION_DAYS",
+            U32_MAX,
+            "1 and 3650",
+        ),
+        (
+            "--hourly-retention-days",
+            "AGENTTALLY_HOURLY_RETENTION_DAYS",
+            BEYOND_U64,
+            "1 and 3650",
+        ),
+        (
+            "--commit-interval-ms",
+            "AGENTTALLY_COMMIT_INTERVAL_MS",
+            U64_MAX,
+            "0 and 10000",
+        ),
+        (
+            "--commit-interval-ms",
+            "AGENTTALLY_COMMIT_INTERVAL_MS",
+            BEYOND_U64,
+            "0 and 10000",
+        ),
+        ("--writers", "AGENTTALLY_WRITERS", U64_MAX, "1 and 32"),
+        ("--writers", "AGENTTALLY_WRITERS", "0", "1 and 32"),
+    ];
+    let run = |args: &[&str], env: Option<(&str, &str)>| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve").args(args);
+        for (_, var, _, _) in &cases {
+            cmd.env_remove(var);
+        }
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = cmd.stdin(Stdio::null()).output().expect("run serve");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    for (flag, var, value, range) in cases {
+        let want = format!("'{flag} <"); // clap names the flag for an env value too
+        let rule = format!("must be between {range}, got {value}");
+        for (how, (code, stderr)) in [
+            ("flag", run(&[flag, value], None)),
+            ("env", run(&[], Some((var, value)))),
+        ] {
+            assert_eq!(code, Some(2), "{flag}={value} as {how}: {stderr}");
+            assert!(
+                stderr.contains(&want) && stderr.contains(&rule),
+                "{flag}={value} as {how}: want `{want}` and `{rule}` in {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+    // The listen port is numeric too: out of range is a parse error, not a panic.
+    let (code, stderr) = run(&["--listen", "127.0.0.1:4294967295"], None);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--listen"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A `ServerConfig` built directly (as tests and embedders do) with huge values is refused by
+/// `Server::start` with the setting named, before it connects to anything.
+#[tokio::test]
+async fn server_start_refuses_huge_settings() {
+    let mut cfg = ServerConfig::new("postgresql://127.0.0.1:1/unused");
+    cfg.raw_retention_days = u32::MAX;
+    match Server::start(cfg).await {
+        Err(Error::Config(m)) => assert_eq!(
+            m,
+            "config.raw_retention_days: must be between 1 and 3650, got 4294967295"
+        ),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    let mut cfg = ServerConfig::new("postgresql://127.0.0.1:1/unused");
+    cfg.commit_interval = Duration::MAX;
+    assert!(
+        matches!(Server::start(cfg).await, Err(Error::Config(m)) if m.starts_with("config.commit_interval"))
+    );
 }

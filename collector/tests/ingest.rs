@@ -90,7 +90,10 @@ async fn ingest_end_to_end() {
         "batch[1].duration_ms: must be >= 0, got -5"
     );
     assert_eq!(rej[0]["id"], mixed[1]["id"]);
+    assert_eq!(rej[0]["retryable"], json!(false));
     assert_eq!(rej[1]["index"], 2);
+    assert_eq!(rej[1]["id"], mixed[2]["id"]);
+    assert_eq!(rej[1]["retryable"], json!(false));
     assert!(rej[1]["error"]
         .as_str()
         .expect("str")
@@ -269,11 +272,13 @@ async fn ingest_end_to_end() {
     );
     env.db.batch_execute("ROLLBACK").await.expect("rollback");
 
-    // -- a poison row (here: a trigger refuses it) fails alone; its batch-mates are stored --
+    // -- a poison row (here: a trigger refuses it with a data error, a check violation) fails
+    //    alone, a final rejection naming its id; its batch-mates are stored --
     env.db
         .batch_execute(
             "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-               IF NEW.correlation_id = 'poison' THEN RAISE EXCEPTION 'poison row'; END IF; \
+               IF NEW.correlation_id = 'poison' THEN \
+                 RAISE EXCEPTION 'poison row' USING ERRCODE = 'check_violation'; END IF; \
                RETURN NEW; END $$; \
              CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION poison();",
         )
@@ -291,6 +296,8 @@ async fn ingest_end_to_end() {
     assert_eq!(rb.1["accepted"], 4, "{}", rb.1);
     let rej = &rb.1["rejected"][0];
     assert_eq!(rej["index"], 3);
+    assert_eq!(rej["id"], b[3]["id"]);
+    assert_eq!(rej["retryable"], json!(false));
     assert!(
         rej["error"].as_str().expect("s").contains("poison row"),
         "{rej}"

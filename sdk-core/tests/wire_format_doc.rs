@@ -140,8 +140,26 @@ fn render() -> String {
     out.push_str(&format!(
         "\n## Batch\n\n`POST /v1/batch` with `{{\"batch\": [event, ...], \"sent_at\": \"<RFC 3339>\"}}`.\n\
          Limits: {} events, {} bytes uncompressed per batch, {} bytes per event. `sent_at` is for\n\
-         clock-skew diagnostics only. The collector rejects a bad event by itself (its index, id and\n\
-         a field-named error) and stores the rest.\n\n## Examples\n",
+         clock-skew diagnostics only. The collector rejects a bad event by itself and stores the rest.\n\n\
+         ## Answer\n\n\
+         Once the batch is committed: `200 {{\"accepted\": n, \"duplicates\": n, \"rejected\": [...]}}`.\n\
+         `duplicates` were stored before (same `tenant_id` and `id`: a retry or replay). Each element\n\
+         of `rejected` is one event:\n\n\
+         ```json\n\
+         {{\"index\": 3, \"id\": \"01984a1c-7e00-7000-8000-000000000003\", \"error\": \"batch[3].duration_ms: must be >= 0, got -5\", \"retryable\": false}}\n\
+         ```\n\n\
+         | field | type | meaning |\n|---|---|---|\n\
+         | `index` | integer | position in the batch |\n\
+         | `id` | UUID string? | the event's id whenever it could be read; `null` only when it could not |\n\
+         | `error` | string | what was wrong, naming the field and the rule |\n\
+         | `retryable` | bool | always present. `false`: resending the event unchanged cannot succeed (a rule broken, or a row the database refuses for this event alone); `true`: a resend may succeed |\n\n\
+         The SDK re-sends exactly the `retryable: true` events, with the same ids, within its retry\n\
+         budget, and counts the others as rejected. Every rejection the collector makes today is\n\
+         `retryable: false`: a failure a resend could fix concerns the request, not an event, and is\n\
+         answered `503` with `Retry-After` instead (database unavailable, a transient or other storage\n\
+         failure that is not the events' fault, a full write queue). Nothing of a 503'd request is\n\
+         acknowledged; the SDK resends the whole batch, and any of its events stored meanwhile are\n\
+         answered as duplicates.\n\n## Examples\n",
         BatchLimits::V1.max_events,
         BatchLimits::V1.max_batch_bytes,
         MAX_EVENT_BYTES

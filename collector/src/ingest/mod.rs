@@ -1,7 +1,11 @@
 //! `POST /v1/batch`: authenticate (`ingest` scope), read the body under hard caps (gzip
 //! included), decode and validate event by event with sdk-core's rules, apply the collector's own
 //! rules (tenant binding, timestamp window), hand the rest to the group-commit writer, and answer
-//! `{accepted, duplicates, rejected: [{index, id, error}]}` once they are committed.
+//! `{accepted, duplicates, rejected: [{index, id, error, retryable}]}` once they are committed.
+//!
+//! A per-event rejection is final for the bytes sent (`retryable: false`): an event the rules
+//! refuse, or whose row the database refuses by itself. Anything a resend could fix answers the
+//! whole request 503 + Retry-After instead, with nothing of it acknowledged.
 
 mod gzip;
 
@@ -17,7 +21,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use http_body_util::BodyExt;
 use serde::Serialize;
 use uuid::Uuid;
@@ -41,9 +45,13 @@ pub struct BatchResponse {
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct RejectedEvent {
     pub index: usize,
+    /// The event's id whenever it could be read (`null` only when it could not).
     pub id: Option<Uuid>,
     /// What was wrong, naming the field (`batch[3].duration_ms: must be >= 0, got -5`).
     pub error: String,
+    /// Whether resending this event unchanged (same id) may succeed. Always present; the client
+    /// resends exactly the `true` ones. Every rejection the collector makes today is final.
+    pub retryable: bool,
 }
 
 /// Bytes read from the wire beyond the uncompressed limit before we stop (gzip headers etc.).
@@ -116,8 +124,13 @@ async fn handle(
 
     let total = decoded.events.len();
     let now = Utc::now();
-    let oldest = now - TimeDelta::days(i64::from(st.config.raw_retention_days));
-    let newest = now + st.config.max_future;
+    // Checked: `ServerConfig` is validated at start, but a bad window must not panic a request.
+    let oldest = TimeDelta::try_days(i64::from(st.config.raw_retention_days))
+        .and_then(|d| now.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let newest = now
+        .checked_add_signed(st.config.max_future)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let mut rejected: Vec<(RejectedEvent, &'static str)> = Vec::new();
     let mut foreign = 0usize;
     let mut valid: Vec<(usize, AnalyticsEvent)> = Vec::with_capacity(total);
@@ -129,11 +142,13 @@ async fn handle(
                     ErrorKind::Decode => "decode",
                     _ => "invalid",
                 };
+                // The same bytes fail the same way.
                 rejected.push((
                     RejectedEvent {
                         index: rej.index,
                         id: rej.id,
                         error: rej.error.to_string(),
+                        retryable: false,
                     },
                     reason,
                 ));
@@ -175,11 +190,15 @@ async fn handle(
             None
         };
         match problem {
+            // Final: the key's binding does not change, and an event past the retention window
+            // only gets older. One more than `max_future` ahead would pass a while later, but the
+            // cause is the sender's clock and the wait (a day or more) outlasts any retry budget.
             Some((error, reason)) => rejected.push((
                 RejectedEvent {
                     index,
                     id: Some(e.id),
                     error,
+                    retryable: false,
                 },
                 reason,
             )),
@@ -198,22 +217,26 @@ async fn handle(
         ));
     }
 
-    let (indexes, events): (Vec<usize>, Vec<AnalyticsEvent>) = valid.into_iter().unzip();
+    let indexes: Vec<(usize, Uuid)> = valid.iter().map(|(i, e)| (*i, e.id)).collect();
+    let events: Vec<AnalyticsEvent> = valid.into_iter().map(|(_, e)| e).collect();
     let outcomes = st
         .writer
         .write(events)
         .await
-        .map_err(|e| ApiError::unavailable(&e.0))?;
+        .map_err(|e| ApiError::retry_later(&e.0))?;
     let (mut accepted, mut duplicates) = (0, 0);
-    for (index, outcome) in indexes.into_iter().zip(outcomes) {
+    for ((index, id), outcome) in indexes.into_iter().zip(outcomes) {
         match outcome {
             Outcome::Inserted => accepted += 1,
             Outcome::Duplicate => duplicates += 1,
+            // Final: the writer reports only a row the database refused for this event alone
+            // (a data error); every other storage failure answers the whole request 503.
             Outcome::Failed(m) => rejected.push((
                 RejectedEvent {
                     index,
-                    id: None,
+                    id: Some(id),
                     error: format!("batch[{index}]: could not be stored: {m}"),
+                    retryable: false,
                 },
                 "storage",
             )),

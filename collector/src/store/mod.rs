@@ -16,8 +16,6 @@ use tokio_postgres::NoTls;
 
 use crate::error::{Error, Result};
 
-/// A pool of connections to `database_url`. Broken connections (e.g. after a PostgreSQL restart)
-/// are discarded on recycle and replaced on the next `get`, so the collector reconnects by itself.
 /// A count for a BIGINT column (validation caps counts far below the limit).
 pub(crate) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -26,6 +24,8 @@ pub(crate) fn to_i64(n: u64) -> i64 {
 /// Sets the tenant row-level security checks against, for the rest of the transaction.
 pub(crate) const SET_TENANT_SQL: &str = "SELECT set_config('agenttally.tenant_id', $1, true)";
 
+/// A pool of connections to `database_url`. Broken connections (e.g. after a PostgreSQL restart)
+/// are discarded on recycle and replaced on the next `get`, so the collector reconnects by itself.
 pub fn connect_pool(database_url: &str, max_size: usize) -> Result<Pool> {
     let mut cfg = tokio_postgres::Config::from_str(database_url)
         .map_err(|e| Error::Config(format!("--database-url: {e}")))?;
@@ -48,19 +48,79 @@ pub fn connect_pool(database_url: &str, max_size: usize) -> Result<Pool> {
         .map_err(|e| Error::Config(format!("connection pool: {e}")))
 }
 
-/// True when a database error means "the database is unavailable" (connection lost, server
-/// shutting down, out of resources) rather than "this data is bad": the caller answers 503.
-pub fn is_unavailable(e: &tokio_postgres::Error) -> bool {
-    match e.code() {
-        None => true,
-        Some(c) => {
-            let class = &c.code()[..2];
-            matches!(class, "08" | "53" | "57" | "58")
-        }
+/// What a database error says about the work that met it, and so how the writer answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The database cannot be reached or cannot serve (connection lost, shutting down, out of
+    /// resources; SQLSTATE classes 08, 53, 57, 58, or no SQLSTATE at all): 503, retry later.
+    Unavailable,
+    /// Worth retrying as it is (class 40: serialization failure, deadlock). If it persists past
+    /// the writer's retries the requests involved are answered 503, never rejected.
+    Transient,
+    /// The row itself was refused (class 22 data exception, 23 integrity constraint, 54 program
+    /// limit such as a row too big): the one kind of failure that may end as a per-event
+    /// rejection, once the event is isolated in a transaction of its own.
+    EventData,
+    /// Anything else (permissions, undefined objects, internal errors, ...): a fault of the
+    /// database or of the collector, not of the events, so 503 rather than a rejection.
+    Other,
+}
+
+/// Classify a SQLSTATE (`None`: the error carried none, e.g. a lost connection).
+pub fn classify_sqlstate(code: Option<&str>) -> ErrorClass {
+    let Some(code) = code else {
+        return ErrorClass::Unavailable;
+    };
+    match code.get(..2) {
+        Some("08" | "53" | "57" | "58") => ErrorClass::Unavailable,
+        Some("40") => ErrorClass::Transient,
+        Some("22" | "23" | "54") => ErrorClass::EventData,
+        _ => ErrorClass::Other,
     }
 }
 
-/// True for errors worth retrying as they are (serialization failure, deadlock).
-pub fn is_transient(e: &tokio_postgres::Error) -> bool {
-    e.code().is_some_and(|c| c.code().starts_with("40"))
+/// Classify a database error by its SQLSTATE.
+pub fn classify(e: &tokio_postgres::Error) -> ErrorClass {
+    classify_sqlstate(e.code().map(|c| c.code()))
+}
+
+/// True when a database error means "the database is unavailable" rather than "this data is
+/// bad": the caller answers 503.
+pub fn is_unavailable(e: &tokio_postgres::Error) -> bool {
+    classify(e) == ErrorClass::Unavailable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{classify_sqlstate, ErrorClass::*};
+
+    #[test]
+    fn sqlstates_are_classified_by_class() {
+        let cases = [
+            (None, Unavailable),
+            (Some("08006"), Unavailable), // connection failure
+            (Some("53300"), Unavailable), // too many connections
+            (Some("57P01"), Unavailable), // admin shutdown
+            (Some("57014"), Unavailable), // query canceled (statement timeout)
+            (Some("58030"), Unavailable), // io error
+            (Some("40001"), Transient),   // serialization failure
+            (Some("40P01"), Transient),   // deadlock
+            (Some("22023"), EventData),   // invalid parameter value
+            (Some("22003"), EventData),   // numeric value out of range
+            (Some("23514"), EventData),   // check violation (also: no partition for the row)
+            (Some("23505"), EventData),   // unique violation outside the id claim
+            (Some("54000"), EventData),   // program limit exceeded (row too big)
+            (Some("42501"), Other),       // insufficient privilege
+            (Some("42P01"), Other),       // undefined table
+            (Some("XX000"), Other),       // internal error
+            (Some("P0001"), Other),       // a PL/pgSQL RAISE without an error code
+            (Some("25P02"), Other),       // in failed transaction
+            (Some("55P03"), Other),       // lock not available
+            (Some(""), Other),
+            (Some("4"), Other),
+        ];
+        for (code, want) in cases {
+            assert_eq!(classify_sqlstate(code), want, "{code:?}");
+        }
+    }
 }

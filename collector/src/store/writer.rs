@@ -10,6 +10,11 @@
 //! be stored (a retry or replay) the whole transaction rolls back and is redone carefully: ids
 //! claimed with `ON CONFLICT DO NOTHING RETURNING`, and only the claimed events stored and
 //! counted. The next few groups of that writer then start carefully too.
+//!
+//! Failures are answered by what they say about the events (`super::ErrorClass`): only a row the
+//! database refuses for that event alone becomes a per-event rejection; a database that is
+//! unavailable, a serialization failure or deadlock that outlives the retries, or any other error
+//! answers the requests involved 503, with nothing of them acknowledged, and the client resends.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::Ordering;
@@ -26,7 +31,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::rollups::{self, Grain};
-use super::{is_transient, is_unavailable};
+use super::{classify, ErrorClass};
 use crate::metrics::Metrics;
 
 /// What happened to one event handed to the writer.
@@ -36,13 +41,15 @@ pub enum Outcome {
     Inserted,
     /// Already stored earlier (same tenant_id and id): nothing written.
     Duplicate,
-    /// The database refused this event alone (found by retrying it by itself).
+    /// The database refused this event's row (a data error, SQLSTATE class 22, 23 or 54, met
+    /// with the event in a transaction of its own): resending the same event cannot succeed.
     Failed(String),
 }
 
-/// The database is unavailable: nothing of the request was acknowledged; retry later.
+/// Nothing of the request was acknowledged (the database is unavailable, the queue is full, or a
+/// storage failure that is not the events' fault persisted); the client should retry later.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("database unavailable: {0}")]
+#[error("not stored: {0}")]
 pub struct Unavailable(pub String);
 
 /// Tuning of the writer.
@@ -157,11 +164,14 @@ struct Writer {
     careful: u32,
 }
 
-/// Why one commit attempt failed.
+/// Why one commit attempt failed (see `ErrorClass`).
 enum Fail {
     Unavailable(String),
     Transient(String),
+    /// The event's own fault: a row refused. Isolated by splitting, then rejected.
     Data(String),
+    /// Not the events' fault: 503 for the request, never a rejection.
+    Other(String),
     /// An optimistic claim met an id already stored: redo the transaction carefully.
     Duplicate(String),
 }
@@ -181,12 +191,11 @@ impl From<tokio_postgres::Error> for Fail {
             Some(db) => format!("{} ({})", db.message(), db.code().code()),
             None => e.to_string(),
         };
-        if is_unavailable(&e) {
-            Fail::Unavailable(msg)
-        } else if is_transient(&e) {
-            Fail::Transient(msg)
-        } else {
-            Fail::Data(msg)
+        match classify(&e) {
+            ErrorClass::Unavailable => Fail::Unavailable(msg),
+            ErrorClass::Transient => Fail::Transient(msg),
+            ErrorClass::EventData => Fail::Data(msg),
+            ErrorClass::Other => Fail::Other(msg),
         }
     }
 }
@@ -243,7 +252,8 @@ impl Writer {
         let started = Instant::now();
         // Flatten, grouped by tenant and sorted by id (the order rows are locked in, the same in
         // every writer), and settle duplicates inside the group here: only the first (tenant,
-        // id) goes to the database; the rest keep the `Duplicate` they start with.
+        // id) goes to the database; the later copies keep the `Duplicate` they start with
+        // unless the first is not stored (below).
         let mut outcomes: Vec<Vec<Outcome>> = group
             .iter()
             .map(|r| vec![Outcome::Duplicate; r.events.len()])
@@ -259,68 +269,117 @@ impl Writer {
         }
         let id = |&(ri, ei): &(usize, usize)| group[ri].events[ei].id;
         let mut entries: Vec<(usize, usize)> = Vec::new();
+        // (copy, the entry stored for it)
+        let mut copies: Vec<((usize, usize), (usize, usize))> = Vec::new();
         for (_, mut es) in by_tenant {
             // Stable: of equal ids the first sent stays first.
             es.sort_by_key(id);
-            es.dedup_by_key(|e| id(e));
-            entries.extend(es);
+            let first = entries.len();
+            for e in es {
+                match entries[first..].last() {
+                    Some(&kept) if id(&kept) == id(&e) => copies.push((e, kept)),
+                    _ => entries.push(e),
+                }
+            }
         }
-        let result = self.store(&group, &entries, &mut outcomes).await;
+        let mut failed = self.store(&group, &entries, &mut outcomes).await;
+        // A copy shares the fate of the entry stored for it: were it answered `Duplicate` while
+        // that entry's request gets a 503 (or its row is refused), the copy would be acknowledged
+        // as stored when it is not.
+        let own_failures = failed.clone();
+        for ((ri, ei), (ro, eo)) in copies {
+            if let Some(e) = &own_failures[ro] {
+                if failed[ri].is_none() {
+                    failed[ri] = Some(e.clone());
+                }
+            } else if let Outcome::Failed(m) = &outcomes[ro][eo] {
+                outcomes[ri][ei] = Outcome::Failed(m.clone());
+            }
+        }
         self.metrics.commit_latency.observe(started.elapsed());
-        for (r, outs) in group.into_iter().zip(outcomes) {
-            let reply = match &result {
-                Ok(()) => Ok(outs),
-                Err(e) => Err(e.clone()),
+        for ((r, outs), failed) in group.into_iter().zip(outcomes).zip(failed) {
+            let reply = match failed {
+                None => Ok(outs),
+                Some(e) => Err(e),
             };
             let _ = r.reply.send(reply);
         }
     }
 
-    /// Store `entries`; on a data error, split the failing part (by request, then in halves) and
-    /// retry each piece in its own transaction, so a poison row is rejected by itself in about
-    /// 2·log2(n) extra transactions and everything else is stored.
+    /// Store `entries`, settling `outcomes`. Returns, per request of `group`, why it must be
+    /// answered 503 instead (`None`: its outcomes stand).
+    ///
+    /// A data error splits the failing part (by request, then in halves) and retries each piece
+    /// in its own transaction, so a poison row is rejected by itself in about 2·log2(n) extra
+    /// transactions and everything else is stored. A failure that is not the events' fault (a
+    /// transient one that outlived `attempt`'s retries, or any other) is never a rejection: a
+    /// part holding several requests is retried request by request, so that one request's
+    /// trouble does not cost the other requests of the group (often other tenants) a 503; a part
+    /// of one request answers that request 503 and its remaining parts are skipped. Parts of it
+    /// committed earlier stay committed: its resend meets them as duplicates. The database being
+    /// unavailable answers every request of the group 503.
     async fn store(
         &mut self,
         group: &[WriteRequest],
         entries: &[(usize, usize)],
         outcomes: &mut [Vec<Outcome>],
-    ) -> Result<(), Unavailable> {
+    ) -> Vec<Option<Unavailable>> {
+        let mut failed: Vec<Option<Unavailable>> = vec![None; group.len()];
         let mut pending = vec![entries.to_vec()];
-        while let Some(part) = pending.pop() {
-            match self.attempt(group, &part, outcomes).await {
-                Ok(()) => {}
-                Err(Fail::Unavailable(m)) => {
-                    self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
+        while let Some(mut part) = pending.pop() {
+            part.retain(|&(ri, _)| failed[ri].is_none());
+            let Some(&(first_request, _)) = part.first() else {
+                continue;
+            };
+            let several_requests = part.iter().any(|&(ri, _)| ri != first_request);
+            let fail = match self.attempt(group, &part, outcomes).await {
+                Ok(()) => continue,
+                Err(fail) => fail,
+            };
+            self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
+            // A partition dropped behind our back shows up as a data error: re-check.
+            self.partitions.clear();
+            match fail {
+                Fail::Unavailable(m) => {
                     tracing::warn!("commit failed, database unavailable: {m}");
-                    return Err(Unavailable(m));
+                    return vec![
+                        Some(Unavailable(format!("database unavailable ({m})")));
+                        group.len()
+                    ];
                 }
-                // (`attempt` redoes a `Duplicate` carefully and does not return it.)
-                Err(Fail::Data(m) | Fail::Transient(m)) | Err(Fail::Duplicate(m)) => {
-                    self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
-                    // A partition dropped behind our back shows up as a data error: re-check.
-                    self.partitions.clear();
+                Fail::Data(m) => {
                     if let [(ri, ei)] = part[..] {
                         tracing::warn!("event {ei} of a request could not be stored: {m}");
                         outcomes[ri][ei] = Outcome::Failed(m);
                         continue;
                     }
                     tracing::debug!("commit of {} events failed ({m}); splitting", part.len());
-                    let first_request = part[0].0;
-                    if part.iter().any(|&(ri, _)| ri != first_request) {
-                        let mut by_request: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
-                        for e in part {
-                            by_request.entry(e.0).or_default().push(e);
-                        }
-                        pending.extend(by_request.into_values());
+                    if several_requests {
+                        pending.extend(by_request(part));
                     } else {
                         let (a, b) = part.split_at(part.len() / 2);
                         pending.push(b.to_vec());
                         pending.push(a.to_vec());
                     }
                 }
+                // (`attempt` redoes a `Duplicate` carefully and does not return it.)
+                Fail::Transient(m) | Fail::Other(m) | Fail::Duplicate(m) => {
+                    if several_requests {
+                        tracing::debug!(
+                            "commit of {} events failed ({m}); retrying request by request",
+                            part.len()
+                        );
+                        pending.extend(by_request(part));
+                        continue;
+                    }
+                    tracing::warn!("a request could not be stored, answering it 503: {m}");
+                    failed[first_request] = Some(Unavailable(format!(
+                        "a storage failure that is not the events' fault ({m})"
+                    )));
+                }
             }
         }
-        Ok(())
+        failed
     }
 
     /// One transaction, retried a few times on serialization failures and deadlocks, and redone
@@ -451,6 +510,15 @@ impl Writer {
             Claim::Careful => Some(inserted),
         })
     }
+}
+
+/// `part` cut into one piece per request, each keeping its order.
+fn by_request(part: Vec<(usize, usize)>) -> impl Iterator<Item = Vec<(usize, usize)>> {
+    let mut by_request: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
+    for e in part {
+        by_request.entry(e.0).or_default().push(e);
+    }
+    by_request.into_values()
 }
 
 /// The prepared statements of one transaction.
