@@ -16,23 +16,42 @@ use serde_json::{json, Value};
 const LOADERS: usize = 4;
 const BATCHES: usize = 25;
 const PER_BATCH: usize = 40;
+/// Batches each loader stores before the outage; it then waits for PostgreSQL to be stopped, so
+/// every loader meets the outage however fast the machine is.
+const BEFORE_OUTAGE: usize = 5;
+
+/// Wait (bounded) until `done()` holds: the test advances on progress, never on a timed sleep.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restart_under_load_loses_nothing() {
     let mut env = Env::start().await;
     let key = env.key(Some("acme"), &[Scope::Ingest]).await;
     let unavailable = Arc::new(AtomicUsize::new(0));
+    let stored_batches = Arc::new(AtomicUsize::new(0));
+    let (outage_tx, outage_rx) = tokio::sync::watch::channel(false);
     let mut loaders = Vec::new();
     for _ in 0..LOADERS {
-        let (http, base, key, unavailable) = (
+        let (http, base, key, unavailable, stored_batches, mut outage) = (
             env.http.clone(),
             env.base.clone(),
             key.clone(),
             unavailable.clone(),
+            stored_batches.clone(),
+            outage_rx.clone(),
         );
         loaders.push(tokio::spawn(async move {
             let mut ids = Vec::new();
-            for _ in 0..BATCHES {
+            for b in 0..BATCHES {
+                if b == BEFORE_OUTAGE {
+                    outage.wait_for(|down| *down).await.expect("outage signal");
+                }
                 let events: Vec<Value> = (0..PER_BATCH).map(|_| event("acme", json!({}))).collect();
                 ids.extend(
                     events
@@ -60,6 +79,7 @@ async fn postgres_restart_under_load_loses_nothing() {
                             let acked = v["accepted"].as_u64().unwrap_or(0)
                                 + v["duplicates"].as_u64().unwrap_or(0);
                             assert_eq!(acked, PER_BATCH as u64, "{v}");
+                            stored_batches.fetch_add(1, Ordering::Relaxed);
                             break;
                         }
                         503 => {
@@ -79,8 +99,12 @@ async fn postgres_restart_under_load_loses_nothing() {
         }));
     }
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until("the loaders' first batches", || {
+        stored_batches.load(Ordering::Relaxed) >= LOADERS * BEFORE_OUTAGE
+    })
+    .await;
     tokio::task::block_in_place(|| env.pg.stop()).expect("stop PostgreSQL");
+    outage_tx.send_replace(true);
 
     // While it is down: 503 + Retry-After, and health says so.
     let (s, v, h) = env
@@ -92,7 +116,11 @@ async fn postgres_restart_under_load_loses_nothing() {
     let health = env.get("/healthz").await;
     assert_eq!(health.status().as_u16(), 503);
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The loaders are past their gate and meeting the outage before PostgreSQL comes back.
+    until("every loader to see a 503", || {
+        unavailable.load(Ordering::Relaxed) >= LOADERS
+    })
+    .await;
     tokio::task::block_in_place(|| env.pg.start_again()).expect("start PostgreSQL");
 
     let mut sent = HashSet::new();
