@@ -151,11 +151,22 @@ fn value_len(v: &Value) -> usize {
         Value::Null => 4,
         Value::Bool(true) => 4,
         Value::Bool(false) => 5,
-        // With `arbitrary_precision` a number is written as the text it was parsed from.
-        Value::Number(n) => n.as_str().len(),
+        Value::Number(n) => number_len(n),
         Value::String(s) => str_len(s),
         Value::Array(a) => 2 + a.len().saturating_sub(1) + a.iter().map(value_len).sum::<usize>(),
         Value::Object(o) => map_len(o),
+    }
+}
+
+/// What serde_json writes for `n`: the integer, or the float's shortest round-trip form (its
+/// `Display` is the serializer's formatter; floats are rare enough in metadata to format them).
+fn number_len(n: &serde_json::Number) -> usize {
+    if let Some(u) = n.as_u64() {
+        u64_len(u)
+    } else if let Some(i) = n.as_i64() {
+        i64_len(i)
+    } else {
+        display_len(n)
     }
 }
 
@@ -298,9 +309,8 @@ mod memory {
 
     fn value_heap(v: &Value) -> usize {
         match v {
-            Value::Null | Value::Bool(_) => 0,
-            // An `arbitrary_precision` number owns its text.
-            Value::Number(n) => chunk(n.as_str().len()),
+            // A number is held inline (u64, i64 or f64).
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
             Value::String(s) => string_heap(s),
             Value::Array(a) => {
                 chunk(a.capacity() * size_of::<Value>()) + a.iter().map(value_heap).sum::<usize>()
@@ -364,7 +374,7 @@ mod tests {
             assert_eq!(i64_len(n), n.to_string().len());
         }
         let m: Map<String, Value> = serde_json::from_str(
-            r#"{"a":[1,2.50,-3e7,null,true,false,"x\n"],"b":{"c":{},"d":[]},"é":"ü"}"#,
+            r#"{"a":[1,2.50,-3e7,1e300,1.5e-7,0.30000000000000004,-0.0,18446744073709551615,-9223372036854775808,null,true,false,"x\n"],"b":{"c":{},"d":[]},"é":"ü"}"#,
         )
         .unwrap();
         assert_eq!(map_len(&m), serde_json::to_string(&m).unwrap().len());
