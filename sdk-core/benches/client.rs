@@ -1,11 +1,15 @@
 //! Client benchmarks, each a ratio against a baseline measured in the same run:
-//! (a) `track()` of a pre-built event vs a bare `std::sync::mpsc` send of the same event, with
-//!     criterion, and again as alternating blocks whose per-round ratios are robust to a busy
-//!     machine (the criterion estimates are taken seconds apart);
+//! (a) `track()` of a pre-built event vs a bare `std::sync::mpsc` send and a bounded
+//!     `crossbeam_channel` send of the same event, with criterion, and again as alternating
+//!     blocks whose per-round ratios are robust to a busy machine (the criterion estimates are
+//!     taken seconds apart); events with no metadata and with 3 small metadata keys; the blocks
+//!     run with the worker idle (each block delivered before the next) and busy (flush_at 1000,
+//!     a live HTTP sink, the worker delivering the previous blocks meanwhile);
 //! (b) sustained throughput through the worker to a local HTTP sink (gzip) that decompresses
 //!     and counts;
 //! (c) memory held while the endpoint is down vs `max_queue_bytes`.
-//! A summary with the ratio lines is printed at the end.
+//! A summary with the ratio lines is printed at the end. Options: criterion's (e.g. a filter such
+//! as `hot_path` runs only the criterion part of (a); the summary still runs everything).
 #![allow(clippy::unwrap_used)]
 
 use std::io::Read;
@@ -39,39 +43,90 @@ fn event() -> AnalyticsEvent {
         .unwrap()
 }
 
+/// The (a) event with 3 small metadata keys, as a caller typically adds them.
+fn event_meta() -> AnalyticsEvent {
+    let mut e = event();
+    e.metadata.insert("repo".into(), "acme/api".into());
+    e.metadata.insert("branch".into(), "main".into());
+    e.metadata.insert("attempt".into(), 2.into());
+    e.validate().unwrap();
+    e
+}
+
+/// Medians over the rounds of (a) interleaved: ns/event of each block, and of per-round ratios.
+#[derive(Debug, Default)]
+struct Rounds {
+    mpsc: f64,
+    xbeam: f64,
+    track: f64,
+    track_meta: f64,
+    /// track with metadata / crossbeam send of the same event.
+    meta_vs_xbeam: f64,
+    /// track without metadata / mpsc send (the figure kept from earlier runs).
+    plain_vs_mpsc: f64,
+    /// track with metadata / track without.
+    meta_vs_plain: f64,
+}
+
 /// (a) again, robust to a shared machine: blocks of `n` pre-built events go through a bare
-/// channel send and through `track()`, alternating, `rounds` times; returns the median ns/event
-/// of each and the median of the per-round ratios (load that drifts between rounds cancels).
-fn interleaved_ratio(rounds: usize, n: usize) -> (f64, f64, f64) {
-    let ev = event();
-    let client = hot_path_client();
+/// `mpsc` send, a bounded crossbeam send (the 3-key event) and `track()` without and with
+/// metadata, in turn, `rounds` times; the medians of each and of the per-round ratios (load
+/// that drifts between rounds cancels). `idle`: the client delivers each block before the next
+/// starts; else the worker is busy delivering earlier blocks while the next ones run.
+fn interleaved(client: &Client, idle: bool, rounds: usize, n: usize) -> Rounds {
+    let (plain, meta) = (event(), event_meta());
     let (tx, rx) = std::sync::mpsc::channel::<AnalyticsEvent>();
     let drain = std::thread::spawn(move || for _ in rx {});
-    let (mut sends, mut tracks, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (xtx, xrx) = crossbeam_channel::bounded::<AnalyticsEvent>(n);
+    let xdrain = std::thread::spawn(move || for _ in xrx {});
+    let settle = || {
+        if idle {
+            // Let the worker and the drains catch up: no block pays for another's backlog.
+            client.flush(Duration::from_secs(30)).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let block = |ev: &AnalyticsEvent, f: &dyn Fn(AnalyticsEvent)| {
+        let batch: Vec<_> = (0..n)
+            .map(|_| {
+                let mut e = ev.clone();
+                e.id = uuid::Uuid::now_v7();
+                e
+            })
+            .collect();
+        let t = Instant::now();
+        for e in batch {
+            f(e);
+        }
+        let ns = t.elapsed().as_nanos() as f64 / n as f64;
+        settle();
+        ns
+    };
+    let mut v: [Vec<f64>; 7] = Default::default();
     for _ in 0..rounds {
-        let batch: Vec<_> = (0..n).map(|_| ev.clone()).collect();
-        let t = Instant::now();
-        for e in batch {
-            tx.send(e).unwrap();
+        let m = block(&plain, &|e| tx.send(e).unwrap());
+        let x = block(&meta, &|e| xtx.send(e).unwrap());
+        let t = block(&plain, &|e| client.track(e).unwrap());
+        let tm = block(&meta, &|e| client.track(e).unwrap());
+        for (i, r) in [m, x, t, tm, tm / x, t / m, tm / t].into_iter().enumerate() {
+            v[i].push(r);
         }
-        let send = t.elapsed().as_nanos() as f64 / n as f64;
-        let batch: Vec<_> = (0..n).map(|_| ev.clone()).collect();
-        let t = Instant::now();
-        for e in batch {
-            client.track(e).unwrap();
-        }
-        let track = t.elapsed().as_nanos() as f64 / n as f64;
-        sends.push(send);
-        tracks.push(track);
-        ratios.push(track / send);
-        // Let the worker and the drain catch up, so neither block pays for the other's backlog.
-        client.flush(Duration::from_secs(10)).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
     }
-    drop(tx);
+    drop((tx, xtx));
     drain.join().unwrap();
-    client.shutdown(Duration::from_secs(10)).unwrap();
-    (median(&mut sends), median(&mut tracks), median(&mut ratios))
+    xdrain.join().unwrap();
+    client.flush(Duration::from_secs(60)).unwrap();
+    let [mpsc, xbeam, track, track_meta, meta_vs_xbeam, plain_vs_mpsc, meta_vs_plain] =
+        v.map(|mut r| median(&mut r));
+    Rounds {
+        mpsc,
+        xbeam,
+        track,
+        track_meta,
+        meta_vs_xbeam,
+        plain_vs_mpsc,
+        meta_vs_plain,
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -143,10 +198,30 @@ fn bench_track(c: &mut Criterion) {
     drop(tx);
     drain.join().unwrap();
 
+    let meta = event_meta();
+    let (tx, rx) = crossbeam_channel::bounded::<AnalyticsEvent>(1 << 16);
+    let drain = std::thread::spawn(move || for _ in rx {});
+    g.bench_function("crossbeam_send_meta3", |b| {
+        b.iter_batched(
+            || meta.clone(),
+            |e| tx.send(e).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    drop(tx);
+    drain.join().unwrap();
+
     let client = hot_path_client();
     g.bench_function("client_track", |b| {
         b.iter_batched(
             || ev.clone(),
+            |e| client.track(e).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("client_track_meta3", |b| {
+        b.iter_batched(
+            || meta.clone(),
             |e| client.track(e).unwrap(),
             BatchSize::SmallInput,
         )
@@ -174,13 +249,8 @@ async fn sink(State(n): State<Arc<AtomicU64>>, headers: HeaderMap, body: Bytes) 
     r#"{"accepted":0,"duplicates":0,"rejected":[]}"#
 }
 
-/// (b): events/s from the first `track()` until `flush()` returns, through gzip and HTTP.
-fn throughput(n: usize) -> (f64, u64) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+/// A local HTTP sink on its own runtime: its address and the count of events it received.
+fn start_sink(rt: &tokio::runtime::Runtime) -> (std::net::SocketAddr, Arc<AtomicU64>) {
     let count = Arc::new(AtomicU64::new(0));
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.set_nonblocking(true).unwrap();
@@ -192,6 +262,33 @@ fn throughput(n: usize) -> (f64, u64) {
         let l = tokio::net::TcpListener::from_std(l).unwrap();
         axum::serve(l, app).await.unwrap();
     });
+    (addr, count)
+}
+
+fn sink_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// (a) busy: a client delivering to a live sink, gzip, flush_at 1000.
+fn busy_client(addr: std::net::SocketAddr) -> Client {
+    Client::builder()
+        .endpoint(format!("http://{addr}"))
+        .gzip(true)
+        .flush_at(1000)
+        .max_queue_events(1 << 20)
+        .max_queue_bytes(1 << 30)
+        .build()
+        .unwrap()
+}
+
+/// (b): events/s from the first `track()` until `flush()` returns, through gzip and HTTP.
+fn throughput(n: usize) -> (f64, u64) {
+    let rt = sink_runtime();
+    let (addr, count) = start_sink(&rt);
     let client = Client::builder()
         .endpoint(format!("http://{addr}"))
         .gzip(true)
@@ -276,26 +373,55 @@ fn main() {
 
     let mpsc = mean_ns(&c, "hot_path/mpsc_send");
     let vmpsc = mean_ns(&c, "hot_path/validate_then_mpsc_send");
+    let xbeam = mean_ns(&c, "hot_path/crossbeam_send_meta3");
     let track = mean_ns(&c, "hot_path/client_track");
+    let track_meta = mean_ns(&c, "hot_path/client_track_meta3");
 
-    let (i_send, i_track, i_ratio) = interleaved_ratio(41, 20_000);
+    let idle_client = hot_path_client();
+    let idle = interleaved(&idle_client, true, 41, 20_000);
+    idle_client.shutdown(Duration::from_secs(10)).unwrap();
+    let rt = sink_runtime();
+    let (addr, _) = start_sink(&rt);
+    let busy_client = busy_client(addr);
+    let busy = interleaved(&busy_client, false, 41, 20_000);
+    busy_client.shutdown(Duration::from_secs(30)).unwrap();
+    drop(rt);
+
     let runs: Vec<_> = (0..3).map(|_| throughput(200_000)).collect();
     let best = runs.iter().map(|r| r.0).fold(0.0, f64::max);
 
     println!("\n==== agenttally client bench summary ====");
-    if let (Some(m), Some(v), Some(t)) = (mpsc, vmpsc, track) {
-        println!("(a) mpsc send {m:.0} ns | validate+mpsc send {v:.0} ns | client.track {t:.0} ns");
+    if let (Some(m), Some(v), Some(x), Some(t), Some(tm)) = (mpsc, vmpsc, xbeam, track, track_meta)
+    {
         println!(
-            "(a) RATIO track / mpsc send = {:.2}x (target <= 3x); track / (validate + mpsc send) = {:.2}x",
+            "(a) criterion: mpsc send {m:.0} ns | validate+mpsc send {v:.0} ns | crossbeam send (3-key event) {x:.0} ns | client.track {t:.0} ns | client.track 3-key metadata {tm:.0} ns"
+        );
+        println!(
+            "(a) criterion RATIO track / mpsc send = {:.2}x (target <= 3x); track / (validate + mpsc send) = {:.2}x",
             t / m,
             t / v
+        );
+        println!(
+            "(a) criterion RATIO track 3-key metadata / crossbeam send = {:.2}x (target <= 3x, idle); track with metadata / without = {:.2}x",
+            tm / x,
+            tm / t
         );
     } else {
         println!("(a) criterion estimates not found (run with `cargo bench`)");
     }
-    println!(
-        "(a) INTERLEAVED 41 rounds x 20k events: mpsc send {i_send:.0} ns | client.track {i_track:.0} ns | RATIO median of per-round ratios = {i_ratio:.2}x (target <= 3x)"
-    );
+    for (name, r) in [("IDLE", &idle), ("BUSY", &busy)] {
+        println!(
+            "(a) INTERLEAVED {name} 41 rounds x 20k events: mpsc send {:.0} ns | crossbeam send (3-key event) {:.0} ns | track {:.0} ns | track 3-key metadata {:.0} ns",
+            r.mpsc, r.xbeam, r.track, r.track_meta
+        );
+        println!(
+            "(a) INTERLEAVED {name} RATIO (medians of per-round ratios) track 3-key metadata / crossbeam send = {:.2}x{} | track with metadata / without = {:.2}x | track / mpsc send = {:.2}x",
+            r.meta_vs_xbeam,
+            if name == "IDLE" { " (target <= 3x)" } else { "" },
+            r.meta_vs_plain,
+            r.plain_vs_mpsc,
+        );
+    }
     println!(
         "(b) THROUGHPUT gzip HTTP: runs {:?} events/s; best {best:.0} events/s = {:.2}x the 300k/s target; all counted: {}",
         runs.iter().map(|r| r.0 as u64).collect::<Vec<_>>(),

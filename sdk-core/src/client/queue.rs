@@ -218,12 +218,12 @@ impl Shared {
             event.id = Uuid::now_v7();
         }
         self.auto_price(&mut event);
-        validate::validate(&event)?;
+        let measured = validate::validate_measured(&event)?;
         if self.disabled {
             return Ok(());
         }
         let item = Item {
-            held: SLOT + size::heap(&event),
+            held: SLOT + size::heap(&event, measured.metadata.heap),
             event,
             at: Instant::now(),
         };

@@ -140,22 +140,81 @@ const fn key(name: &str) -> usize {
 
 /// Length of `metadata`'s JSON (serde_json's compact form, keys in map order).
 pub(crate) fn map_len(m: &Map<String, Value>) -> usize {
-    2 + m.len().saturating_sub(1)
-        + m.iter()
-            .map(|(k, v)| str_len(k) + 1 + value_len(v))
-            .sum::<usize>()
+    scan_map(m).json
 }
 
-fn value_len(v: &Value) -> usize {
+/// Where metadata first holds a NUL character (keys before their values, in map order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Nul {
+    Key,
+    String,
+}
+
+/// What one walk over `metadata` tells: its JSON length, its first NUL character (validation)
+/// and the heap it holds (the client's queue budget). One walk, because `track()` needs all
+/// three and metadata is the part of an event whose size the caller chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MapScan {
+    pub json: usize,
+    pub nul: Option<Nul>,
+    pub heap: usize,
+}
+
+pub(crate) fn scan_map(m: &Map<String, Value>) -> MapScan {
+    let mut s = MapScan {
+        json: 0,
+        nul: None,
+        heap: 0,
+    };
+    s.json = object(m, &mut s.nul, &mut s.heap);
+    s
+}
+
+fn string(v: &str, nul: &mut Option<Nul>, which: Nul) -> usize {
+    let t = text(v);
+    if t.nul && nul.is_none() {
+        *nul = Some(which);
+    }
+    t.json
+}
+
+fn object(m: &Map<String, Value>, nul: &mut Option<Nul>, heap: &mut usize) -> usize {
+    *heap += heap_of::map_nodes(m);
+    let mut n = 2 + m.len().saturating_sub(1);
+    for (k, v) in m {
+        *heap += heap_of::string(k);
+        n += string(k, nul, Nul::Key) + 1 + value(v, nul, heap);
+    }
+    n
+}
+
+fn value(v: &Value, nul: &mut Option<Nul>, heap: &mut usize) -> usize {
     match v {
         Value::Null => 4,
         Value::Bool(true) => 4,
         Value::Bool(false) => 5,
-        // With `arbitrary_precision` a number is written as the text it was parsed from.
-        Value::Number(n) => n.as_str().len(),
-        Value::String(s) => str_len(s),
-        Value::Array(a) => 2 + a.len().saturating_sub(1) + a.iter().map(value_len).sum::<usize>(),
-        Value::Object(o) => map_len(o),
+        Value::Number(n) => number_len(n),
+        Value::String(s) => {
+            *heap += heap_of::string(s);
+            string(s, nul, Nul::String)
+        }
+        Value::Array(a) => {
+            *heap += heap_of::array(a);
+            2 + a.len().saturating_sub(1) + a.iter().map(|v| value(v, nul, heap)).sum::<usize>()
+        }
+        Value::Object(o) => object(o, nul, heap),
+    }
+}
+
+/// What serde_json writes for `n`: the integer, or the float's shortest round-trip form (its
+/// `Display` is the serializer's formatter; floats are rare enough in metadata to format them).
+fn number_len(n: &serde_json::Number) -> usize {
+    if let Some(u) = n.as_u64() {
+        u64_len(u)
+    } else if let Some(i) = n.as_i64() {
+        i64_len(i)
+    } else {
+        display_len(n)
     }
 }
 
@@ -186,6 +245,7 @@ pub(crate) struct Measured {
     pub model: Option<Text>,
     pub task_type: Option<Text>,
     pub error_code: Option<Text>,
+    pub metadata: MapScan,
 }
 
 /// Length of `serde_json::to_vec(e)`.
@@ -207,6 +267,7 @@ pub(crate) fn measure(e: &AnalyticsEvent) -> Measured {
         model: opt(&e.model),
         task_type: opt(&e.task_type),
         error_code: opt(&e.error_code),
+        metadata: scan_map(&e.metadata),
     };
     let field = |name: &str, t: Option<Text>| t.map_or(0, |t| key(name) + t.json);
     // `"YYYY-MM-DDTHH:MM:SS.ffffffZ"` for years 0–9999 (see `wire::timestamp`).
@@ -245,16 +306,17 @@ pub(crate) fn measure(e: &AnalyticsEvent) -> Measured {
     n += e.usage.as_ref().map_or(0, |u| key("usage") + usage_len(u));
     n += key("success") + if e.success { 4 } else { 5 };
     n += field("error_code", m.error_code);
-    n += key("metadata") + map_len(&e.metadata);
+    n += key("metadata") + m.metadata.json;
     Measured { json_len: n, ..m }
 }
 
 /// The memory estimate, for the client's queue budget.
 #[cfg(feature = "client")]
-pub(crate) use memory::{chunk, heap};
+pub(crate) use heap_of::{chunk, heap};
 
-#[cfg(feature = "client")]
-mod memory {
+/// Heap blocks and what glibc's malloc takes for them.
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
+mod heap_of {
     use std::mem::size_of;
 
     use serde_json::{Map, Value};
@@ -276,52 +338,39 @@ mod memory {
         }
     }
 
-    fn string_heap(s: &String) -> usize {
+    pub(super) fn string(s: &String) -> usize {
         chunk(s.capacity())
     }
 
-    fn opt_heap(s: &Option<String>) -> usize {
-        s.as_ref().map_or(0, string_heap)
+    fn opt(s: &Option<String>) -> usize {
+        s.as_ref().map_or(0, string)
     }
 
-    /// Heap held by a JSON object: B-tree nodes of up to 11 entries, plus keys and values.
-    fn map_heap(m: &Map<String, Value>) -> usize {
+    /// A JSON object's B-tree nodes of up to 11 entries (its keys and values not included).
+    pub(super) fn map_nodes(m: &Map<String, Value>) -> usize {
         const NODE: usize = chunk(11 * (size_of::<String>() + size_of::<Value>()) + 16);
-        if m.is_empty() {
-            return 0;
-        }
         m.len().div_ceil(11) * NODE
-            + m.iter()
-                .map(|(k, v)| string_heap(k) + value_heap(v))
-                .sum::<usize>()
     }
 
-    fn value_heap(v: &Value) -> usize {
-        match v {
-            Value::Null | Value::Bool(_) => 0,
-            // An `arbitrary_precision` number owns its text.
-            Value::Number(n) => chunk(n.as_str().len()),
-            Value::String(s) => string_heap(s),
-            Value::Array(a) => {
-                chunk(a.capacity() * size_of::<Value>()) + a.iter().map(value_heap).sum::<usize>()
-            }
-            Value::Object(o) => map_heap(o),
-        }
+    /// A JSON array's buffer (its elements' own heap not included). A number is held inline.
+    pub(super) fn array(a: &Vec<Value>) -> usize {
+        chunk(a.capacity() * size_of::<Value>())
     }
 
-    /// Heap memory an `AnalyticsEvent` owns (its strings and metadata; not the struct itself).
-    pub(crate) fn heap(e: &AnalyticsEvent) -> usize {
-        string_heap(&e.tenant_id)
-            + string_heap(&e.correlation_id)
-            + opt_heap(&e.user_id)
-            + opt_heap(&e.agent_id)
-            + opt_heap(&e.workflow_id)
-            + opt_heap(&e.price_version)
-            + opt_heap(&e.provider)
-            + opt_heap(&e.model)
-            + opt_heap(&e.task_type)
-            + opt_heap(&e.error_code)
-            + map_heap(&e.metadata)
+    /// Heap memory an `AnalyticsEvent` owns (its strings and metadata; not the struct itself),
+    /// given its metadata's (`MapScan::heap`).
+    pub(crate) fn heap(e: &AnalyticsEvent, metadata: usize) -> usize {
+        string(&e.tenant_id)
+            + string(&e.correlation_id)
+            + opt(&e.user_id)
+            + opt(&e.agent_id)
+            + opt(&e.workflow_id)
+            + opt(&e.price_version)
+            + opt(&e.provider)
+            + opt(&e.model)
+            + opt(&e.task_type)
+            + opt(&e.error_code)
+            + metadata
     }
 }
 
@@ -364,10 +413,29 @@ mod tests {
             assert_eq!(i64_len(n), n.to_string().len());
         }
         let m: Map<String, Value> = serde_json::from_str(
-            r#"{"a":[1,2.50,-3e7,null,true,false,"x\n"],"b":{"c":{},"d":[]},"é":"ü"}"#,
+            r#"{"a":[1,2.50,-3e7,1e300,1.5e-7,0.30000000000000004,-0.0,18446744073709551615,-9223372036854775808,null,true,false,"x\n"],"b":{"c":{},"d":[]},"é":"ü"}"#,
         )
         .unwrap();
         assert_eq!(map_len(&m), serde_json::to_string(&m).unwrap().len());
+    }
+
+    #[test]
+    fn one_walk_gives_length_first_nul_and_heap() {
+        let scan = |text: &str| scan_map(&serde_json::from_str(text).unwrap());
+        // Keys in order, each before its value.
+        assert_eq!(
+            scan(r#"{"a":"x\u0000","b\u0000":1}"#).nul,
+            Some(Nul::String)
+        );
+        assert_eq!(scan(r#"{"a\u0000":"x","b":"y\u0000"}"#).nul, Some(Nul::Key));
+        assert_eq!(scan(r#"{"a":{"b":["\u0000"]}}"#).nul, Some(Nul::String));
+        assert_eq!(scan(r#"{"a":"x","b":[1,{"c":null}]}"#).nul, None);
+        // One B-tree node (11 entries of 24 + 32 bytes, plus 16: a 640-byte chunk) and three
+        // short strings (32-byte chunks); numbers are inline.
+        let s = scan(r#"{"k":"vv","n":1}"#);
+        assert_eq!(s.heap, 640 + 3 * 32);
+        assert_eq!(s.json, r#"{"k":"vv","n":1}"#.len());
+        assert_eq!(scan("{}").heap, 0);
     }
 
     #[cfg(feature = "client")]

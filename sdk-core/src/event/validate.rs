@@ -2,9 +2,8 @@
 //! was made (builder, wire JSON, bindings). The first broken rule is reported with its field.
 
 use rust_decimal::Decimal;
-use serde_json::Value;
 
-use super::size::{self, Measured, Text};
+use super::size::{self, Measured, Nul, Text};
 use super::{AnalyticsEvent, CostStatus, EventType};
 use crate::Error;
 
@@ -70,10 +69,17 @@ pub fn is_valid_tenant_id(s: &str) -> bool {
 }
 
 pub(crate) fn validate(e: &AnalyticsEvent) -> Result<(), Error> {
-    // One scan of the text fields serves the rules and the serialized length.
+    validate_measured(e).map(|_| ())
+}
+
+/// Validate, and return the scan that served it: the client's queue takes the metadata's heap
+/// estimate from it rather than walking the metadata again.
+pub(crate) fn validate_measured(e: &AnalyticsEvent) -> Result<Measured, Error> {
+    // One scan of the text fields and of the metadata serves the rules and the serialized length.
     let m = size::measure(e);
     validate_fields(e, &m)?;
-    check_encoded_len(e, m.json_len)
+    check_encoded_len(e, m.json_len)?;
+    Ok(m)
 }
 
 /// Every rule except the serialized-size one, given the text fields' scan.
@@ -148,7 +154,13 @@ fn validate_fields(e: &AnalyticsEvent, m: &Measured) -> Result<(), Error> {
         u.validate(&mut c);
     }
     validate_type_rules(e, &mut c);
-    validate_metadata(&e.metadata, &mut c);
+    match m.metadata.nul {
+        Some(Nul::Key) => c.fail("metadata", "keys must not contain NUL characters"),
+        Some(Nul::String) => c.fail("metadata", "strings must not contain NUL characters"),
+        // Numbers are stored as PostgreSQL jsonb NUMERIC and must be finite: a serde_json
+        // Number always is (it refuses NaN and infinities, and the parser refuses `1e999`).
+        None => {}
+    }
     c.finish()
 }
 
@@ -206,31 +218,4 @@ fn validate_type_rules(e: &AnalyticsEvent, c: &mut Check) {
             "must be true for event_type `agent.completed` (use `agent.failed` for a failure)",
         );
     }
-}
-
-fn validate_metadata(m: &serde_json::Map<String, Value>, c: &mut Check) {
-    fn walk(v: &Value, c: &mut Check) {
-        match v {
-            Value::String(s) if s.contains('\0') => {
-                c.fail("metadata", "strings must not contain NUL characters")
-            }
-            // Stored as PostgreSQL jsonb, whose numbers are NUMERIC: keep them finite and sane.
-            Value::Number(n) if n.as_f64().is_none_or(|f| !f.is_finite()) => c.fail(
-                "metadata",
-                format!("numbers must be finite and within ±1.7e308, got {n}"),
-            ),
-            Value::Array(a) => a.iter().for_each(|v| walk(v, c)),
-            Value::Object(o) => walk_object(o, c),
-            _ => {}
-        }
-    }
-    fn walk_object(o: &serde_json::Map<String, Value>, c: &mut Check) {
-        for (k, v) in o {
-            if k.contains('\0') {
-                c.fail("metadata", "keys must not contain NUL characters");
-            }
-            walk(v, c);
-        }
-    }
-    walk_object(m, c);
 }

@@ -135,8 +135,10 @@ pub(crate) mod opt_decimal {
     use std::fmt;
 
     use rust_decimal::Decimal;
-    use serde::de::{self, MapAccess, Visitor};
+    use serde::de::{self, DeserializeSeed, MapAccess, Unexpected, Visitor};
     use serde::{Deserializer, Serializer};
+
+    use super::parse_decimal;
 
     pub fn serialize<S: Serializer>(v: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
         match v {
@@ -145,15 +147,46 @@ pub(crate) mod opt_decimal {
         }
     }
 
+    /// serde_json (with its `raw_value` feature) hands a newtype struct of this name over as
+    /// the value's JSON text: the one way to read a number's digits without `arbitrary_precision`,
+    /// which the SDK must not force on the programs embedding it. Other deserializers see a plain
+    /// newtype struct and give the value as they hold it.
+    const RAW_TOKEN: &str = "$serde_json::private::RawValue";
+
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
-        d.deserialize_any(DecVisitor)
+        d.deserialize_newtype_struct(RAW_TOKEN, DecVisitor)
     }
 
     struct DecVisitor;
 
-    // serde_json with `arbitrary_precision` hands numbers over as a one-entry map holding the
-    // number's original text under this key.
-    const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+    /// A decoding failure, raised once the raw value's map is left (an error raised inside it
+    /// would name the token as part of the field path).
+    enum RawError {
+        Custom(String),
+        Type(Unexpected<'static>),
+    }
+
+    /// `raw` is one complete JSON value (serde_json checked its syntax).
+    fn from_raw(raw: &str) -> Result<Option<Decimal>, RawError> {
+        let raw = raw.trim();
+        let text = |s: &str| parse_decimal(s).map(Some).map_err(RawError::Custom);
+        match raw.as_bytes().first() {
+            Some(b'n') => Ok(None),
+            Some(b'"') if !raw.contains('\\') => {
+                text(raw.get(1..raw.len() - 1).unwrap_or_default())
+            }
+            Some(b'"') => {
+                let s: String =
+                    serde_json::from_str(raw).map_err(|e| RawError::Custom(e.to_string()))?;
+                text(&s)
+            }
+            Some(b'-' | b'0'..=b'9') => text(raw),
+            Some(b't') => Err(RawError::Type(Unexpected::Bool(true))),
+            Some(b'f') => Err(RawError::Type(Unexpected::Bool(false))),
+            Some(b'[') => Err(RawError::Type(Unexpected::Seq)),
+            _ => Err(RawError::Type(Unexpected::Map)),
+        }
+    }
 
     impl<'de> Visitor<'de> for DecVisitor {
         type Value = Option<Decimal>;
@@ -170,8 +203,11 @@ pub(crate) mod opt_decimal {
         fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
             d.deserialize_any(self)
         }
+        fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
         fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-            super::parse_decimal(s).map(Some).map_err(E::custom)
+            parse_decimal(s).map(Some).map_err(E::custom)
         }
         fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
             Ok(Some(Decimal::from(n)))
@@ -180,17 +216,63 @@ pub(crate) mod opt_decimal {
             Ok(Some(Decimal::from(n)))
         }
         fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
-            // Only reached from non-JSON deserializers; use the shortest round-trip text.
+            // Only reached from deserializers that parsed the number already (not serde_json's
+            // own, which gives the text); the shortest round-trip text is the best left.
             self.visit_str(&n.to_string())
         }
+        /// serde_json's raw value: a one-entry map, the token then the JSON text.
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            match map.next_key::<String>()? {
-                Some(k) if k == NUMBER_TOKEN => {
-                    let text: String = map.next_value()?;
-                    self.visit_str(&text)
+            let parsed = match map.next_key::<RawKey>()? {
+                Some(RawKey) => map.next_value_seed(RawText)?,
+                None => Err(RawError::Type(Unexpected::Map)),
+            };
+            parsed.map_err(|e| match e {
+                RawError::Custom(m) => de::Error::custom(m),
+                RawError::Type(u) => de::Error::invalid_type(u, &self),
+            })
+        }
+    }
+
+    /// The raw value's key, checked without allocating.
+    struct RawKey;
+
+    impl<'de> de::Deserialize<'de> for RawKey {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = RawKey;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a decimal string like \"0.0123\" or a JSON number")
                 }
-                _ => Err(de::Error::invalid_type(de::Unexpected::Map, &self)),
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<RawKey, E> {
+                    if s == RAW_TOKEN {
+                        Ok(RawKey)
+                    } else {
+                        Err(E::invalid_type(Unexpected::Map, &self))
+                    }
+                }
             }
+            d.deserialize_str(V)
+        }
+    }
+
+    /// The raw value's JSON text, borrowed when the input allows.
+    struct RawText;
+
+    impl<'de> DeserializeSeed<'de> for RawText {
+        type Value = Result<Option<Decimal>, RawError>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl Visitor<'_> for RawText {
+        type Value = Result<Option<Decimal>, RawError>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            DecVisitor.expecting(f)
+        }
+        fn visit_str<E: de::Error>(self, raw: &str) -> Result<Self::Value, E> {
+            Ok(from_raw(raw))
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use rust_decimal::Decimal;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
 use super::book::{PriceBook, PriceEntry, RateKind};
 use super::ServiceTier;
@@ -114,25 +114,44 @@ pub(crate) fn parse_field(name: &str) -> Option<(RateKind, u64, ServiceTier)> {
     Some((kind, above, tier))
 }
 
+/// A JSON object with each value kept as its JSON text (keys sorted, the last duplicate wins,
+/// like serde_json's `Map`): numbers are read from their digits, never through f64.
+pub(crate) type RawObject<'a> = BTreeMap<String, &'a RawValue>;
+
 /// A JSON number's exact decimal value, from its text.
-pub(crate) fn decimal_of(v: &Value) -> Result<Decimal, String> {
-    let Value::Number(n) = v else {
-        return Err(format!("must be a number, got {v}"));
-    };
-    crate::event::parse_decimal(n.as_str())
+pub(crate) fn decimal_of(v: &RawValue) -> Result<Decimal, String> {
+    let text = v.get();
+    if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return Err(format!("must be a number, got {text}"));
+    }
+    crate::event::parse_decimal(text)
+}
+
+/// The value as a string, when it is a JSON string.
+fn string_of(v: &RawValue) -> Option<String> {
+    serde_json::from_str(v.get()).ok()
+}
+
+/// The value as an object, when it is a JSON object.
+fn object_of(v: &RawValue) -> Option<RawObject<'_>> {
+    if v.get().starts_with('{') {
+        serde_json::from_str(v.get()).ok()
+    } else {
+        None
+    }
 }
 
 /// Build one entry from a LiteLLM model object. `Err` is the skip reason and detail.
 pub(crate) fn entry_from_litellm(
     key: &str,
-    obj: &Map<String, Value>,
+    obj: &RawObject<'_>,
     ignored: &mut Vec<String>,
 ) -> Result<PriceEntry, (SkipReason, String)> {
     let mut e = PriceEntry::new(key);
-    if let Some(Value::String(p)) = obj.get("litellm_provider") {
+    if let Some(p) = obj.get("litellm_provider").and_then(|v| string_of(v)) {
         e = e.provider(p.as_str());
     }
-    if let Some(Value::String(m)) = obj.get("mode") {
+    if let Some(m) = obj.get("mode").and_then(|v| string_of(v)) {
         e = e.mode(m.as_str());
     }
     // DeepSeek's older spelling of the cache-read rate; the canonical field wins.
@@ -179,11 +198,11 @@ impl PriceBook {
     /// `litellm:<last_updated>` when the file has a `last_updated` string, else `litellm`.
     /// Only a document that is not a JSON object is an error; bad entries are skipped and reported.
     pub fn from_litellm_json(text: &str) -> Result<(PriceBook, ImportReport), Error> {
-        let root: Map<String, Value> = serde_json::from_str(text)
+        let root: RawObject<'_> = serde_json::from_str(text)
             .map_err(|e| Error::Pricing(format!("litellm price file: not a JSON object ({e})")))?;
-        let version = match root.get("last_updated") {
-            Some(Value::String(s)) => format!("litellm:{s}"),
-            _ => "litellm".to_string(),
+        let version = match root.get("last_updated").and_then(|v| string_of(v)) {
+            Some(s) => format!("litellm:{s}"),
+            None => "litellm".to_string(),
         };
         let mut book = PriceBook::new(version);
         let mut report = ImportReport::default();
@@ -199,14 +218,14 @@ impl PriceBook {
                     .push(skip(SkipReason::SampleSpec, String::new()));
                 continue;
             }
-            let Value::Object(obj) = v else {
+            let Some(obj) = object_of(v) else {
                 report
                     .skipped
                     .push(skip(SkipReason::NotAnEntry, String::new()));
                 continue;
             };
             let mut ignored = Vec::new();
-            match entry_from_litellm(key, obj, &mut ignored) {
+            match entry_from_litellm(key, &obj, &mut ignored) {
                 Ok(entry) => {
                     for f in ignored {
                         *report.ignored_fields.entry(f).or_insert(0) += 1;
@@ -277,14 +296,26 @@ mod tests {
 
     #[test]
     fn rates_convert_from_decimal_text() {
-        let v: Value = serde_json::from_str("[1e-07, 0.0000025, 3, 1.25E-6]").expect("json");
+        let v: Vec<&RawValue> =
+            serde_json::from_str("[1e-07, 0.0000025, 3, 1.25E-6, 0.1234567890123456789]")
+                .expect("json");
         let got: Vec<String> = v
-            .as_array()
-            .expect("array")
             .iter()
             .map(|n| decimal_of(n).expect("decimal").to_string())
             .collect();
-        assert_eq!(got, ["0.0000001", "0.0000025", "3", "0.00000125"]);
-        assert!(decimal_of(&Value::String("1".into())).is_err());
+        assert_eq!(
+            got,
+            [
+                "0.0000001",
+                "0.0000025",
+                "3",
+                "0.00000125",
+                "0.1234567890123456789"
+            ]
+        );
+        for not_a_number in [r#""1""#, "null", "[1]"] {
+            let v: &RawValue = serde_json::from_str(not_a_number).expect("json");
+            assert!(decimal_of(v).is_err(), "{not_a_number}");
+        }
     }
 }
