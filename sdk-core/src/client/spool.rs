@@ -375,6 +375,26 @@ impl Spool {
         self.publish();
     }
 
+    /// Return checked-out segment `id` to the sealed ones, untouched, if none of its records was
+    /// settled (so the file still holds exactly what is undelivered). Returns whether it did.
+    pub(crate) fn check_in(&mut self, id: u64) -> bool {
+        let Some(c) = self.out.get(&id) else {
+            return false;
+        };
+        if c.remaining != c.seg.records {
+            return false;
+        }
+        let Some(c) = self.out.remove(&id) else {
+            return false;
+        };
+        // The replay counter counted these records as read back; they are on disk again.
+        self.counters.replayed.fetch_sub(c.seg.records, Relaxed);
+        let at = self.sealed.partition_point(|s| s.id < id);
+        self.sealed.insert(at, c.seg);
+        self.publish();
+        true
+    }
+
     /// Flush and fsync the active segment (at shutdown).
     pub(crate) fn sync(&mut self) {
         if let Some(a) = self.active.as_mut() {

@@ -442,10 +442,19 @@ impl WorkerState {
                 Vec::new()
             }
         };
-        self.keep(undelivered, false);
-        if let Some(seg) = meta.segment {
-            if let Some(s) = self.shared.spool().as_mut() {
-                s.settle(seg, meta.events as u64);
+        match meta.segment {
+            None => self.keep(undelivered, false),
+            // A replayed batch that failed goes back to the front of the replay, still part of
+            // its segment: nothing is rewritten, and the segment stays whole on disk until its
+            // records are delivered.
+            Some(seg) => {
+                let settled = meta.events - undelivered.len();
+                if !undelivered.is_empty() {
+                    self.replay.push_front((seg, undelivered));
+                }
+                if let Some(s) = self.shared.spool().as_mut() {
+                    s.settle(seg, settled as u64);
+                }
             }
         }
     }
@@ -553,8 +562,19 @@ impl WorkerState {
             std::thread::yield_now();
         }
         self.keep(rest, true);
-        // Replay batches not sent yet go back to the active segment, so their segment can go.
+        // Replay batches not sent: a segment none of whose records were settled goes back on
+        // disk as it is (nothing to rewrite: the usual case when the collector is down); the
+        // rest of a partly delivered one is appended to the active segment so the file can go.
         while let Some((seg, batch)) = self.replay.pop_front() {
+            let whole = self
+                .shared
+                .spool()
+                .as_mut()
+                .is_some_and(|s| s.check_in(seg));
+            if whole {
+                self.replay.retain(|(s, _)| *s != seg);
+                continue;
+            }
             let n = batch.len() as u64;
             self.keep(batch, true);
             if let Some(s) = self.shared.spool().as_mut() {
