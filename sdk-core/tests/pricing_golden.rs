@@ -1,4 +1,4 @@
-//! Golden vectors for money: every DESIGN.md §3 pricing rule checked as an exact decimal string.
+//! Golden vectors for money: every pricing rule of docs/pricing.md checked as an exact decimal string.
 #![allow(clippy::unwrap_used)]
 
 use agenttally::pricing::{

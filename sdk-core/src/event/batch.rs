@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{now_micros, wire, AnalyticsEvent, MAX_EVENT_BYTES};
 use crate::Error;
 
-/// Size limits of a batch (DESIGN.md §2). The SDK splits to fit; the collector enforces them.
+/// Size limits of a batch (docs/wire-format.md). The SDK splits to fit; the collector enforces them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLimits {
     /// Most events in one batch.

@@ -1,5 +1,6 @@
 //! Small closed vocabularies of the wire format: event types, service tiers, cost statuses.
-//! Each serialises to the exact string DESIGN.md §2 names, and unknown strings are rejected.
+//! Each serialises to the exact string the wire format names (docs/wire-format.md), and unknown
+//! strings are rejected.
 
 use std::fmt;
 use std::str::FromStr;

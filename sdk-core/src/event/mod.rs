@@ -1,4 +1,4 @@
-//! The event every part shares: `AnalyticsEvent` (wire format v1, DESIGN.md §2), its builders,
+//! The event every part shares: `AnalyticsEvent` (wire format v1, docs/wire-format.md), its builders,
 //! its validation, and the batch envelope the SDK sends and the collector accepts.
 
 mod batch;

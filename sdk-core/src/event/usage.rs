@@ -1,4 +1,4 @@
-//! Canonical token usage: disjoint buckets so nothing is counted twice (DESIGN.md §3).
+//! Canonical token usage: disjoint buckets so nothing is counted twice (docs/pricing.md).
 //! Provider-shaped usage (OpenAI, Anthropic, Gemini) is converted into these by `pricing::adapters`.
 
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! The rules of wire format v1 (DESIGN.md §2), checked once, in core, for every event however it
+//! The rules of wire format v1 (docs/wire-format.md), checked once, in core, for every event however it
 //! was made (builder, wire JSON, bindings). The first broken rule is reported with its field.
 
 use rust_decimal::Decimal;

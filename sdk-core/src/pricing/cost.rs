@@ -1,4 +1,4 @@
-//! Exact-decimal cost of one call from a resolved entry (DESIGN.md §3 rules, in one function),
+//! Exact-decimal cost of one call from a resolved entry (the rules of docs/pricing.md, in one function),
 //! its explanation for debugging, and pricing an `AnalyticsEvent` in place.
 
 use std::fmt;

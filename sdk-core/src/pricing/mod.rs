@@ -1,4 +1,4 @@
-//! Price books, exact-decimal cost of one call, and savings against a baseline (DESIGN.md §3).
+//! Price books, exact-decimal cost of one call, and savings against a baseline (docs/pricing.md).
 //! Money is `rust_decimal::Decimal` throughout; no f64 touches a rate or a cost.
 
 pub mod adapters;
