@@ -387,7 +387,12 @@ impl EmbeddedPostgres {
         let text = std::fs::read_to_string(&conf)
             .map_err(|e| Error::Embedded(format!("{}: {e}", conf.display())))?;
         let include = format!("include '{SETTINGS_FILE}'");
-        if !text.lines().any(|l| l.trim() == include) {
+        // Last, so nothing set after it (such as the TCP settings of older versions) wins.
+        let last = text
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty() && !l.starts_with('#'));
+        if last != Some(include.as_str()) {
             let mut f = OpenOptions::new()
                 .append(true)
                 .open(&conf)

@@ -385,3 +385,99 @@ fn relocated_cluster_dir_is_private_and_checked() {
     let _ = std::fs::remove_dir_all(&cluster);
     let _ = std::fs::remove_dir_all(&top);
 }
+
+/// Connect to `url` and run `SELECT 1`.
+fn select_one(url: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (db, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        db.simple_query("SELECT 1").await.expect("select 1");
+    });
+}
+
+/// A cluster from before the lock (TCP on 127.0.0.1, trust auth, no password file) is locked on
+/// its next start: no TCP listener, its access rules rewritten, a password set and required.
+#[test]
+fn a_cluster_from_before_the_lock_is_locked_on_start() {
+    let dir = std::env::temp_dir().join(format!("agenttally-legacy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut opts = EmbeddedOptions::new(&dir);
+    opts.fsync = false;
+    let pg = EmbeddedPostgres::start(&opts).expect("start");
+    let cluster = pg.cluster_dir().to_path_buf();
+    pg.shutdown().expect("shutdown");
+    // What the earlier embedded setup left: trust over loopback TCP, no socket, no password.
+    std::fs::write(
+        cluster.join("pg_hba.conf"),
+        "host all all 127.0.0.1/32 trust\n",
+    )
+    .expect("hba");
+    let conf = cluster.join("postgresql.conf");
+    let text = std::fs::read_to_string(&conf).expect("conf");
+    let legacy = "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n";
+    // Settings after the collector's include line, as if appended by hand or an old version.
+    std::fs::write(&conf, format!("{text}\n{legacy}")).expect("conf");
+    std::fs::remove_file(dir.join("pg.password")).expect("remove password");
+
+    let pg = EmbeddedPostgres::start(&opts).expect("start the old cluster");
+    let (_, port, socket_dir, listen) = postmaster(&cluster);
+    assert_eq!(listen, "", "no TCP listen address");
+    assert_eq!(socket_dir, cluster.join("socket"));
+    let hba = std::fs::read_to_string(cluster.join("pg_hba.conf")).expect("hba");
+    assert!(
+        !hba.contains("trust") && hba.contains("local all all scram-sha-256"),
+        "{hba}"
+    );
+    select_one(&pg.database_url());
+    let sock = socket_dir.to_string_lossy().to_string();
+    let (ok, err) = psql(None, &sock, port, None);
+    assert!(
+        !ok && err.contains("password"),
+        "no password, yet connected: {err}"
+    );
+    let (ok, err) = psql(None, "127.0.0.1", port, None);
+    assert!(!ok && err.contains("Connection refused"), "{err}");
+    pg.shutdown().expect("shutdown");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A data dir whose socket path would pass the 107-byte limit: the socket goes in a fresh
+/// private directory under /tmp instead, removed when the server stops.
+#[test]
+fn a_long_data_dir_puts_the_socket_in_a_private_dir() {
+    let dir = std::env::temp_dir().join(format!(
+        "agenttally-long-{}-{}",
+        std::process::id(),
+        "x".repeat(90)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut opts = EmbeddedOptions::new(&dir);
+    opts.fsync = false;
+    let pg = EmbeddedPostgres::start(&opts).expect("start");
+    let socket_dir = pg.socket_dir().to_path_buf();
+    let name = socket_dir
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .to_string();
+    assert!(
+        socket_dir.parent() == Some(Path::new("/tmp")) && name.starts_with("agenttally-sock-"),
+        "{}",
+        socket_dir.display()
+    );
+    let meta = std::fs::symlink_metadata(&socket_dir).expect("socket dir");
+    assert_eq!(meta.mode() & 0o777, 0o700, "socket dir mode");
+    if is_root() {
+        assert_eq!(meta.uid(), uid_of("postgres"), "owned by the server's user");
+    }
+    select_one(&pg.database_url());
+    pg.shutdown().expect("shutdown");
+    assert!(!socket_dir.exists(), "the socket dir is removed on stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}
