@@ -435,6 +435,19 @@ fn a_cluster_from_before_the_lock_is_locked_on_start() {
         "{hba}"
     );
     select_one(&pg.database_url());
+    // libpq takes the same URL (the benchmark hands it to `psql`).
+    let out = Command::new("psql")
+        .args([&pg.database_url(), "-w", "-tAc", "SELECT 1"])
+        .env_remove("PGPASSWORD")
+        .stdin(Stdio::null())
+        .output()
+        .expect("psql URL");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1",
+        "psql with the database URL: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sock = socket_dir.to_string_lossy().to_string();
     let (ok, err) = psql(None, &sock, port, None);
     assert!(
