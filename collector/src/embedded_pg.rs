@@ -131,7 +131,7 @@ pub struct EmbeddedPostgres {
     owned: bool,
     running: bool,
     /// A socket directory made outside the cluster (its path there would be too long); removed
-    /// when the server stops.
+    /// on drop once the server is stopped.
     temp_socket_dir: Option<PathBuf>,
     /// Remove the whole directory on drop (ephemeral clusters).
     remove_on_drop: Option<PathBuf>,
@@ -292,9 +292,6 @@ impl EmbeddedPostgres {
         if self.owned {
             let _ = std::fs::remove_file(self.data_dir.join(OWNER_FILE));
         }
-        if let Some(dir) = self.temp_socket_dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
         Ok(())
     }
 
@@ -362,10 +359,16 @@ impl EmbeddedPostgres {
             self.make_private(&inside)?;
             inside
         } else {
-            // Too long for a socket path: a fresh private directory with an unguessable name.
-            let dir = private_dir(Path::new("/tmp"), "agenttally-sock-", self.run_as)?;
-            self.temp_socket_dir = Some(dir.clone());
-            dir
+            // Too long for a socket path: a private directory with an unguessable name, kept
+            // across `stop`/`start_again` so the database URL stays the same.
+            match &self.temp_socket_dir {
+                Some(dir) if dir.is_dir() => dir.clone(),
+                _ => {
+                    let dir = private_dir(Path::new("/tmp"), "agenttally-sock-", self.run_as)?;
+                    self.temp_socket_dir = Some(dir.clone());
+                    dir
+                }
+            }
         };
         let settings = format!(
             "# Written by agenttally-collector before every start; edits are overwritten.\n\
@@ -624,6 +627,11 @@ impl Drop for EmbeddedPostgres {
         if self.owned && self.running {
             if let Err(e) = self.stop() {
                 tracing::error!("stopping embedded PostgreSQL: {e}");
+            }
+        }
+        if !self.running {
+            if let Some(dir) = self.temp_socket_dir.take() {
+                let _ = std::fs::remove_dir_all(dir);
             }
         }
         if let Some(dir) = self.remove_on_drop.take() {

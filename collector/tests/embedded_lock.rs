@@ -461,7 +461,7 @@ fn a_cluster_from_before_the_lock_is_locked_on_start() {
 }
 
 /// A data dir whose socket path would pass the 107-byte limit: the socket goes in a fresh
-/// private directory under /tmp instead, removed when the server stops.
+/// private directory under /tmp instead, kept across an outage, removed when the handle stops it.
 #[test]
 fn a_long_data_dir_puts_the_socket_in_a_private_dir() {
     let dir = std::env::temp_dir().join(format!(
@@ -490,6 +490,13 @@ fn a_long_data_dir_puts_the_socket_in_a_private_dir() {
         assert_eq!(meta.uid(), uid_of("postgres"), "owned by the server's user");
     }
     select_one(&pg.database_url());
+    // An outage keeps the URL: the server comes back on the same socket.
+    let mut pg = pg;
+    let url = pg.database_url();
+    pg.stop().expect("stop");
+    pg.start_again().expect("start again");
+    assert_eq!(pg.database_url(), url);
+    select_one(&url);
     pg.shutdown().expect("shutdown");
     assert!(!socket_dir.exists(), "the socket dir is removed on stop");
     let _ = std::fs::remove_dir_all(&dir);
