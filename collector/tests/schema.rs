@@ -1,0 +1,152 @@
+//! The schema is ready to be distributed by `tenant_id` (Citus): read from the catalog of a
+//! migrated database, every primary key and unique constraint or index of tenant data (tables
+//! under row-level security, and their partitions) starts with `tenant_id`, a NOT NULL column,
+//! and every other table is one of the known reference tables. A new table must be classified
+//! here (and in docs/scaling.md) before this test passes.
+
+use std::collections::BTreeSet;
+
+use agenttally_collector::EmbeddedPostgres;
+
+/// Tables that are not tenant data: replicated to every node under Citus.
+const REFERENCE_TABLES: [&str; 2] = ["api_keys", "schema_migrations"];
+
+/// Every unique index (primary keys and unique constraints are backed by one) and every
+/// primary/unique/exclusion constraint of tenant data, with its first column.
+const KEYS_SQL: &str = "SELECT t.relname, i.relname, \
+       (SELECT a.attname FROM pg_attribute a \
+         WHERE a.attrelid = t.oid AND a.attnum = x.indkey[0]), \
+       pg_get_indexdef(x.indexrelid) \
+     FROM pg_index x \
+     JOIN pg_class t ON t.oid = x.indrelid \
+     JOIN pg_class i ON i.oid = x.indexrelid \
+     JOIN pg_namespace n ON n.oid = t.relnamespace \
+     JOIN pg_class r ON r.oid = coalesce(pg_partition_root(t.oid), t.oid) \
+     WHERE n.nspname = 'public' AND r.relrowsecurity \
+       AND (x.indisunique OR x.indisprimary OR x.indisexclusion) \
+     UNION ALL \
+     SELECT t.relname, k.conname, \
+       (SELECT a.attname FROM pg_attribute a \
+         WHERE a.attrelid = t.oid AND a.attnum = k.conkey[1]), \
+       pg_get_constraintdef(k.oid) \
+     FROM pg_constraint k \
+     JOIN pg_class t ON t.oid = k.conrelid \
+     JOIN pg_namespace n ON n.oid = t.relnamespace \
+     JOIN pg_class r ON r.oid = coalesce(pg_partition_root(t.oid), t.oid) \
+     WHERE n.nspname = 'public' AND r.relrowsecurity AND k.contype IN ('p', 'u', 'x') \
+     ORDER BY 1, 2";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_keys_start_with_tenant_id() {
+    let pg = tokio::task::spawn_blocking(EmbeddedPostgres::start_ephemeral)
+        .await
+        .expect("join")
+        .expect("ephemeral PostgreSQL");
+    let url = pg.database_url();
+    agenttally_collector::migrate(&url).await.expect("migrate");
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    // A day partition, so partitions' own indexes are checked too.
+    db.execute("SELECT agenttally_ensure_partition(current_date)", &[])
+        .await
+        .expect("partition");
+
+    // Every table of the public schema with the root of its partition tree and whether that
+    // root is under row-level security (tenant data).
+    let rows = db
+        .query(
+            "SELECT c.relname, r.relname, r.relrowsecurity, \
+               (SELECT a.attnotnull FROM pg_attribute a \
+                 WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped) \
+             FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_class r ON r.oid = coalesce(pg_partition_root(c.oid), c.oid) \
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') \
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("tables");
+    let mut tenant_tables = BTreeSet::new();
+    let mut reference_tables = BTreeSet::new();
+    for r in &rows {
+        let (table, root, rls): (String, String, bool) = (r.get(0), r.get(1), r.get(2));
+        let tenant_id_not_null: Option<bool> = r.get(3);
+        if rls {
+            assert_eq!(
+                tenant_id_not_null,
+                Some(true),
+                "{table}: tenant data needs a NOT NULL tenant_id"
+            );
+            if table == root {
+                tenant_tables.insert(table);
+            }
+        } else {
+            assert_eq!(table, root, "{table}: a partition of a table without RLS");
+            reference_tables.insert(table);
+        }
+    }
+    println!("tenant tables (distributed by tenant_id): {tenant_tables:?}");
+    println!("reference tables (replicated): {reference_tables:?}");
+    assert_eq!(
+        reference_tables,
+        REFERENCE_TABLES.iter().map(|t| t.to_string()).collect(),
+        "every table without row-level security is a known reference table"
+    );
+    assert!(
+        ["events", "event_ids", "rollup_hourly", "rollup_daily"]
+            .iter()
+            .all(|t| tenant_tables.contains(*t)),
+        "{tenant_tables:?}"
+    );
+
+    // Each key's first column is tenant_id.
+    let keys = db.query(KEYS_SQL, &[]).await.expect("keys");
+    let mut checked = BTreeSet::new();
+    for k in &keys {
+        let (table, key, first, def): (String, String, Option<String>, String) =
+            (k.get(0), k.get(1), k.get(2), k.get(3));
+        assert_eq!(
+            first.as_deref(),
+            Some("tenant_id"),
+            "{table}.{key} ({def}) must start with tenant_id"
+        );
+        println!("{table}: {key} {def}");
+        checked.insert(table);
+    }
+    // Every tenant table, partitions included, has a key, and each was checked.
+    for t in &tenant_tables {
+        assert!(checked.contains(t), "{t}: no primary key checked");
+    }
+    assert!(
+        checked.iter().any(|t| t.starts_with("events_")),
+        "a partition's keys were checked: {checked:?}"
+    );
+
+    // The check sees a violation: a tenant table whose unique key starts elsewhere.
+    db.batch_execute(
+        "BEGIN; \
+         CREATE TABLE bad_keys (tenant_id text NOT NULL, name text UNIQUE); \
+         ALTER TABLE bad_keys ENABLE ROW LEVEL SECURITY;",
+    )
+    .await
+    .expect("bad table");
+    let flagged: Vec<String> = db
+        .query(KEYS_SQL, &[])
+        .await
+        .expect("keys")
+        .iter()
+        .filter(|k| k.get::<_, Option<String>>(2).as_deref() != Some("tenant_id"))
+        .map(|k| k.get(1))
+        .collect();
+    assert_eq!(
+        flagged,
+        ["bad_keys_name_key", "bad_keys_name_key"],
+        "{flagged:?}"
+    );
+    db.batch_execute("ROLLBACK").await.expect("rollback");
+    drop(db);
+    drop(pg);
+}
