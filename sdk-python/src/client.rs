@@ -322,7 +322,9 @@ impl Client {
     fn _start_run(&self, tenant_id: String, agent_id: String, task_type: String) -> PyResult<Run> {
         let run = self.current()?.run(tenant_id, agent_id, task_type);
         Ok(Run {
+            correlation_id: run.correlation_id().to_string(),
             inner: Mutex::new(Some(run)),
+            final_cost: Mutex::new(None),
         })
     }
 }
@@ -351,6 +353,9 @@ fn wait_timeout(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Duration> {
 #[derive(Debug)]
 pub struct Run {
     inner: Mutex<Option<agenttally::Run>>,
+    correlation_id: String,
+    /// The run's cost when it finished (the core run is consumed by its outcome).
+    final_cost: Mutex<Option<Decimal>>,
 }
 
 impl Run {
@@ -365,10 +370,18 @@ impl Run {
     }
 
     fn take(&self) -> Option<agenttally::Run> {
-        self.inner
+        let run = self
+            .inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take()
+            .take();
+        if let Some(r) = &run {
+            *self
+                .final_cost
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = r.cost();
+        }
+        run
     }
 }
 
@@ -417,14 +430,21 @@ impl Run {
 
     /// The correlation id every event of the run carries.
     #[getter]
-    fn correlation_id(&self) -> PyResult<String> {
-        self.with(|r| r.correlation_id().to_string())
+    fn correlation_id(&self) -> String {
+        self.correlation_id.clone()
     }
 
     /// Summed cost of the calls recorded so far (`None` when none had a cost).
     #[getter]
-    fn cost(&self) -> PyResult<Option<Decimal>> {
-        self.with(|r| r.cost())
+    fn cost(&self) -> Option<Decimal> {
+        let live = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        match live.as_ref() {
+            Some(r) => r.cost(),
+            None => *self
+                .final_cost
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        }
     }
 
     /// Whether an outcome has been emitted.
