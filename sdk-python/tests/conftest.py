@@ -66,9 +66,7 @@ class Collector:
                 continue
             if not section:
                 continue
-            m = re.match(
-                r"\s+runs: (\d+) \(completed (\d+), failed (\d+), timed out (\d+)\)", line
-            )
+            m = re.match(r"\s+runs: (\d+) \(completed (\d+), failed (\d+), timed out (\d+)\)", line)
             if m:
                 r.runs, r.completed, r.failed, r.timed_out = map(int, m.groups())
                 continue

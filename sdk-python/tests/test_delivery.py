@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from decimal import Decimal
 
-from conftest import Collector
-
 import agenttally
+
+from conftest import Collector
 
 THREADS = 8
 PER_THREAD = 1_250

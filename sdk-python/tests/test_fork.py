@@ -1,4 +1,4 @@
-"""A preloaded client survives fork: 4 workers × 10,000 events plus the parent's arrive exactly
+"""A preloaded client survives fork: 4 workers x 10,000 events plus the parent's arrive exactly
 once, with a fork while sends are in flight, and nothing deadlocks."""
 
 from __future__ import annotations

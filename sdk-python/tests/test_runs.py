@@ -6,9 +6,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import Collector
 
 import agenttally
+
+from conftest import Collector
 
 
 class FakeOpenAIUsage:

@@ -139,8 +139,6 @@ class Run:
         self.__exit__(exc_type, exc, tb)
 
 
-
-
 class Client(_native.Client):
     """The delivery client. Keyword-only settings; those left out keep sdk-core's defaults.
     Durations are seconds (``float``) or ``timedelta``. ``with Client(...) as c:`` shuts down
@@ -238,7 +236,7 @@ async def _in_thread(fn: Callable[..., None], *args: Any) -> None:
     def target() -> None:
         try:
             fn(*args)
-        except BaseException as e:  # noqa: BLE001 - handed to the awaiting task
+        except BaseException as e:
             loop.call_soon_threadsafe(_settle, done, e)
         else:
             loop.call_soon_threadsafe(_settle, done, None)

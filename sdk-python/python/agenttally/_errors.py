@@ -41,7 +41,7 @@ class DeliveryError(AgentTallyError):
     """Events accepted before a flush were dropped on the way (see ``stats().dropped``)."""
 
 
-class TimeoutError(AgentTallyError, builtins.TimeoutError):  # noqa: A001
+class TimeoutError(AgentTallyError, builtins.TimeoutError):
     """A deadline passed before the work finished (delivery goes on in the background)."""
 
 

@@ -5,6 +5,21 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final, Literal, Optional, Union, final
 
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "VERSION",
+    "Client",
+    "Cost",
+    "Dropped",
+    "PriceBook",
+    "Run",
+    "SavingsReport",
+    "SavingsSummary",
+    "Stats",
+    "after_fork_in_child",
+]
+
 VERSION: Final[str]
 
 _Seconds = Union[float, int, timedelta]
@@ -13,6 +28,7 @@ _Tier = Literal["standard", "batch", "priority", "flex"]
 
 def after_fork_in_child() -> None: ...
 
+@disjoint_base
 class Client:
     def __new__(
         cls,
