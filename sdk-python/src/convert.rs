@@ -184,6 +184,9 @@ fn number_from_text(text: &str, path: &str) -> PyResult<Value> {
 pub fn usage(obj: &Bound<'_, PyAny>, provider: Option<&str>) -> PyResult<Usage> {
     const FIELD: &str = "event.usage";
     if let Ok(d) = obj.cast::<PyDict>() {
+        if let Some(u) = canonical_fast(d)? {
+            return Ok(u);
+        }
         let value = object(d, FIELD)?;
         if value.keys().all(|k| USAGE_BUCKETS.contains(&k.as_str())) {
             return canonical(value);
@@ -213,6 +216,40 @@ pub fn usage(obj: &Bound<'_, PyAny>, provider: Option<&str>) -> PyResult<Usage> 
         ));
     };
     provider_usage(&Value::Object(object(d, FIELD)?), provider)
+}
+
+/// The hot path of `track(usage={...})`: canonical bucket names with plain int values, read
+/// without building JSON. Anything else (`None` here) takes the general path, which also
+/// produces the error messages.
+fn canonical_fast(d: &Bound<'_, PyDict>) -> PyResult<Option<Usage>> {
+    let mut buckets = [0u64; 7];
+    for (k, v) in d.iter() {
+        let Ok(k) = k.cast::<PyString>() else {
+            return Ok(None);
+        };
+        let k = k.to_cow()?;
+        let Some(i) = USAGE_BUCKETS.iter().position(|b| *b == k) else {
+            return Ok(None);
+        };
+        if v.is_instance_of::<PyBool>() || !v.is_instance_of::<PyInt>() {
+            return Ok(None);
+        }
+        match (v.extract::<u64>(), buckets.get_mut(i)) {
+            (Ok(n), Some(slot)) => *slot = n,
+            _ => return Ok(None),
+        }
+    }
+    // USAGE_BUCKETS lists the buckets in wire order, the order of `Usage`'s fields.
+    let [input, cached, write, write_1h, output, reasoning, requests] = buckets;
+    Ok(Some(Usage {
+        input_tokens: input,
+        cached_input_tokens: cached,
+        cache_write_tokens: write,
+        cache_write_1h_tokens: write_1h,
+        output_tokens: output,
+        reasoning_tokens: reasoning,
+        requests,
+    }))
 }
 
 fn canonical(value: Map<String, Value>) -> PyResult<Usage> {

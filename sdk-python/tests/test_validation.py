@@ -169,3 +169,20 @@ def test_usage_shapes_are_converted() -> None:
             )
         with pytest.raises(agenttally.ValidationError, match=r"^event\.usage: unknown shape"):
             c.track("provider.api_call", tenant_id="acme", usage={"tokens": 5})
+
+
+def test_canonical_usage_buckets() -> None:
+    book = agenttally.PriceBook.builtin()
+    buckets = {
+        "input_tokens": 1_001,
+        "cached_input_tokens": 2_003,
+        "cache_write_tokens": 3_007,
+        "cache_write_1h_tokens": 4_013,
+        "output_tokens": 5_021,
+        "reasoning_tokens": 1_031,
+        "requests": 1,
+    }
+    with agenttally.Client(disabled=True, price_book=book) as c:
+        with c.run(tenant_id="acme", agent_id="a", task_type="t") as run:
+            run.record_call(provider="anthropic", model="claude-sonnet-4-5", usage=buckets)
+            assert run.cost == book.cost("claude-sonnet-4-5", **buckets).usd
