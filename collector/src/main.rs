@@ -36,6 +36,9 @@ enum Command {
     Migrate(DbArgs),
     /// Print what is stored per tenant: runs, cost by provider, routing savings.
     Report(ReportArgs),
+    /// Print the connection URL of the running embedded cluster (for `psql` and backups). It
+    /// holds the cluster's password: only the data directory's owner can read it.
+    DatabaseUrl(DbArgs),
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +184,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 "{}",
                 agenttally_collector::report::report(&url, &args.tenants).await?
             );
+            Ok(())
+        }
+        Command::DatabaseUrl(db) => {
+            let (url, _pg) = tokio::task::block_in_place(|| open_db(&db))?;
+            println!("{url}");
             Ok(())
         }
         Command::Keys {

@@ -49,6 +49,7 @@ class Collector:
     data_dir: str
     endpoint: str
     api_key: str
+    _url: str | None = None
 
     def report(self, tenant: str) -> TenantReport:
         out = subprocess.run(
@@ -79,12 +80,15 @@ class Collector:
 
     def query(self, sql: str) -> list[list[str]]:
         """Rows of ``sql`` run as the cluster's superuser (tab-separated psql output)."""
-        pid_files = list(Path(self.data_dir).rglob("postmaster.pid"))
-        assert pid_files, f"no running PostgreSQL cluster under {self.data_dir}"
-        lines = pid_files[0].read_text().splitlines()
-        port = lines[3].strip()
-        cmd = ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-h", "127.0.0.1", "-p", port]
-        cmd += ["-U", "postgres", "-d", "agenttally", "-c", sql]
+        if self._url is None:
+            self._url = subprocess.run(
+                [self.binary, "database-url", "--data-dir", self.data_dir],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout.strip()
+        cmd = ["psql", self._url, "-X", "-q", "-A", "-t", "-F", "\t", "-c", sql]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60)
         return [row.split("\t") for row in out.stdout.splitlines() if row]
 
