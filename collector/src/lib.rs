@@ -1,6 +1,7 @@
 //! The AgentTally collector: HTTP ingest into PostgreSQL (group commit, dedupe, rollups, RLS),
 //! with an embedded PostgreSQL default. The binary in `main.rs` is a thin CLI over this library.
 
+pub mod api_error;
 pub mod auth;
 pub mod config;
 pub mod embedded_pg;
@@ -8,7 +9,9 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod ops;
 pub mod report;
+pub mod state;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -73,8 +76,11 @@ impl Server {
             .await?;
         }
         let metrics = Arc::new(metrics::Metrics::default());
-        let (writer, writer_task) =
-            store::writer::spawn(pool.clone(), config.writer(), metrics.clone());
+        let (writer, writer_task) = store::writer::spawn(
+            pool.clone(),
+            store::writer::WriterConfig::from_server(&config),
+            metrics.clone(),
+        );
         let upkeep = tokio::spawn(upkeep(
             pool.clone(),
             config.raw_retention_days,
@@ -82,10 +88,10 @@ impl Server {
         ));
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(http::AppState {
+        let state = Arc::new(state::AppState {
+            auth: auth::AuthState::new(pool.clone()),
             pool,
             writer,
-            keys: auth::KeyCache::default(),
             metrics,
             config,
         });

@@ -12,7 +12,6 @@ mod gzip;
 pub use gzip::{gunzip_capped, GunzipError};
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Instant;
 
 use agenttally::{AnalyticsEvent, Batch, BatchLimits, ErrorKind};
@@ -26,8 +25,9 @@ use http_body_util::BodyExt;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::api_error::ApiError;
 use crate::auth::{Principal, Scope};
-use crate::http::{ApiError, AppState};
+use crate::state::{AppState, SharedState};
 use crate::store::writer::Outcome;
 
 /// The answer to a batch.
@@ -63,7 +63,7 @@ const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub async fn post_batch(
-    State(st): State<Arc<AppState>>,
+    State(st): State<SharedState>,
     principal: Result<Principal, ApiError>,
     headers: HeaderMap,
     body: Body,
@@ -155,13 +155,13 @@ async fn handle(
                 continue;
             }
         };
-        let problem = if !principal.key.allows_tenant(&e.tenant_id) {
+        let problem = if !principal.allows_tenant(&e.tenant_id) {
             foreign += 1;
             Some((
                 format!(
                     "batch[{index}].tenant_id: this API key is bound to tenant `{}` and may not \
                      write tenant `{}`",
-                    principal.key.tenant_id.as_deref().unwrap_or_default(),
+                    principal.tenant.as_deref().unwrap_or_default(),
                     e.tenant_id
                 ),
                 "tenant",
@@ -207,7 +207,7 @@ async fn handle(
     }
     if total > 0 && foreign == total {
         // Nothing in the request is for a tenant this key may write: refuse it as a whole.
-        let tenant = principal.key.tenant_id.as_deref().unwrap_or_default();
+        let tenant = principal.tenant.as_deref().unwrap_or_default();
         return Err(ApiError::forbidden(
             "tenant_forbidden",
             format!(

@@ -32,6 +32,7 @@ use uuid::Uuid;
 
 use super::rollups::{self, Grain};
 use super::{classify, ErrorClass};
+use crate::config::{ServerConfig, ACK_TIMEOUT, ENQUEUE_TIMEOUT};
 use crate::metrics::Metrics;
 
 /// What happened to one event handed to the writer.
@@ -67,6 +68,20 @@ pub struct WriterConfig {
     /// Writer tasks, each with its own connection and transaction: while one waits for its
     /// commit (fsync) or for a row lock, another can work.
     pub writers: usize,
+}
+
+impl WriterConfig {
+    /// The writer's part of the collector's settings.
+    pub fn from_server(c: &ServerConfig) -> Self {
+        WriterConfig {
+            commit_interval: c.commit_interval,
+            max_commit_events: c.max_commit_events,
+            queue_capacity: c.queue_capacity,
+            enqueue_timeout: ENQUEUE_TIMEOUT,
+            ack_timeout: ACK_TIMEOUT,
+            writers: c.writers,
+        }
+    }
 }
 
 /// After a duplicate, this many commits of that writer claim ids carefully (a replay tends to

@@ -1,0 +1,44 @@
+//! What handlers share: `AppState`, held in an `Arc` by the router. Handlers that need only a
+//! part take a sub-state (`auth::AuthState`, ...) through axum's `FromRef`, so a module reads only
+//! what it uses and does not depend on this one.
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use deadpool_postgres::Pool;
+
+use crate::auth::AuthState;
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::store::writer::WriterHandle;
+
+/// Everything a handler needs.
+pub struct AppState {
+    pub pool: Pool,
+    pub writer: WriterHandle,
+    pub auth: AuthState,
+    pub metrics: Arc<Metrics>,
+    pub config: ServerConfig,
+}
+
+/// The router's state.
+pub type SharedState = Arc<AppState>;
+
+impl FromRef<SharedState> for AuthState {
+    fn from_ref(st: &SharedState) -> Self {
+        st.auth.clone()
+    }
+}
+
+// By hand: the pool's own Debug is long and the config's must stay redacted (it is).
+impl fmt::Debug for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.pool.status();
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .field("pool_size", &status.max_size)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
