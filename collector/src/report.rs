@@ -32,9 +32,7 @@ pub async fn report(database_url: &str, tenants: &[String]) -> Result<String> {
     let mut out = String::new();
     for tenant in &tenants {
         // Read as the application role with the tenant set, so row-level security applies.
-        let tx = client.transaction().await?;
-        tx.batch_execute("SET LOCAL ROLE agenttally_app").await?;
-        tx.execute(store::SET_TENANT_SQL, &[tenant]).await?;
+        let tx = store::tenant_tx(&mut client, tenant).await?;
         let outcomes = tx
             .query(
                 "SELECT event_type, sum(events)::bigint FROM rollup_daily

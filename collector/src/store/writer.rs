@@ -31,7 +31,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::rollups::{self, Grain};
-use super::{classify, ErrorClass};
+use super::{classify, ErrorClass, TenantTx};
 use crate::config::{ServerConfig, ACK_TIMEOUT, ENQUEUE_TIMEOUT};
 use crate::metrics::Metrics;
 
@@ -483,7 +483,6 @@ impl Writer {
             }
         }
         let stmts = Statements {
-            set_tenant: client.prepare_cached(super::SET_TENANT_SQL).await?,
             claim: client
                 .prepare_cached(match claim {
                     Claim::Optimistic => CLAIM_IDS_SQL,
@@ -494,19 +493,16 @@ impl Writer {
             hourly: RollupStatements::prepare(&client, &self.hourly_sql).await?,
             daily: RollupStatements::prepare(&client, &self.daily_sql).await?,
         };
-        let tx = client.transaction().await?;
+        // Data access as the non-superuser app role, one tenant at a time, under RLS.
+        let tx = TenantTx::begin(&mut client).await?;
         let mut inserted = HashSet::new();
-        let mut first = true;
         for (tenant, events) in by_tenant {
-            // Data access as the non-superuser app role, one tenant at a time, under RLS.
-            let set_role = first.then_some("SET LOCAL ROLE agenttally_app");
-            first = false;
             match claim {
                 Claim::Optimistic => {
-                    store_tenant(&tx, &stmts, set_role, tenant, &events, claim).await?;
+                    store_tenant(&tx, &stmts, tenant, &events, claim).await?;
                 }
                 Claim::Careful => {
-                    let fresh = store_tenant(&tx, &stmts, set_role, tenant, &events, claim).await?;
+                    let fresh = store_tenant(&tx, &stmts, tenant, &events, claim).await?;
                     inserted.extend(fresh.iter().map(|e| (tenant, e.id)));
                 }
             }
@@ -538,7 +534,6 @@ fn by_request(part: Vec<(usize, usize)>) -> impl Iterator<Item = Vec<(usize, usi
 
 /// The prepared statements of one transaction.
 struct Statements {
-    set_tenant: tokio_postgres::Statement,
     claim: tokio_postgres::Statement,
     insert: tokio_postgres::Statement,
     hourly: RollupStatements,
@@ -598,42 +593,33 @@ const INSERT_SQL: &str =
         metadata)";
 
 /// Store the events of one tenant (sorted by id): claim their ids, insert the raw rows of the
-/// claimed ones and add them to both rollups. The statements are pipelined — sent together,
+/// claimed ones and add them to both rollups, after switching `tx` to the tenant. The statements
+/// are pipelined — sent together,
 /// answered in one round trip — in two or three steps: (claim, rows, lock the stored rollup rows)
 /// then (write the rollups); a careful claim is answered before the rows are sent. The first
 /// error in statement order is the one reported (later statements of a failed transaction only
 /// say it is aborted). Returns the events stored.
 async fn store_tenant<'e>(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &TenantTx<'_>,
     st: &Statements,
-    set_role: Option<&str>,
     tenant: &str,
     events: &[&'e AnalyticsEvent],
     claim: Claim,
 ) -> Result<Vec<&'e AnalyticsEvent>, Fail> {
-    let role = || async {
-        match set_role {
-            Some(sql) => tx.batch_execute(sql).await,
-            None => Ok(()),
-        }
-    };
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-    let tenant_param: [&(dyn ToSql + Sync); 1] = [&tenant];
     let claim_params: [&(dyn ToSql + Sync); 2] = [&tenant, &ids];
     let (fresh, hourly, daily, locked_hourly, locked_daily) = match claim {
         Claim::Optimistic => {
             let hourly = rollups::deltas(Grain::Hourly, events.iter().copied());
             let daily = rollups::daily_from_hourly(&hourly);
-            let (r_role, r_tenant, r_claim, r_insert, r_hourly, r_daily) = tokio::join!(
+            let (r_tenant, r_claim, r_insert, r_hourly, r_daily) = tokio::join!(
                 biased;
-                role(),
-                tx.query_one(&st.set_tenant, &tenant_param),
+                tx.switch_tenant(tenant),
                 tx.execute(&st.claim, &claim_params),
                 insert_rows(tx, &st.insert, tenant, events),
-                rollups::lock(&**tx, &st.hourly.lock, tenant, &hourly),
-                rollups::lock(&**tx, &st.daily.lock, tenant, &daily),
+                rollups::lock(tx.pg(), &st.hourly.lock, tenant, &hourly),
+                rollups::lock(tx.pg(), &st.daily.lock, tenant, &daily),
             );
-            r_role?;
             r_tenant?;
             match r_claim {
                 Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
@@ -645,13 +631,11 @@ async fn store_tenant<'e>(
             (events.to_vec(), hourly, daily, r_hourly?, r_daily?)
         }
         Claim::Careful => {
-            let (r_role, r_tenant, r_claim) = tokio::join!(
+            let (r_tenant, r_claim) = tokio::join!(
                 biased;
-                role(),
-                tx.query_one(&st.set_tenant, &tenant_param),
+                tx.switch_tenant(tenant),
                 tx.query(&st.claim, &claim_params),
             );
-            r_role?;
             r_tenant?;
             let claimed = r_claim?;
             let fresh: Vec<&'e AnalyticsEvent> = if claimed.len() == events.len() {
@@ -672,8 +656,8 @@ async fn store_tenant<'e>(
             let (r_insert, r_hourly, r_daily) = tokio::join!(
                 biased;
                 insert_rows(tx, &st.insert, tenant, &fresh),
-                rollups::lock(&**tx, &st.hourly.lock, tenant, &hourly),
-                rollups::lock(&**tx, &st.daily.lock, tenant, &daily),
+                rollups::lock(tx.pg(), &st.hourly.lock, tenant, &hourly),
+                rollups::lock(tx.pg(), &st.daily.lock, tenant, &daily),
             );
             r_insert?;
             (fresh, hourly, daily, r_hourly?, r_daily?)
@@ -683,10 +667,10 @@ async fn store_tenant<'e>(
     let (update_daily, upsert_daily) = rollups::merge_stored(daily, &locked_daily);
     let (r_uh, r_ih, r_ud, r_id) = tokio::join!(
         biased;
-        rollups::write(&**tx, &st.hourly.update, tenant, &update_hourly),
-        rollups::write(&**tx, &st.hourly.upsert, tenant, &upsert_hourly),
-        rollups::write(&**tx, &st.daily.update, tenant, &update_daily),
-        rollups::write(&**tx, &st.daily.upsert, tenant, &upsert_daily),
+        rollups::write(tx.pg(), &st.hourly.update, tenant, &update_hourly),
+        rollups::write(tx.pg(), &st.hourly.upsert, tenant, &upsert_hourly),
+        rollups::write(tx.pg(), &st.daily.update, tenant, &update_daily),
+        rollups::write(tx.pg(), &st.daily.upsert, tenant, &upsert_daily),
     );
     let (uh, _, ud, _) = (r_uh?, r_ih?, r_ud?, r_id?);
     // The rows updated were read and locked above: every one must still be there.
