@@ -10,6 +10,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod ops;
+pub mod query;
 pub mod report;
 pub mod state;
 pub mod store;
