@@ -56,6 +56,7 @@ pub struct Server {
     http: JoinHandle<std::io::Result<()>>,
     writer: JoinHandle<()>,
     upkeep: JoinHandle<()>,
+    commits: store::committed::CommitFeed,
 }
 
 impl Server {
@@ -77,10 +78,12 @@ impl Server {
             .await?;
         }
         let metrics = Arc::new(metrics::Metrics::default());
+        let commits = store::committed::feed();
         let (writer, writer_task) = store::writer::spawn(
             pool.clone(),
             store::writer::WriterConfig::from_server(&config),
             metrics.clone(),
+            commits.clone(),
         );
         let upkeep = tokio::spawn(upkeep(
             pool.clone(),
@@ -111,12 +114,20 @@ impl Server {
             http,
             writer: writer_task,
             upkeep,
+            commits,
         })
     }
 
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// What each commit stores from now on, per tenant, delivered after the commit.
+    pub fn subscribe_commits(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<Arc<store::committed::Committed>> {
+        self.commits.subscribe()
     }
 
     /// Graceful stop: stop accepting, finish in-flight requests, drain the writer (every

@@ -15,6 +15,9 @@
 //! database refuses for that event alone becomes a per-event rejection; a database that is
 //! unavailable, a serialization failure or deadlock that outlives the retries, or any other error
 //! answers the requests involved 503, with nothing of them acknowledged, and the client resends.
+//!
+//! After each commit, what it stored per tenant goes to the subscribers of the commit feed
+//! (`super::committed`), never before.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::Ordering;
@@ -30,6 +33,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use super::committed::{self, CommitFeed, Committed};
 use super::rollups::{self, Grain};
 use super::{classify, ErrorClass, TenantTx};
 use crate::config::{ServerConfig, ACK_TIMEOUT, ENQUEUE_TIMEOUT};
@@ -139,6 +143,7 @@ pub fn spawn(
     pool: Pool,
     cfg: WriterConfig,
     metrics: Arc<Metrics>,
+    feed: CommitFeed,
 ) -> (WriterHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
     let rx = Arc::new(Mutex::new(rx));
@@ -153,6 +158,7 @@ pub fn spawn(
                 hourly_sql: rollups::sql(Grain::Hourly),
                 daily_sql: rollups::sql(Grain::Daily),
                 careful: 0,
+                feed: feed.clone(),
             };
             let rx = rx.clone();
             tokio::spawn(async move { w.run(&rx).await })
@@ -177,6 +183,8 @@ struct Writer {
     daily_sql: rollups::RollupSql,
     /// Commits left that claim ids carefully (see `CAREFUL_COMMITS`).
     careful: u32,
+    /// Post-commit subscribers (`super::committed`).
+    feed: CommitFeed,
 }
 
 /// Why one commit attempt failed (see `ErrorClass`).
@@ -496,19 +504,28 @@ impl Writer {
         // Data access as the non-superuser app role, one tenant at a time, under RLS.
         let tx = TenantTx::begin(&mut client).await?;
         let mut inserted = HashSet::new();
+        // Kept only for subscribers, and sent only once the commit succeeded.
+        let keep = self.feed.receiver_count() > 0;
+        let mut committed: Vec<Committed> = Vec::new();
         for (tenant, events) in by_tenant {
             match claim {
                 Claim::Optimistic => {
-                    store_tenant(&tx, &stmts, tenant, &events, claim).await?;
+                    let stored = store_tenant(&tx, &stmts, tenant, &events, claim, keep).await?;
+                    committed.extend(stored.committed(tenant));
                 }
                 Claim::Careful => {
-                    let fresh = store_tenant(&tx, &stmts, tenant, &events, claim).await?;
-                    inserted.extend(fresh.iter().map(|e| (tenant, e.id)));
+                    let stored = store_tenant(&tx, &stmts, tenant, &events, claim, keep).await?;
+                    inserted.extend(stored.fresh.iter().map(|e| (tenant, e.id)));
+                    committed.extend(stored.committed(tenant));
                 }
             }
         }
         let commit = Instant::now();
         tx.commit().await?;
+        for c in committed {
+            // An error only means every subscriber left meanwhile.
+            let _ = self.feed.send(Arc::new(c));
+        }
         self.metrics.commits.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
             "committed {} events ({claim:?} claim) in {:?}, of which COMMIT {:?}",
@@ -598,14 +615,15 @@ const INSERT_SQL: &str =
 /// answered in one round trip — in two or three steps: (claim, rows, lock the stored rollup rows)
 /// then (write the rollups); a careful claim is answered before the rows are sent. The first
 /// error in statement order is the one reported (later statements of a failed transaction only
-/// say it is aborted). Returns the events stored.
+/// say it is aborted). Returns the events stored, and their hourly deltas if `keep`.
 async fn store_tenant<'e>(
     tx: &TenantTx<'_>,
     st: &Statements,
     tenant: &str,
     events: &[&'e AnalyticsEvent],
     claim: Claim,
-) -> Result<Vec<&'e AnalyticsEvent>, Fail> {
+    keep: bool,
+) -> Result<Stored<'e>, Fail> {
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     let claim_params: [&(dyn ToSql + Sync); 2] = [&tenant, &ids];
     let (fresh, hourly, daily, locked_hourly, locked_daily) = match claim {
@@ -649,7 +667,10 @@ async fn store_tenant<'e>(
                     .collect()
             };
             if fresh.is_empty() {
-                return Ok(fresh);
+                return Ok(Stored {
+                    fresh,
+                    hourly: None,
+                });
             }
             let hourly = rollups::deltas(Grain::Hourly, fresh.iter().copied());
             let daily = rollups::daily_from_hourly(&hourly);
@@ -663,6 +684,7 @@ async fn store_tenant<'e>(
             (fresh, hourly, daily, r_hourly?, r_daily?)
         }
     };
+    let kept = keep.then(|| committed::owned(&hourly));
     let (update_hourly, upsert_hourly) = rollups::merge_stored(hourly, &locked_hourly);
     let (update_daily, upsert_daily) = rollups::merge_stored(daily, &locked_daily);
     let (r_uh, r_ih, r_ud, r_id) = tokio::join!(
@@ -681,7 +703,29 @@ async fn store_tenant<'e>(
             update_daily.len()
         )));
     }
-    Ok(fresh)
+    Ok(Stored {
+        fresh,
+        hourly: kept,
+    })
+}
+
+/// What `store_tenant` stored for one tenant.
+struct Stored<'e> {
+    fresh: Vec<&'e AnalyticsEvent>,
+    /// A copy of the hourly deltas of `fresh`, when there are subscribers.
+    hourly: Option<Vec<committed::CommittedDelta>>,
+}
+
+impl Stored<'_> {
+    /// The post-commit record for subscribers, if one was kept and anything was stored.
+    fn committed(self, tenant: &str) -> Option<Committed> {
+        let hourly = self.hourly?;
+        (!self.fresh.is_empty()).then(|| Committed {
+            tenant: tenant.to_string(),
+            events: self.fresh.len(),
+            hourly,
+        })
+    }
 }
 
 /// Insert the raw rows of `events` (all of `tenant`, ids already claimed) as column arrays.
