@@ -34,6 +34,14 @@ pub const DEFAULT_WRITERS: usize = 2;
 /// Days of partitions created ahead of need around today: today-8 .. today+2.
 pub const PARTITIONS_BEHIND_DAYS: i64 = 8;
 pub const PARTITIONS_AHEAD_DAYS: i64 = 2;
+/// Longest a request may take, body and commit included. Longer than the ingest handler's own
+/// limits (`BODY_TIMEOUT` 30 s to receive, then `ENQUEUE_TIMEOUT` + `ACK_TIMEOUT`), which answer
+/// with more precise errors first; this one catches anything else that hangs.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(75);
+/// Requests served at once; more wait for a place (within `REQUEST_TIMEOUT`).
+pub const MAX_CONCURRENT_REQUESTS: usize = 1_024;
+/// Log filter used when neither `AGENTTALLY_LOG` nor `RUST_LOG` is set.
+pub const DEFAULT_LOG: &str = "info";
 /// How often retention and partition upkeep run.
 pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3_600);
 
@@ -229,6 +237,26 @@ impl ServerConfig {
     }
 }
 
+/// The log filter from `AGENTTALLY_LOG`, else `RUST_LOG`, else `DEFAULT_LOG`: a level (`debug`)
+/// or per-target directives (`info,agenttally_collector=debug,tower_http=debug`). `Err` names
+/// the variable and the rule.
+pub fn log_filter(
+    agenttally_log: Option<&str>,
+    rust_log: Option<&str>,
+) -> Result<tracing_subscriber::filter::Targets, String> {
+    let (name, spec) = match (agenttally_log, rust_log) {
+        (Some(v), _) if !v.trim().is_empty() => ("AGENTTALLY_LOG", v),
+        (_, Some(v)) if !v.trim().is_empty() => ("RUST_LOG", v),
+        _ => ("default", DEFAULT_LOG),
+    };
+    spec.trim().parse().map_err(|e| {
+        format!(
+            "{name}: must be a level (error, warn, info, debug, trace, off) or directives \
+             like `info,agenttally_collector=debug`, got `{spec}` ({e})"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +309,21 @@ mod tests {
             redact_password("postgresql://agent@host/db"),
             "postgresql://agent@host/db"
         );
+    }
+
+    #[test]
+    fn the_log_filter_comes_from_the_environment() {
+        use tracing::Level;
+        let f = log_filter(None, None).expect("default");
+        assert!(f.would_enable("agenttally_collector", &Level::INFO));
+        assert!(!f.would_enable("agenttally_collector", &Level::DEBUG));
+        let f = log_filter(Some("debug"), Some("error")).expect("AGENTTALLY_LOG first");
+        assert!(f.would_enable("x", &Level::DEBUG));
+        let f = log_filter(Some(" "), Some("warn,tower_http=debug")).expect("RUST_LOG");
+        assert!(!f.would_enable("agenttally_collector", &Level::INFO));
+        assert!(f.would_enable("tower_http::trace", &Level::DEBUG));
+        let e = log_filter(Some("info,agenttally_collector=loud"), None).expect_err("no level");
+        assert!(e.starts_with("AGENTTALLY_LOG: must be a level"), "{e}");
     }
 
     #[test]
