@@ -64,8 +64,11 @@ impl Server {
     /// listen on `config.listen` (port 0 picks one).
     pub async fn start(config: ServerConfig) -> Result<Server> {
         config.validate().map_err(Error::Config)?;
-        // Each writer holds a connection while it commits; leave room for the API's queries.
-        let pool_size = config.pool_size.max(config.writers + 2);
+        // Each writer holds a connection while it commits, key lookups hold at most their
+        // slots; leave room besides for the API's queries.
+        let pool_size = config
+            .pool_size
+            .max(config.writers + auth::UNKNOWN_KEY_LOOKUPS + auth::KNOWN_KEY_LOOKUPS + 2);
         let pool = store::connect_pool(&config.database_url, pool_size)?;
         {
             let mut client = pool.get().await?;

@@ -42,3 +42,34 @@ impl fmt::Debug for AppState {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store;
+
+    #[tokio::test]
+    async fn debug_never_shows_the_database_password() {
+        // Nothing connects: the pool opens connections on demand, the writer on its first group.
+        let url = "postgresql://agent:s3cret-pw@127.0.0.1:1/tally";
+        let pool = store::connect_pool(url, 1).expect("pool");
+        let config = ServerConfig::new(url);
+        let metrics = Arc::new(Metrics::default());
+        let (writer, _task) = store::writer::spawn(
+            pool.clone(),
+            store::writer::WriterConfig::from_server(&config),
+            metrics.clone(),
+            store::committed::feed(),
+        );
+        let st = AppState {
+            auth: AuthState::new(pool.clone()),
+            pool,
+            writer,
+            metrics,
+            config,
+        };
+        let shown = format!("{st:?} {st:#?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("127.0.0.1"), "{shown}");
+    }
+}

@@ -9,7 +9,7 @@ mod extract;
 mod key;
 mod principal;
 
-pub use cache::{AuthState, KeyCache};
+pub use cache::{AuthState, KeyCache, KNOWN_KEY_LOOKUPS, UNKNOWN_KEY_LOOKUPS};
 pub use extract::Tenant;
 pub use key::{check_key_spec, create_key, generate_key, hash_key, KEY_PREFIX};
 pub use principal::{Principal, Scope};
