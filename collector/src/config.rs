@@ -4,12 +4,11 @@
 //! (`ServerConfig::validate`). The bounds keep every duration and date computed from a setting
 //! far from the limits of chrono and tokio, where arithmetic panics.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-
-use crate::store::writer::WriterConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_LISTEN_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 8080);
@@ -35,6 +34,14 @@ pub const DEFAULT_WRITERS: usize = 2;
 /// Days of partitions created ahead of need around today: today-8 .. today+2.
 pub const PARTITIONS_BEHIND_DAYS: i64 = 8;
 pub const PARTITIONS_AHEAD_DAYS: i64 = 2;
+/// Longest a request may take, body and commit included. Longer than the ingest handler's own
+/// limits (`BODY_TIMEOUT` 30 s to receive, then `ENQUEUE_TIMEOUT` + `ACK_TIMEOUT`), which answer
+/// with more precise errors first; this one catches anything else that hangs.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(75);
+/// Requests served at once; more wait for a place (within `REQUEST_TIMEOUT`).
+pub const MAX_CONCURRENT_REQUESTS: usize = 1_024;
+/// Log filter used when neither `AGENTTALLY_LOG` nor `RUST_LOG` is set.
+pub const DEFAULT_LOG: &str = "info";
 /// How often retention and partition upkeep run.
 pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3_600);
 
@@ -98,8 +105,8 @@ pub const MAX_FUTURE_HOURS: Bounds = Bounds {
     max: 24 * 7,
 };
 
-/// Everything `Server::start` needs.
-#[derive(Debug, Clone)]
+/// Everything `Server::start` needs. Its `Debug` shows the database URL without a password.
+#[derive(Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub database_url: String,
@@ -111,6 +118,60 @@ pub struct ServerConfig {
     pub queue_capacity: usize,
     pub pool_size: usize,
     pub writers: usize,
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_password(&self.database_url))
+            .field("raw_retention_days", &self.raw_retention_days)
+            .field("hourly_retention_days", &self.hourly_retention_days)
+            .field("max_future", &self.max_future)
+            .field("commit_interval", &self.commit_interval)
+            .field("max_commit_events", &self.max_commit_events)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("pool_size", &self.pool_size)
+            .field("writers", &self.writers)
+            .finish()
+    }
+}
+
+/// A PostgreSQL connection string with any password replaced by `***`: the userinfo of a URL
+/// (`postgresql://user:secret@host/db`), a `password=` query parameter, or a `password=` pair
+/// of the key-value form (`host=x password=secret`, quoted or not).
+pub fn redact_password(conn: &str) -> String {
+    const MASK: &str = "***";
+    let mut out = conn.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        let authority_end = out[rest..].find(['/', '?']).map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..authority_end].rfind('@') {
+            if let Some(colon) = out[rest..rest + at].find(':') {
+                out.replace_range(rest + colon + 1..rest + at, MASK);
+            }
+        }
+    }
+    // `password=` as a query parameter or a key-value pair: mask up to the next separator
+    // (the closing quote of a quoted value).
+    let mut from = 0;
+    while let Some(i) = out[from..].to_ascii_lowercase().find("password=") {
+        let start = from + i + "password=".len();
+        let quoted = out[start..].starts_with('\'');
+        let value_start = if quoted { start + 1 } else { start };
+        let end = if quoted {
+            out[value_start..]
+                .find('\'')
+                .map_or(out.len(), |j| value_start + j)
+        } else {
+            out[value_start..]
+                .find(['&', ' ', '\t'])
+                .map_or(out.len(), |j| value_start + j)
+        };
+        out.replace_range(value_start..end, MASK);
+        from = value_start + MASK.len();
+    }
+    out
 }
 
 impl ServerConfig {
@@ -174,17 +235,26 @@ impl ServerConfig {
         }
         Ok(())
     }
+}
 
-    pub(crate) fn writer(&self) -> WriterConfig {
-        WriterConfig {
-            commit_interval: self.commit_interval,
-            max_commit_events: self.max_commit_events,
-            queue_capacity: self.queue_capacity,
-            enqueue_timeout: ENQUEUE_TIMEOUT,
-            ack_timeout: ACK_TIMEOUT,
-            writers: self.writers,
-        }
-    }
+/// The log filter from `AGENTTALLY_LOG`, else `RUST_LOG`, else `DEFAULT_LOG`: a level (`debug`)
+/// or per-target directives (`info,agenttally_collector=debug,tower_http=debug`). `Err` names
+/// the variable and the rule.
+pub fn log_filter(
+    agenttally_log: Option<&str>,
+    rust_log: Option<&str>,
+) -> Result<tracing_subscriber::filter::Targets, String> {
+    let (name, spec) = match (agenttally_log, rust_log) {
+        (Some(v), _) if !v.trim().is_empty() => ("AGENTTALLY_LOG", v),
+        (_, Some(v)) if !v.trim().is_empty() => ("RUST_LOG", v),
+        _ => ("default", DEFAULT_LOG),
+    };
+    spec.trim().parse().map_err(|e| {
+        format!(
+            "{name}: must be a level (error, warn, info, debug, trace, off) or directives \
+             like `info,agenttally_collector=debug`, got `{spec}` ({e})"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -213,6 +283,47 @@ mod tests {
         );
         assert!(WRITERS.parse("").is_err());
         assert!(WRITERS.parse("2.5").is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_the_database_password() {
+        let urls = [
+            "postgresql://agent:s3cret-pw@db.example:5432/tally",
+            "postgres://agent:s3cret-pw@db.example/tally?sslmode=disable",
+            "postgresql://agent@db.example/tally?password=s3cret-pw&sslmode=disable",
+            "host=db.example user=agent password=s3cret-pw dbname=tally",
+            "host=db.example user=agent password='s3cret-pw with spaces' dbname=tally",
+            "host=db.example PASSWORD=s3cret-pw",
+        ];
+        for url in urls {
+            let shown = format!("{:?}", ServerConfig::new(url));
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
+            assert!(shown.contains("db.example"), "{shown}");
+        }
+        assert_eq!(
+            redact_password("postgresql://agent:pw@host/db"),
+            "postgresql://agent:***@host/db"
+        );
+        assert_eq!(
+            redact_password("postgresql://agent@host/db"),
+            "postgresql://agent@host/db"
+        );
+    }
+
+    #[test]
+    fn the_log_filter_comes_from_the_environment() {
+        use tracing::Level;
+        let f = log_filter(None, None).expect("default");
+        assert!(f.would_enable("agenttally_collector", &Level::INFO));
+        assert!(!f.would_enable("agenttally_collector", &Level::DEBUG));
+        let f = log_filter(Some("debug"), Some("error")).expect("AGENTTALLY_LOG first");
+        assert!(f.would_enable("x", &Level::DEBUG));
+        let f = log_filter(Some(" "), Some("warn,tower_http=debug")).expect("RUST_LOG");
+        assert!(!f.would_enable("agenttally_collector", &Level::INFO));
+        assert!(f.would_enable("tower_http::trace", &Level::DEBUG));
+        let e = log_filter(Some("info,agenttally_collector=loud"), None).expect_err("no level");
+        assert!(e.starts_with("AGENTTALLY_LOG: must be a level"), "{e}");
     }
 
     #[test]

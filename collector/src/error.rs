@@ -1,5 +1,5 @@
 //! The collector's internal error type (start-up, embedded PostgreSQL, storage). HTTP-facing
-//! errors are `http::ApiError`, which maps these to status codes.
+//! errors are `api_error::ApiError`, which maps these to status codes.
 
 /// What went wrong outside a request: configuration, the embedded cluster, the database.
 #[derive(Debug, thiserror::Error)]

@@ -1,154 +1,119 @@
-//! The router: state in an `Arc<AppState>`, one error type (`ApiError`) that every handler
-//! returns and that renders as `{"error": {"code", "message"}}` with the right status.
+//! The router: which handler serves which route, and the layers around them all — request
+//! tracing, panics answered as a logged 500, a whole-request timeout and a limit on requests
+//! served at once.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::any::Any;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use deadpool_postgres::Pool;
+use axum::Router;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
-use crate::auth::KeyCache;
-use crate::config::ServerConfig;
-use crate::ingest;
-use crate::metrics::Metrics;
-use crate::store::writer::WriterHandle;
-
-/// Everything a handler needs.
-#[derive(Debug)]
-pub struct AppState {
-    pub pool: Pool,
-    pub writer: WriterHandle,
-    pub keys: KeyCache,
-    pub metrics: Arc<Metrics>,
-    pub config: ServerConfig,
-}
-
-/// Seconds a client should wait before retrying after a 503.
-pub const RETRY_AFTER_SECS: u32 = 2;
-
-/// An HTTP error answer. Messages name the problem so a client can fix its input.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, code, message)
-    }
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, code, message)
-    }
-    pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
-    }
-    pub fn unsupported(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            message,
-        )
-    }
-    /// 503 + Retry-After: the database cannot be reached right now.
-    pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("the database is unavailable, retry later ({cause})"),
-        )
-    }
-    /// 503 + Retry-After for a batch of which nothing was acknowledged (the database is
-    /// unavailable, the write queue is full, or a storage failure that is not the events' fault
-    /// persisted): the client resends it, and dedupe settles whatever of it was stored.
-    pub fn retry_later(cause: &dyn std::fmt::Display) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("nothing of the batch was acknowledged, retry later: {cause}"),
-        )
-    }
-    /// A storage error while serving a request: 503 when the database is down, else 500.
-    pub fn from_store(e: &crate::error::Error) -> Self {
-        match e {
-            crate::error::Error::Db(db) if !crate::store::is_unavailable(db) => {
-                tracing::error!("database error: {e}");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                )
-            }
-            _ => Self::unavailable(e),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        let mut resp = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-        }
-        resp
-    }
-}
+use crate::api_error::ApiError;
+use crate::config::{MAX_CONCURRENT_REQUESTS, REQUEST_TIMEOUT};
+use crate::state::SharedState;
+use crate::{ingest, ops};
 
 /// The collector's routes.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+pub fn router(state: SharedState) -> Router {
+    let routes = Router::new()
         .route("/v1/batch", post(ingest::post_batch))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
         // The batch handler reads the body itself, with its own caps.
         .layer(DefaultBodyLimit::disable())
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state);
+    with_layers(routes)
+}
+
+/// The layers every route runs in, outermost first: tracing, so the answer to a panic or a
+/// timeout is logged with its request; panics; the timeout, which also bounds the wait for a
+/// place under the limit; the limit.
+pub fn with_layers(routes: Router) -> Router {
+    routes
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(axum::middleware::map_response(json_for_bare_errors))
+        .layer(CatchPanicLayer::custom(answer_panic))
+        .layer(TraceLayer::new_for_http())
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    ApiError::not_found("no such route")
 }
 
-/// Readiness: 200 when the database answers, else 503.
-async fn healthz(State(st): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
-    let check = async {
-        let c = st.pool.get().await.map_err(|e| e.to_string())?;
-        c.simple_query("SELECT 1")
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(())
-    };
-    match tokio::time::timeout(Duration::from_secs(3), check).await {
-        Ok(Ok(())) => Ok(Json(serde_json::json!({"status": "ok"}))),
-        Ok(Err(e)) => Err(ApiError::unavailable(&e)),
-        Err(_) => Err(ApiError::unavailable(&"timed out")),
+/// A panic in a handler: logged, and answered as any other internal error.
+fn answer_panic(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    tracing::error!("a request handler panicked: {what}");
+    ApiError::internal().into_response()
+}
+
+/// Errors made by a layer (the timeout's 503) come without a body: give them the JSON error
+/// every other answer has, and Retry-After with a 503.
+async fn json_for_bare_errors(resp: Response) -> Response {
+    let bare = !resp.headers().contains_key(header::CONTENT_TYPE);
+    match resp.status() {
+        StatusCode::SERVICE_UNAVAILABLE if bare => {
+            tracing::warn!(
+                "a request did not finish within {} s, answered 503",
+                REQUEST_TIMEOUT.as_secs()
+            );
+            ApiError::unavailable(&"the request took too long").into_response()
+        }
+        _ => resp,
     }
 }
 
-async fn metrics(State(st): State<Arc<AppState>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        st.metrics.render(),
-    )
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn call(app: Router, path: &str) -> (StatusCode, serde_json::Value) {
+        let req = Request::get(path).body(Body::empty()).expect("request");
+        let resp = app.oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, serde_json::from_slice(&bytes).expect("json body"))
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_answered_500_json_and_the_server_goes_on() {
+        #[allow(clippy::unreachable)]
+        async fn boom() -> &'static str {
+            panic!("handler bug")
+        }
+        async fn fine() -> Response {
+            axum::Json(serde_json::json!({"ok": true})).into_response()
+        }
+        let app = with_layers(
+            Router::new()
+                .route("/boom", get(boom))
+                .route("/fine", get(fine)),
+        );
+        let (status, body) = call(app.clone(), "/boom").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["code"], "internal");
+        let (status, body) = call(app, "/fine").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["ok"], true);
+    }
 }

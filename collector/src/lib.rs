@@ -1,6 +1,7 @@
 //! The AgentTally collector: HTTP ingest into PostgreSQL (group commit, dedupe, rollups, RLS),
 //! with an embedded PostgreSQL default. The binary in `main.rs` is a thin CLI over this library.
 
+pub mod api_error;
 pub mod auth;
 pub mod config;
 pub mod embedded_pg;
@@ -8,7 +9,10 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod ops;
+pub mod query;
 pub mod report;
+pub mod state;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -52,6 +56,7 @@ pub struct Server {
     http: JoinHandle<std::io::Result<()>>,
     writer: JoinHandle<()>,
     upkeep: JoinHandle<()>,
+    commits: store::committed::CommitFeed,
 }
 
 impl Server {
@@ -59,8 +64,11 @@ impl Server {
     /// listen on `config.listen` (port 0 picks one).
     pub async fn start(config: ServerConfig) -> Result<Server> {
         config.validate().map_err(Error::Config)?;
-        // Each writer holds a connection while it commits; leave room for the API's queries.
-        let pool_size = config.pool_size.max(config.writers + 2);
+        // Each writer holds a connection while it commits, key lookups hold at most their
+        // slots; leave room besides for the API's queries.
+        let pool_size = config
+            .pool_size
+            .max(config.writers + auth::UNKNOWN_KEY_LOOKUPS + auth::KNOWN_KEY_LOOKUPS + 2);
         let pool = store::connect_pool(&config.database_url, pool_size)?;
         {
             let mut client = pool.get().await?;
@@ -73,8 +81,13 @@ impl Server {
             .await?;
         }
         let metrics = Arc::new(metrics::Metrics::default());
-        let (writer, writer_task) =
-            store::writer::spawn(pool.clone(), config.writer(), metrics.clone());
+        let commits = store::committed::feed();
+        let (writer, writer_task) = store::writer::spawn(
+            pool.clone(),
+            store::writer::WriterConfig::from_server(&config),
+            metrics.clone(),
+            commits.clone(),
+        );
         let upkeep = tokio::spawn(upkeep(
             pool.clone(),
             config.raw_retention_days,
@@ -82,10 +95,10 @@ impl Server {
         ));
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(http::AppState {
+        let state = Arc::new(state::AppState {
+            auth: auth::AuthState::new(pool.clone()),
             pool,
             writer,
-            keys: auth::KeyCache::default(),
             metrics,
             config,
         });
@@ -104,12 +117,20 @@ impl Server {
             http,
             writer: writer_task,
             upkeep,
+            commits,
         })
     }
 
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// What each commit stores from now on, per tenant, delivered after the commit.
+    pub fn subscribe_commits(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<Arc<store::committed::Committed>> {
+        self.commits.subscribe()
     }
 
     /// Graceful stop: stop accepting, finish in-flight requests, drain the writer (every

@@ -11,6 +11,8 @@ use std::time::Duration;
 use agenttally_collector::config::{self, ServerConfig};
 use agenttally_collector::{EmbeddedOptions, EmbeddedPostgres, Error, Scope, Server};
 use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -132,9 +134,22 @@ fn bounded<T: TryFrom<u64> + Clone + Send + Sync + 'static>(
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
+    let env = |name: &str| std::env::var(name).ok();
+    let filter =
+        match config::log_filter(env("AGENTTALLY_LOG").as_deref(), env("RUST_LOG").as_deref()) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false),
+        )
+        .with(filter)
         .init();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()

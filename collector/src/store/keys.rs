@@ -1,9 +1,19 @@
-//! Named queries for API keys. Keys are stored as their SHA-256 only.
+//! Named queries for API keys. Keys are stored as their SHA-256 only; what a key means (its
+//! scopes, the principal it makes) is `auth`'s business, so this module deals in plain strings.
 
 use tokio_postgres::GenericClient;
 
-use crate::auth::{KeyRecord, Scope};
 use crate::error::Result;
+
+/// A live key as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// `None`: platform-wide.
+    pub tenant_id: Option<String>,
+    pub scopes: Vec<String>,
+    /// The first characters of the key, kept in clear to name it.
+    pub prefix: String,
+}
 
 /// Store a new key's hash with its binding and scopes.
 pub async fn insert(
@@ -11,9 +21,8 @@ pub async fn insert(
     hash: &[u8],
     prefix: &str,
     tenant_id: Option<&str>,
-    scopes: &[Scope],
+    scopes: &[&str],
 ) -> Result<()> {
-    let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
     client
         .execute(
             "INSERT INTO api_keys (key_hash, key_prefix, tenant_id, scopes) VALUES ($1, $2, $3, $4)",
@@ -24,18 +33,17 @@ pub async fn insert(
 }
 
 /// The live (not revoked) key with this hash.
-pub async fn find(client: &impl GenericClient, hash: &[u8]) -> Result<Option<KeyRecord>> {
+pub async fn find(client: &impl GenericClient, hash: &[u8]) -> Result<Option<StoredKey>> {
     let row = client
         .query_opt(
-            "SELECT tenant_id, scopes FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+            "SELECT tenant_id, scopes, key_prefix FROM api_keys
+             WHERE key_hash = $1 AND revoked_at IS NULL",
             &[&hash],
         )
         .await?;
-    Ok(row.map(|r| {
-        let scopes: Vec<String> = r.get(1);
-        KeyRecord {
-            tenant_id: r.get(0),
-            scopes: scopes.iter().filter_map(|s| s.parse().ok()).collect(),
-        }
+    Ok(row.map(|r| StoredKey {
+        tenant_id: r.get(0),
+        scopes: r.get(1),
+        prefix: r.get(2),
     }))
 }

@@ -1,12 +1,17 @@
-//! PostgreSQL storage: the connection pool, the embedded migrations, the group-commit writer,
-//! rollups, retention and the small named queries for API keys.
+//! PostgreSQL storage: the connection pool, the embedded migrations, the tenant transaction
+//! (`tenant_tx`, the only way to run tenant data statements), the group-commit writer, rollups,
+//! retention and the small named queries for API keys.
 
+pub mod committed;
 pub mod histogram;
 pub mod keys;
 pub mod migrations;
 pub mod retention;
 pub mod rollups;
+pub mod tenant;
 pub mod writer;
+
+pub use tenant::{tenant_tx, TenantTx};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,9 +25,6 @@ use crate::error::{Error, Result};
 pub(crate) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
-
-/// Sets the tenant row-level security checks against, for the rest of the transaction.
-pub(crate) const SET_TENANT_SQL: &str = "SELECT set_config('agenttally.tenant_id', $1, true)";
 
 /// A pool of connections to `database_url`. Broken connections (e.g. after a PostgreSQL restart)
 /// are discarded on recycle and replaced on the next `get`, so the collector reconnects by itself.

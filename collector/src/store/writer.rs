@@ -15,6 +15,9 @@
 //! database refuses for that event alone becomes a per-event rejection; a database that is
 //! unavailable, a serialization failure or deadlock that outlives the retries, or any other error
 //! answers the requests involved 503, with nothing of them acknowledged, and the client resends.
+//!
+//! After each commit, what it stored per tenant goes to the subscribers of the commit feed
+//! (`super::committed`), never before.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::Ordering;
@@ -30,8 +33,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use super::committed::{self, CommitFeed, Committed};
 use super::rollups::{self, Grain};
-use super::{classify, ErrorClass};
+use super::{classify, ErrorClass, TenantTx};
+use crate::config::{ServerConfig, ACK_TIMEOUT, ENQUEUE_TIMEOUT};
 use crate::metrics::Metrics;
 
 /// What happened to one event handed to the writer.
@@ -67,6 +72,20 @@ pub struct WriterConfig {
     /// Writer tasks, each with its own connection and transaction: while one waits for its
     /// commit (fsync) or for a row lock, another can work.
     pub writers: usize,
+}
+
+impl WriterConfig {
+    /// The writer's part of the collector's settings.
+    pub fn from_server(c: &ServerConfig) -> Self {
+        WriterConfig {
+            commit_interval: c.commit_interval,
+            max_commit_events: c.max_commit_events,
+            queue_capacity: c.queue_capacity,
+            enqueue_timeout: ENQUEUE_TIMEOUT,
+            ack_timeout: ACK_TIMEOUT,
+            writers: c.writers,
+        }
+    }
 }
 
 /// After a duplicate, this many commits of that writer claim ids carefully (a replay tends to
@@ -124,6 +143,7 @@ pub fn spawn(
     pool: Pool,
     cfg: WriterConfig,
     metrics: Arc<Metrics>,
+    feed: CommitFeed,
 ) -> (WriterHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
     let rx = Arc::new(Mutex::new(rx));
@@ -138,6 +158,7 @@ pub fn spawn(
                 hourly_sql: rollups::sql(Grain::Hourly),
                 daily_sql: rollups::sql(Grain::Daily),
                 careful: 0,
+                feed: feed.clone(),
             };
             let rx = rx.clone();
             tokio::spawn(async move { w.run(&rx).await })
@@ -162,6 +183,8 @@ struct Writer {
     daily_sql: rollups::RollupSql,
     /// Commits left that claim ids carefully (see `CAREFUL_COMMITS`).
     careful: u32,
+    /// Post-commit subscribers (`super::committed`).
+    feed: CommitFeed,
 }
 
 /// Why one commit attempt failed (see `ErrorClass`).
@@ -468,7 +491,6 @@ impl Writer {
             }
         }
         let stmts = Statements {
-            set_tenant: client.prepare_cached(super::SET_TENANT_SQL).await?,
             claim: client
                 .prepare_cached(match claim {
                     Claim::Optimistic => CLAIM_IDS_SQL,
@@ -479,25 +501,31 @@ impl Writer {
             hourly: RollupStatements::prepare(&client, &self.hourly_sql).await?,
             daily: RollupStatements::prepare(&client, &self.daily_sql).await?,
         };
-        let tx = client.transaction().await?;
+        // Data access as the non-superuser app role, one tenant at a time, under RLS.
+        let tx = TenantTx::begin(&mut client).await?;
         let mut inserted = HashSet::new();
-        let mut first = true;
+        // Kept only for subscribers, and sent only once the commit succeeded.
+        let keep = self.feed.receiver_count() > 0;
+        let mut committed: Vec<Committed> = Vec::new();
         for (tenant, events) in by_tenant {
-            // Data access as the non-superuser app role, one tenant at a time, under RLS.
-            let set_role = first.then_some("SET LOCAL ROLE agenttally_app");
-            first = false;
             match claim {
                 Claim::Optimistic => {
-                    store_tenant(&tx, &stmts, set_role, tenant, &events, claim).await?;
+                    let stored = store_tenant(&tx, &stmts, tenant, &events, claim, keep).await?;
+                    committed.extend(stored.committed(tenant));
                 }
                 Claim::Careful => {
-                    let fresh = store_tenant(&tx, &stmts, set_role, tenant, &events, claim).await?;
-                    inserted.extend(fresh.iter().map(|e| (tenant, e.id)));
+                    let stored = store_tenant(&tx, &stmts, tenant, &events, claim, keep).await?;
+                    inserted.extend(stored.fresh.iter().map(|e| (tenant, e.id)));
+                    committed.extend(stored.committed(tenant));
                 }
             }
         }
         let commit = Instant::now();
         tx.commit().await?;
+        for c in committed {
+            // An error only means every subscriber left meanwhile.
+            let _ = self.feed.send(Arc::new(c));
+        }
         self.metrics.commits.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
             "committed {} events ({claim:?} claim) in {:?}, of which COMMIT {:?}",
@@ -523,7 +551,6 @@ fn by_request(part: Vec<(usize, usize)>) -> impl Iterator<Item = Vec<(usize, usi
 
 /// The prepared statements of one transaction.
 struct Statements {
-    set_tenant: tokio_postgres::Statement,
     claim: tokio_postgres::Statement,
     insert: tokio_postgres::Statement,
     hourly: RollupStatements,
@@ -583,42 +610,34 @@ const INSERT_SQL: &str =
         metadata)";
 
 /// Store the events of one tenant (sorted by id): claim their ids, insert the raw rows of the
-/// claimed ones and add them to both rollups. The statements are pipelined — sent together,
+/// claimed ones and add them to both rollups, after switching `tx` to the tenant. The statements
+/// are pipelined — sent together,
 /// answered in one round trip — in two or three steps: (claim, rows, lock the stored rollup rows)
 /// then (write the rollups); a careful claim is answered before the rows are sent. The first
 /// error in statement order is the one reported (later statements of a failed transaction only
-/// say it is aborted). Returns the events stored.
+/// say it is aborted). Returns the events stored, and their hourly deltas if `keep`.
 async fn store_tenant<'e>(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &TenantTx<'_>,
     st: &Statements,
-    set_role: Option<&str>,
     tenant: &str,
     events: &[&'e AnalyticsEvent],
     claim: Claim,
-) -> Result<Vec<&'e AnalyticsEvent>, Fail> {
-    let role = || async {
-        match set_role {
-            Some(sql) => tx.batch_execute(sql).await,
-            None => Ok(()),
-        }
-    };
+    keep: bool,
+) -> Result<Stored<'e>, Fail> {
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-    let tenant_param: [&(dyn ToSql + Sync); 1] = [&tenant];
     let claim_params: [&(dyn ToSql + Sync); 2] = [&tenant, &ids];
     let (fresh, hourly, daily, locked_hourly, locked_daily) = match claim {
         Claim::Optimistic => {
             let hourly = rollups::deltas(Grain::Hourly, events.iter().copied());
             let daily = rollups::daily_from_hourly(&hourly);
-            let (r_role, r_tenant, r_claim, r_insert, r_hourly, r_daily) = tokio::join!(
+            let (r_tenant, r_claim, r_insert, r_hourly, r_daily) = tokio::join!(
                 biased;
-                role(),
-                tx.query_one(&st.set_tenant, &tenant_param),
+                tx.switch_tenant(tenant),
                 tx.execute(&st.claim, &claim_params),
                 insert_rows(tx, &st.insert, tenant, events),
-                rollups::lock(&**tx, &st.hourly.lock, tenant, &hourly),
-                rollups::lock(&**tx, &st.daily.lock, tenant, &daily),
+                rollups::lock(tx.pg(), &st.hourly.lock, tenant, &hourly),
+                rollups::lock(tx.pg(), &st.daily.lock, tenant, &daily),
             );
-            r_role?;
             r_tenant?;
             match r_claim {
                 Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
@@ -630,13 +649,11 @@ async fn store_tenant<'e>(
             (events.to_vec(), hourly, daily, r_hourly?, r_daily?)
         }
         Claim::Careful => {
-            let (r_role, r_tenant, r_claim) = tokio::join!(
+            let (r_tenant, r_claim) = tokio::join!(
                 biased;
-                role(),
-                tx.query_one(&st.set_tenant, &tenant_param),
+                tx.switch_tenant(tenant),
                 tx.query(&st.claim, &claim_params),
             );
-            r_role?;
             r_tenant?;
             let claimed = r_claim?;
             let fresh: Vec<&'e AnalyticsEvent> = if claimed.len() == events.len() {
@@ -650,28 +667,32 @@ async fn store_tenant<'e>(
                     .collect()
             };
             if fresh.is_empty() {
-                return Ok(fresh);
+                return Ok(Stored {
+                    fresh,
+                    hourly: None,
+                });
             }
             let hourly = rollups::deltas(Grain::Hourly, fresh.iter().copied());
             let daily = rollups::daily_from_hourly(&hourly);
             let (r_insert, r_hourly, r_daily) = tokio::join!(
                 biased;
                 insert_rows(tx, &st.insert, tenant, &fresh),
-                rollups::lock(&**tx, &st.hourly.lock, tenant, &hourly),
-                rollups::lock(&**tx, &st.daily.lock, tenant, &daily),
+                rollups::lock(tx.pg(), &st.hourly.lock, tenant, &hourly),
+                rollups::lock(tx.pg(), &st.daily.lock, tenant, &daily),
             );
             r_insert?;
             (fresh, hourly, daily, r_hourly?, r_daily?)
         }
     };
+    let kept = keep.then(|| committed::owned(&hourly));
     let (update_hourly, upsert_hourly) = rollups::merge_stored(hourly, &locked_hourly);
     let (update_daily, upsert_daily) = rollups::merge_stored(daily, &locked_daily);
     let (r_uh, r_ih, r_ud, r_id) = tokio::join!(
         biased;
-        rollups::write(&**tx, &st.hourly.update, tenant, &update_hourly),
-        rollups::write(&**tx, &st.hourly.upsert, tenant, &upsert_hourly),
-        rollups::write(&**tx, &st.daily.update, tenant, &update_daily),
-        rollups::write(&**tx, &st.daily.upsert, tenant, &upsert_daily),
+        rollups::write(tx.pg(), &st.hourly.update, tenant, &update_hourly),
+        rollups::write(tx.pg(), &st.hourly.upsert, tenant, &upsert_hourly),
+        rollups::write(tx.pg(), &st.daily.update, tenant, &update_daily),
+        rollups::write(tx.pg(), &st.daily.upsert, tenant, &upsert_daily),
     );
     let (uh, _, ud, _) = (r_uh?, r_ih?, r_ud?, r_id?);
     // The rows updated were read and locked above: every one must still be there.
@@ -682,7 +703,29 @@ async fn store_tenant<'e>(
             update_daily.len()
         )));
     }
-    Ok(fresh)
+    Ok(Stored {
+        fresh,
+        hourly: kept,
+    })
+}
+
+/// What `store_tenant` stored for one tenant.
+struct Stored<'e> {
+    fresh: Vec<&'e AnalyticsEvent>,
+    /// A copy of the hourly deltas of `fresh`, when there are subscribers.
+    hourly: Option<Vec<committed::CommittedDelta>>,
+}
+
+impl Stored<'_> {
+    /// The post-commit record for subscribers, if one was kept and anything was stored.
+    fn committed(self, tenant: &str) -> Option<Committed> {
+        let hourly = self.hourly?;
+        (!self.fresh.is_empty()).then(|| Committed {
+            tenant: tenant.to_string(),
+            events: self.fresh.len(),
+            hourly,
+        })
+    }
 }
 
 /// Insert the raw rows of `events` (all of `tenant`, ids already claimed) as column arrays.

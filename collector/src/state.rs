@@ -1,0 +1,75 @@
+//! What handlers share: `AppState`, held in an `Arc` by the router. Handlers that need only a
+//! part take a sub-state (`auth::AuthState`, ...) through axum's `FromRef`, so a module reads only
+//! what it uses and does not depend on this one.
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use deadpool_postgres::Pool;
+
+use crate::auth::AuthState;
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::store::writer::WriterHandle;
+
+/// Everything a handler needs.
+pub struct AppState {
+    pub pool: Pool,
+    pub writer: WriterHandle,
+    pub auth: AuthState,
+    pub metrics: Arc<Metrics>,
+    pub config: ServerConfig,
+}
+
+/// The router's state.
+pub type SharedState = Arc<AppState>;
+
+impl FromRef<SharedState> for AuthState {
+    fn from_ref(st: &SharedState) -> Self {
+        st.auth.clone()
+    }
+}
+
+// By hand: the pool's own Debug is long and the config's must stay redacted (it is).
+impl fmt::Debug for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.pool.status();
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .field("pool_size", &status.max_size)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store;
+
+    #[tokio::test]
+    async fn debug_never_shows_the_database_password() {
+        // Nothing connects: the pool opens connections on demand, the writer on its first group.
+        let url = "postgresql://agent:s3cret-pw@127.0.0.1:1/tally";
+        let pool = store::connect_pool(url, 1).expect("pool");
+        let config = ServerConfig::new(url);
+        let metrics = Arc::new(Metrics::default());
+        let (writer, _task) = store::writer::spawn(
+            pool.clone(),
+            store::writer::WriterConfig::from_server(&config),
+            metrics.clone(),
+            store::committed::feed(),
+        );
+        let st = AppState {
+            auth: AuthState::new(pool.clone()),
+            pool,
+            writer,
+            metrics,
+            config,
+        };
+        let shown = format!("{st:?} {st:#?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("127.0.0.1"), "{shown}");
+    }
+}

@@ -1,0 +1,102 @@
+//! The one way to run tenant data statements: a transaction switched to the row-level-security
+//! role with the tenant set. Nothing else in the collector writes the preamble, so no query
+//! can forget it and read or write across tenants.
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use deadpool_postgres::{Object, Transaction};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Statement;
+
+/// Switches to the non-superuser role that row-level security applies to, until the
+/// transaction ends.
+const SET_ROLE_SQL: &str = "SET LOCAL ROLE agenttally_app";
+
+/// Sets the tenant row-level security checks against, for the rest of the transaction.
+const SET_TENANT_SQL: &str = "SELECT set_config('agenttally.tenant_id', $1, true)";
+
+/// A transaction whose statements run as `agenttally_app` for the tenant last switched to.
+/// Statements are issued through it (it derefs to the transaction); several tenants may be
+/// served one after another (`switch_tenant`), as the writer does with a group.
+pub struct TenantTx<'c> {
+    tx: Transaction<'c>,
+    set_tenant: Statement,
+    /// The role is set once per transaction, with the first tenant.
+    role_set: AtomicBool,
+}
+
+impl std::fmt::Debug for TenantTx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantTx").finish_non_exhaustive()
+    }
+}
+
+/// Open a transaction on `client` and switch it to `tenant`.
+pub async fn tenant_tx<'c>(
+    client: &'c mut Object,
+    tenant: &str,
+) -> Result<TenantTx<'c>, tokio_postgres::Error> {
+    let tx = TenantTx::begin(client).await?;
+    tx.switch_tenant(tenant).await?;
+    Ok(tx)
+}
+
+impl<'c> TenantTx<'c> {
+    /// Open a transaction on `client`, not yet switched to a tenant: under row-level security
+    /// until `switch_tenant`, nothing is visible or writable.
+    pub async fn begin(client: &'c mut Object) -> Result<TenantTx<'c>, tokio_postgres::Error> {
+        let set_tenant = client.prepare_cached(SET_TENANT_SQL).await?;
+        let tx = client.transaction().await?;
+        Ok(TenantTx {
+            tx,
+            set_tenant,
+            role_set: AtomicBool::new(false),
+        })
+    }
+
+    /// Act for `tenant` from here on (and as `agenttally_app`, on the first switch). The
+    /// statements are sent when the returned future is first polled, so a caller can pipeline
+    /// them with the tenant's statements that follow (polling this future first, e.g. in a
+    /// `tokio::join!(biased; ...)`): they run in order, in one round trip.
+    pub fn switch_tenant<'a>(
+        &'a self,
+        tenant: &'a str,
+    ) -> impl Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a {
+        let set_role = !self.role_set.swap(true, Ordering::Relaxed);
+        async move {
+            let role = async {
+                if set_role {
+                    self.tx.batch_execute(SET_ROLE_SQL).await
+                } else {
+                    Ok(())
+                }
+            };
+            let param: [&(dyn ToSql + Sync); 1] = [&tenant];
+            let (r_role, r_tenant) = tokio::join!(
+                biased;
+                role,
+                self.tx.query_one(&self.set_tenant, &param),
+            );
+            r_role?;
+            r_tenant.map(|_| ())
+        }
+    }
+
+    /// The underlying tokio-postgres transaction, for helpers generic over a client.
+    pub fn pg(&self) -> &tokio_postgres::Transaction<'c> {
+        &self.tx
+    }
+
+    pub async fn commit(self) -> Result<(), tokio_postgres::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl<'c> Deref for TenantTx<'c> {
+    type Target = Transaction<'c>;
+    fn deref(&self) -> &Transaction<'c> {
+        &self.tx
+    }
+}

@@ -1,0 +1,61 @@
+//! `store::tenant_tx` is the way tenant data is read: it sees the rows of its tenant only (row-level
+//! security as `agenttally_app`), and the report, which reads through it, lists each tenant's own.
+
+mod common;
+
+use agenttally_collector::{report, store, Scope};
+use common::{event, Env};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_transaction_sees_its_tenant_only() {
+    let mut env = Env::start().await;
+    let key = env.key(None, &[Scope::Ingest]).await;
+    let mut events: Vec<_> = (0..3).map(|_| event("acme", json!({}))).collect();
+    events.extend((0..2).map(|_| event("globex", json!({"provider": "anthropic"}))));
+    let (status, body) = env.post(&key, &events).await;
+    assert_eq!(status, 200, "{body}");
+
+    let url = env.pg.database_url();
+    let pool = store::connect_pool(&url, 1).expect("pool");
+    let mut client = pool.get().await.expect("connection");
+    for (tenant, want) in [("acme", 3i64), ("globex", 2), ("nobody", 0)] {
+        let tx = store::tenant_tx(&mut client, tenant)
+            .await
+            .expect("tenant tx");
+        let n: i64 = tx
+            .query_one("SELECT count(*) FROM events", &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(n, want, "{tenant}");
+        let role: String = tx
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .expect("role")
+            .get(0);
+        assert_eq!(role, "agenttally_app");
+        tx.commit().await.expect("commit");
+    }
+    // Outside a tenant transaction the connection is the collector's own user again.
+    let role: String = client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .expect("role")
+        .get(0);
+    assert_ne!(role, "agenttally_app");
+
+    let text = report::report(&url, &[]).await.expect("report");
+    let acme = text.split("tenant globex").next().expect("acme part");
+    assert!(acme.contains("tenant acme"), "{text}");
+    assert!(
+        acme.contains("openai") && !acme.contains("anthropic"),
+        "{text}"
+    );
+    let globex = text.split("tenant globex").nth(1).expect("globex part");
+    assert!(
+        globex.contains("anthropic") && !globex.contains("openai"),
+        "{text}"
+    );
+    env.shutdown().await;
+}
