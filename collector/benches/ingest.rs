@@ -352,7 +352,7 @@ fn main() {
     println!("ingest  sdk→collector→commit  {n} events  {ingest_s:.2} s  {ingest_rate:.0} ev/s");
     println!("copy    psql \\copy            {n} rows    {copy_s:.2} s  {copy_rate:.0} rows/s");
     println!(
-        "ratio   ingest/copy           {:.2}   (target >= 0.5)",
+        "ratio   ingest/copy           {:.2}   (target >= 0.7)",
         ingest_rate / copy_rate
     );
     let us = |secs: f64| secs * 1e6 / n as f64;
