@@ -77,7 +77,7 @@ export declare class PriceBook {
 export interface Cost {
   /** Exact USD as a decimal string; `null` when the model or a bucket is unpriced. */
   usd: string | null
-  /** `exact`, `estimated` or `unpriced` (see docs/pricing.md). */
+  /** `priced`, `estimated`, `unpriced` or `reported` (see docs/pricing.md). */
   status: string
   priceVersion: string | null
 }

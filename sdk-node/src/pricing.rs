@@ -27,7 +27,7 @@ pub struct Cost {
     /// Exact USD as a decimal string; `null` when the model or a bucket is unpriced.
     #[napi(ts_type = "string | null")]
     pub usd: Either<String, Null>,
-    /// `exact`, `estimated` or `unpriced` (see docs/pricing.md).
+    /// `priced`, `estimated`, `unpriced` or `reported` (see docs/pricing.md).
     pub status: String,
     #[napi(ts_type = "string | null")]
     pub price_version: Either<String, Null>,
