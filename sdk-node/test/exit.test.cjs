@@ -55,7 +55,7 @@ test('100 short-lived processes × 100 events, no shutdown: all delivered, each 
   const c = await collector()
   const t = tenant()
   const env = { T_ENDPOINT: c.endpoint, T_KEY: c.apiKey, T_TENANT: t }
-  const times = await pool(100, 8, (n) => runNode(SHORT, { ...env, T_N: String(n) }))
+  const times = await pool(100, 4, (n) => runNode(SHORT, { ...env, T_N: String(n) }))
   const slowest = Math.max(...times)
   console.log(
     `exit: slowest process ${slowest.toFixed(0)} ms, median ${times.sort((a, b) => a - b)[50].toFixed(0)} ms`,
