@@ -81,6 +81,6 @@ export AGENTTALLY_PACKAGE="$pkg"
 export AGENTTALLY_EXAMPLE="$app/dist/agent.js"
 
 step "node --test (the installed tarball, against the collector)"
-node --test --test-concurrency=1 test/
+node --test --test-concurrency=1 tests/
 
 step "done"
