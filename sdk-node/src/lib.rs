@@ -1,4 +1,15 @@
-//! node bindings for `agenttally`. The binding layer is thin by rule: it converts types, calls
-//! sdk-core and maps errors; defaults, validation and logic all live in sdk-core.
+//! Node bindings for `agenttally`: the addon `agenttally.<platform>.node`. The binding is thin by
+//! rule: it converts types, calls sdk-core and maps errors; defaults, validation and logic live
+//! in sdk-core. The JavaScript layer (`index.js`, `index.mjs`) adds the option objects,
+//! `client.run(...)`, `AgentTallyError` and the exit hook.
 
-pub use agenttally::VERSION;
+mod client;
+mod convert;
+mod errors;
+mod pricing;
+
+use napi_derive::napi;
+
+/// The sdk-core version the addon was built from.
+#[napi]
+pub const VERSION: &str = agenttally::VERSION;
