@@ -53,9 +53,6 @@ pub struct Client {
     state: Mutex<State>,
 }
 
-/// The exit budget when `exit_timeout` is not given: the interpreter waits this long at most
-/// for queued events at exit. sdk-core has no notion of interpreter exit, so the binding owns it.
-pub const EXIT_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Client {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -171,7 +168,7 @@ impl Client {
         }
         let exit_timeout = match exit_timeout {
             Some(v) => convert::duration(v, "exit_timeout", false)?,
-            None => EXIT_TIMEOUT,
+            None => agenttally::client::defaults::EXIT_TIMEOUT,
         };
         let client = b.clone().build().map_err(errors::to_py)?;
         Ok(Client {

@@ -46,6 +46,9 @@ pub mod defaults {
     pub const SPOOL_SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
     /// Deadline of the shutdown `Drop` performs.
     pub const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Budget of the bounded flush the language bindings run when their process exits without
+    /// shutting the client down (Python's `atexit`, Node's `beforeExit`).
+    pub const EXIT_TIMEOUT: Duration = Duration::from_secs(2);
     /// Path of the ingest route under the endpoint.
     pub const BATCH_PATH: &str = "/v1/batch";
     /// Upper bound of every duration setting: longer is a unit mistake (milliseconds given as
