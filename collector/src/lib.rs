@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod ops;
 pub mod pricing;
 pub mod query;
+pub mod read_api;
 pub mod report;
 pub mod state;
 pub mod store;
