@@ -26,6 +26,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/v1/metrics/summary", get(read_api::summary))
+        .route("/v1/metrics/timeseries", get(read_api::timeseries))
         // The batch handler reads the body itself, with its own caps.
         .layer(DefaultBodyLimit::disable())
         .fallback(not_found)

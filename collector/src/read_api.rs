@@ -1,5 +1,5 @@
-//! The read API: `GET /v1/metrics/summary` (scope `read`), answered from the rollups through the
-//! named queries of `query::metrics`, for the tenant the credential acts on (`auth::Tenant`).
+//! The read API: `GET /v1/metrics/summary` and `GET /v1/metrics/timeseries` (scope `read`),
+//! answered from the rollups through the named queries of `query::metrics`, for the tenant the credential acts on (`auth::Tenant`).
 //! Parameters are checked here; a bad one is a 422 naming it.
 
 use std::collections::HashMap;
@@ -12,7 +12,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use crate::api_error::ApiError;
 use crate::auth::{Scope, Tenant};
 use crate::error::Error;
-use crate::query::metrics::{self, Range, Summary};
+use crate::query::metrics::{self, GroupBy, Interval, Metric, Range, Series, Summary};
 use crate::state::SharedState;
 use crate::store::rollups::Grain;
 use crate::store::tenant_tx;
@@ -87,12 +87,13 @@ fn instant(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
 /// The range a summary covers. Day-aligned `from` and `to` read the daily rollups (kept
 /// forever); any other range reads the hourly ones, widened to whole hours, and must start within
 /// the hourly retention, or its answer would miss what retention dropped.
-pub fn range(
+/// `from` and `to` as given, or their defaults (the `DEFAULT_RANGE_DAYS` ending now); `to` after
+/// `from`.
+fn instants(
     from: Option<&str>,
     to: Option<&str>,
     now: DateTime<Utc>,
-    hourly_retention_days: u32,
-) -> Result<Range, ApiError> {
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     let to = match to {
         Some(t) => instant("to", t)?,
         None => now,
@@ -113,6 +114,19 @@ pub fn range(
             ),
         ));
     }
+    Ok((from, to))
+}
+
+/// The range a summary covers. Day-aligned `from` and `to` read the daily rollups (kept
+/// forever); any other range reads the hourly ones, widened to whole hours, and must start within
+/// the hourly retention, or its answer would miss what retention dropped.
+pub fn range(
+    from: Option<&str>,
+    to: Option<&str>,
+    now: DateTime<Utc>,
+    hourly_retention_days: u32,
+) -> Result<Range, ApiError> {
+    let (from, to) = instants(from, to, now)?;
     let day = |t: DateTime<Utc>| Grain::Daily.bucket(t) == t;
     if day(from) && day(to) {
         return Ok(Range {
@@ -121,6 +135,17 @@ pub fn range(
             grain: Grain::Daily,
         });
     }
+    hourly(from, to, now, hourly_retention_days)
+}
+
+/// `[from, to)` widened to whole hours, on the hourly rollups; 422 naming `from` when it starts
+/// before the hourly retention.
+fn hourly(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+    hourly_retention_days: u32,
+) -> Result<Range, ApiError> {
     let hour_from = Grain::Hourly.bucket(from);
     let hour_to = if Grain::Hourly.bucket(to) == to {
         to
@@ -148,6 +173,122 @@ pub fn range(
         to: hour_to,
         grain: Grain::Hourly,
     })
+}
+
+/// Most points a series may have per group.
+pub const MAX_BUCKETS: i64 = 10_000;
+
+/// The range a series covers: whole buckets of `interval`. Hours read the hourly rollups
+/// (within their retention), days and months the daily ones.
+pub fn series_range(
+    from: Option<&str>,
+    to: Option<&str>,
+    now: DateTime<Utc>,
+    hourly_retention_days: u32,
+    interval: Interval,
+) -> Result<Range, ApiError> {
+    let (from, to) = instants(from, to, now)?;
+    let range = match interval {
+        Interval::Hour => hourly(from, to, now, hourly_retention_days)?,
+        Interval::Day | Interval::Month => {
+            let start = interval.start(to);
+            let end = if start == to {
+                Some(to)
+            } else {
+                interval.next(start)
+            };
+            Range {
+                from: interval.start(from),
+                to: end.unwrap_or(to),
+                grain: Grain::Daily,
+            }
+        }
+    };
+    let span = range.to - range.from;
+    let buckets = match interval {
+        Interval::Hour => span.num_hours(),
+        Interval::Day => span.num_days(),
+        Interval::Month => span.num_days() / 28,
+    };
+    if buckets > MAX_BUCKETS {
+        return Err(ApiError::unprocessable(
+            "invalid_parameter",
+            format!(
+                "interval: at most {MAX_BUCKETS} buckets per series, got about {buckets} \
+                 (use a wider interval or a shorter range)"
+            ),
+        ));
+    }
+    Ok(range)
+}
+
+/// The value of a required or optional enumerated parameter, 422 naming it when unknown.
+fn choice<T>(
+    params: &HashMap<String, String>,
+    name: &str,
+    allowed: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<Option<T>, ApiError> {
+    match params.get(name) {
+        None => Ok(None),
+        Some(v) => parse(v).map(Some).ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_parameter",
+                format!("{name}: must be one of {allowed}, got `{v}`"),
+            )
+        }),
+    }
+}
+
+/// The parameters `timeseries` reads.
+const SERIES_PARAMS: &[&str] = &["from", "to", "tenant_id", "metric", "interval", "group_by"];
+
+pub async fn timeseries(
+    State(st): State<SharedState>,
+    tenant: Tenant,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Series>, ApiError> {
+    tenant.principal.require(Scope::Read)?;
+    let Query(params) = params.map_err(|e| {
+        ApiError::unprocessable(
+            "invalid_query",
+            format!("query: could not be read ({})", e.body_text()),
+        )
+    })?;
+    known_params(&params, SERIES_PARAMS)?;
+    let metric = choice(&params, "metric", Metric::NAMES, Metric::parse)?.ok_or_else(|| {
+        ApiError::unprocessable(
+            "invalid_parameter",
+            format!("metric: required, one of {}", Metric::NAMES),
+        )
+    })?;
+    let interval =
+        choice(&params, "interval", "hour, day, month", Interval::parse)?.unwrap_or(Interval::Day);
+    let group_by = choice(
+        &params,
+        "group_by",
+        "provider, model, task_type, event_type",
+        GroupBy::parse,
+    )?;
+    let range = series_range(
+        params.get("from").map(String::as_str),
+        params.get("to").map(String::as_str),
+        Utc::now(),
+        st.config.hourly_retention_days,
+        interval,
+    )?;
+    let mut client = st
+        .pool
+        .get()
+        .await
+        .map_err(|e| ApiError::from_store(&Error::from(e)))?;
+    let tx = tenant_tx(&mut client, &tenant.id)
+        .await
+        .map_err(|e| ApiError::from_store(&Error::from(e)))?;
+    let s = metrics::timeseries(&tx, &tenant.id, &range, metric, interval, group_by)
+        .await
+        .map_err(|e| ApiError::from_store(&e))?;
+    Ok(Json(s))
 }
 
 #[cfg(test)]

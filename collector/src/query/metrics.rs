@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use tokio_postgres::types::Json;
@@ -158,4 +158,246 @@ fn histogram(row: &tokio_postgres::Row, col: usize) -> Histogram {
         Ok(Some(Json(h))) => Histogram(h),
         _ => Histogram::default(),
     }
+}
+
+/// What a time series measures (`metric=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    CostUsd,
+    Executions,
+    Failures,
+    ApiCalls,
+    Tokens,
+    P95DurationMs,
+}
+
+impl Metric {
+    pub const NAMES: &'static str =
+        "cost_usd, executions, failures, api_calls, tokens, p95_duration_ms";
+
+    pub fn parse(s: &str) -> Option<Metric> {
+        Some(match s {
+            "cost_usd" => Metric::CostUsd,
+            "executions" => Metric::Executions,
+            "failures" => Metric::Failures,
+            "api_calls" => Metric::ApiCalls,
+            "tokens" => Metric::Tokens,
+            "p95_duration_ms" => Metric::P95DurationMs,
+            _ => return None,
+        })
+    }
+}
+
+/// The width of a time-series bucket (`interval=`), in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interval {
+    Hour,
+    Day,
+    Month,
+}
+
+impl Interval {
+    pub fn parse(s: &str) -> Option<Interval> {
+        Some(match s {
+            "hour" => Interval::Hour,
+            "day" => Interval::Day,
+            "month" => Interval::Month,
+            _ => return None,
+        })
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Interval::Hour => "hour",
+            Interval::Day => "day",
+            Interval::Month => "month",
+        }
+    }
+
+    /// The start of the bucket holding `t`.
+    pub fn start(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Interval::Hour => Grain::Hourly.bucket(t),
+            Interval::Day => Grain::Daily.bucket(t),
+            Interval::Month => {
+                let d = t.date_naive();
+                chrono::NaiveDate::from_ymd_opt(d.year(), d.month(), 1)
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map_or(t, |d| d.and_utc())
+            }
+        }
+    }
+
+    /// The start of the bucket after the one starting at `t`.
+    pub fn next(self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Interval::Hour => t.checked_add_signed(chrono::TimeDelta::hours(1)),
+            Interval::Day => t.checked_add_signed(chrono::TimeDelta::days(1)),
+            Interval::Month => t.checked_add_months(chrono::Months::new(1)),
+        }
+    }
+}
+
+/// A rollup dimension to group a series by (`group_by=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Provider,
+    Model,
+    TaskType,
+    EventType,
+}
+
+impl GroupBy {
+    pub fn parse(s: &str) -> Option<GroupBy> {
+        Some(match s {
+            "provider" => GroupBy::Provider,
+            "model" => GroupBy::Model,
+            "task_type" => GroupBy::TaskType,
+            "event_type" => GroupBy::EventType,
+            _ => return None,
+        })
+    }
+
+    /// The rollup column (a fixed name, never caller text).
+    fn column(self) -> &'static str {
+        match self {
+            GroupBy::Provider => "provider",
+            GroupBy::Model => "model",
+            GroupBy::TaskType => "task_type",
+            GroupBy::EventType => "event_type",
+        }
+    }
+}
+
+/// One point of a series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Point {
+    pub t: DateTime<Utc>,
+    /// The group's value (`""` for an absent dimension); `null` without `group_by`.
+    pub group: Option<String>,
+    /// A number; `cost_usd` as a decimal string; `p95_duration_ms` is `null` for a bucket with
+    /// no execution (there is no latency to report, and 0 would be a false one).
+    pub value: serde_json::Value,
+    /// With `cost_usd` only: events counted in the value whose cost is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unpriced_events: Option<i64>,
+}
+
+/// The answer of `GET /v1/metrics/timeseries`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Series {
+    pub tenant_id: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub interval: &'static str,
+    pub points: Vec<Point>,
+}
+
+/// Sums of one (bucket start, group).
+#[derive(Debug, Default)]
+struct Acc {
+    cost: Decimal,
+    unpriced: i64,
+    executions: i64,
+    successes: i64,
+    api_calls: i64,
+    tokens: i64,
+    durations: Histogram,
+}
+
+/// A series of `metric` per `interval` over `range` (whole buckets of `interval`; the caller
+/// aligns it), one point per bucket and group, empty buckets present (zero).
+pub async fn timeseries(
+    tx: &TenantTx<'_>,
+    tenant: &str,
+    range: &Range,
+    metric: Metric,
+    interval: Interval,
+    group_by: Option<GroupBy>,
+) -> Result<Series> {
+    let group = group_by.map_or("''", GroupBy::column);
+    let sql = format!(
+        "SELECT date_trunc($4, bucket, 'UTC'), {group}, event_type, itemized,
+                sum(events)::bigint, sum(successes)::bigint, sum(cost_usd),
+                sum(unpriced_events)::bigint,
+                sum(input_tokens + cached_input_tokens + cache_write_tokens
+                    + cache_write_1h_tokens + output_tokens + reasoning_tokens)::bigint,
+                agenttally_hist_sum(duration_hist) FILTER (WHERE event_type = ANY($5))
+         FROM {table}
+         WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3
+         GROUP BY 1, 2, 3, 4",
+        table = range.grain.table()
+    );
+    let outcomes: Vec<&str> = OUTCOMES.to_vec();
+    let rows = tx
+        .query(
+            &sql,
+            &[&tenant, &range.from, &range.to, &interval.unit(), &outcomes],
+        )
+        .await?;
+    let mut acc: BTreeMap<(DateTime<Utc>, String), Acc> = BTreeMap::new();
+    let mut groups: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for r in &rows {
+        let t: DateTime<Utc> = r.get(0);
+        let g: String = r.get(1);
+        let event_type: &str = r.get(2);
+        let itemized: bool = r.get(3);
+        let events: i64 = r.get(4);
+        let outcome = OUTCOMES.contains(&event_type);
+        let api_call = event_type == "provider.api_call";
+        groups.insert(g.clone());
+        let a = acc.entry((t, g)).or_default();
+        if outcome {
+            a.executions += events;
+            a.successes += r.get::<_, i64>(5);
+            a.durations.merge(&histogram(r, 9));
+        }
+        if api_call {
+            a.api_calls += events;
+        }
+        if api_call || (outcome && !itemized) {
+            a.cost += r.get::<_, Decimal>(6);
+            a.unpriced += r.get::<_, i64>(7);
+            a.tokens += r.get::<_, i64>(8);
+        }
+    }
+    if group_by.is_none() {
+        groups = std::iter::once(String::new()).collect();
+    }
+    let empty = Acc::default();
+    let mut points = Vec::new();
+    let mut t = interval.start(range.from);
+    while t < range.to {
+        for g in &groups {
+            let a = acc.get(&(t, g.clone())).unwrap_or(&empty);
+            let value = match metric {
+                Metric::CostUsd => serde_json::Value::String(a.cost.normalize().to_string()),
+                Metric::Executions => a.executions.into(),
+                Metric::Failures => (a.executions - a.successes).into(),
+                Metric::ApiCalls => a.api_calls.into(),
+                Metric::Tokens => a.tokens.into(),
+                Metric::P95DurationMs => a
+                    .durations
+                    .quantile(0.95)
+                    .map_or(serde_json::Value::Null, serde_json::Value::from),
+            };
+            points.push(Point {
+                t,
+                group: group_by.map(|_| g.clone()),
+                value,
+                unpriced_events: (metric == Metric::CostUsd).then_some(a.unpriced),
+            });
+        }
+        match interval.next(t) {
+            Some(n) => t = n,
+            None => break,
+        }
+    }
+    Ok(Series {
+        tenant_id: tenant.to_string(),
+        from: range.from,
+        to: range.to,
+        interval: interval.unit(),
+        points,
+    })
 }
