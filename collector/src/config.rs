@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::TimeDelta;
@@ -118,6 +119,8 @@ pub struct ServerConfig {
     pub queue_capacity: usize,
     pub pool_size: usize,
     pub writers: usize,
+    /// A LiteLLM-format price file layered over sdk-core's built-in book for pricing at ingest.
+    pub price_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -133,6 +136,7 @@ impl fmt::Debug for ServerConfig {
             .field("queue_capacity", &self.queue_capacity)
             .field("pool_size", &self.pool_size)
             .field("writers", &self.writers)
+            .field("price_file", &self.price_file)
             .finish()
     }
 }
@@ -188,6 +192,7 @@ impl ServerConfig {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             pool_size: DEFAULT_POOL_SIZE,
             writers: DEFAULT_WRITERS,
+            price_file: None,
         }
     }
 

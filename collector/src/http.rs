@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 use crate::api_error::ApiError;
 use crate::config::{MAX_CONCURRENT_REQUESTS, REQUEST_TIMEOUT};
 use crate::state::SharedState;
-use crate::{ingest, ops};
+use crate::{ingest, ops, read_api};
 
 /// The collector's routes.
 pub fn router(state: SharedState) -> Router {
@@ -25,6 +25,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/batch", post(ingest::post_batch))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
+        .route("/v1/metrics/summary", get(read_api::summary))
+        .route("/v1/metrics/timeseries", get(read_api::timeseries))
         // The batch handler reads the body itself, with its own caps.
         .layer(DefaultBodyLimit::disable())
         .fallback(not_found)

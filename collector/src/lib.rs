@@ -10,7 +10,9 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod ops;
+pub mod pricing;
 pub mod query;
+pub mod read_api;
 pub mod report;
 pub mod state;
 pub mod store;
@@ -64,6 +66,7 @@ impl Server {
     /// listen on `config.listen` (port 0 picks one).
     pub async fn start(config: ServerConfig) -> Result<Server> {
         config.validate().map_err(Error::Config)?;
+        let prices = Arc::new(pricing::load_book(config.price_file.as_deref())?);
         // Each writer holds a connection while it commits, key lookups hold at most their
         // slots; leave room besides for the API's queries.
         let pool_size = config
@@ -100,6 +103,7 @@ impl Server {
             pool,
             writer,
             metrics,
+            prices,
             config,
         });
         let app = http::router(state);

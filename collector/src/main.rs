@@ -89,6 +89,10 @@ struct ServeArgs {
     #[arg(long, env = "AGENTTALLY_WRITERS", default_value_t = config::DEFAULT_WRITERS,
           value_parser = bounded::<usize>(config::WRITERS))]
     writers: usize,
+    /// A LiteLLM-format price file (`model_prices_and_context_window.json`) layered over the
+    /// built-in price book; events sent without a cost are priced with both at ingest.
+    #[arg(long, env = "AGENTTALLY_PRICE_FILE")]
+    price_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,6 +234,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     cfg.hourly_retention_days = args.hourly_retention_days;
     cfg.commit_interval = Duration::from_millis(args.commit_interval_ms);
     cfg.writers = args.writers;
+    cfg.price_file = args.price_file;
     let server = Server::start(cfg).await?;
     // Tests and scripts read the bound address from this line.
     println!("listening on {}", server.addr());

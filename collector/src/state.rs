@@ -5,6 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use agenttally::pricing::PriceBook;
 use axum::extract::FromRef;
 use deadpool_postgres::Pool;
 
@@ -19,6 +20,8 @@ pub struct AppState {
     pub writer: WriterHandle,
     pub auth: AuthState,
     pub metrics: Arc<Metrics>,
+    /// The book events without a cost are priced with at ingest (`crate::pricing`).
+    pub prices: Arc<PriceBook>,
     pub config: ServerConfig,
 }
 
@@ -39,6 +42,7 @@ impl fmt::Debug for AppState {
             .field("config", &self.config)
             .field("pool_size", &status.max_size)
             .field("auth", &self.auth)
+            .field("prices", &self.prices.version())
             .finish_non_exhaustive()
     }
 }
@@ -66,6 +70,7 @@ mod tests {
             pool,
             writer,
             metrics,
+            prices: Arc::new(PriceBook::builtin()),
             config,
         };
         let shown = format!("{st:?} {st:#?}");

@@ -57,7 +57,14 @@ pub async fn store_and_answer(
         mut rejected,
     } = admitted;
     let indexes: Vec<(usize, Uuid)> = valid.iter().map(|(i, e)| (*i, e.id)).collect();
-    let events: Vec<AnalyticsEvent> = valid.into_iter().map(|(_, e)| e).collect();
+    // Priced here, not in a route, so every ingest route stores the same costs.
+    let events: Vec<AnalyticsEvent> = valid
+        .into_iter()
+        .map(|(_, mut e)| {
+            crate::pricing::price_at_ingest(&st.prices, &mut e);
+            e
+        })
+        .collect();
     let outcomes = st
         .writer
         .write(events)

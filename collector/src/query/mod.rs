@@ -1,4 +1,5 @@
 //! Named read queries over what is stored, for the report and the read API. Tenant data is read
 //! only through a `store::TenantTx`, so row-level security applies to every query here.
 
+pub mod metrics;
 pub mod summary;

@@ -34,6 +34,8 @@ pub struct CommittedDelta {
     pub provider: String,
     pub model: String,
     pub task_type: String,
+    /// An itemized terminal agent event (`rollups::is_itemized`): not spend.
+    pub itemized: bool,
     pub delta: Delta,
 }
 
@@ -49,12 +51,13 @@ pub fn feed() -> CommitFeed {
 pub(crate) fn owned(hourly: &Deltas<'_>) -> Vec<CommittedDelta> {
     hourly
         .iter()
-        .map(|((bucket, et, p, m, t), d)| CommittedDelta {
+        .map(|((bucket, et, p, m, t, itemized), d)| CommittedDelta {
             bucket: *bucket,
             event_type: (*et).to_string(),
             provider: (*p).to_string(),
             model: (*m).to_string(),
             task_type: (*t).to_string(),
+            itemized: *itemized,
             delta: d.clone(),
         })
         .collect()

@@ -6,8 +6,14 @@ use tokio_postgres::Client;
 use crate::error::Result;
 
 /// `(version, name, sql)`, in order. Append only; never edit an applied migration.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "init", include_str!("migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("migrations/0001_init.sql")),
+    (
+        2,
+        "rollup_itemized",
+        include_str!("migrations/0002_rollup_itemized.sql"),
+    ),
+];
 
 /// Apply every migration not yet recorded. Safe to run from several collectors at once: an
 /// advisory lock serialises them.

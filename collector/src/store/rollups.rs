@@ -1,5 +1,5 @@
 //! Rollup deltas: the newly inserted rows of one commit, aggregated by tenant x bucket x
-//! event_type x provider x model x task_type, and added into the hourly and daily tables in the
+//! event_type x provider x model x task_type x itemized, and added into the hourly and daily tables in the
 //! same transaction as the raw rows, so rollups stay exact under retries. Stored rows are read
 //! and locked first (`lock`), their histograms merged here and written back (`update`); keys not
 //! stored yet are inserted (`upsert`, which merges in SQL should the key appear meanwhile).
@@ -39,9 +39,21 @@ impl Grain {
     }
 }
 
-/// `(bucket, event_type, provider, model, task_type)`; absent dimensions are `""`. Borrowed
-/// from the events, which outlive the transaction.
-pub type Key<'a> = (DateTime<Utc>, &'static str, &'a str, &'a str, &'a str);
+/// `(bucket, event_type, provider, model, task_type, itemized)`; absent dimensions are `""`.
+/// Borrowed from the events, which outlive the transaction.
+pub type Key<'a> = (DateTime<Utc>, &'static str, &'a str, &'a str, &'a str, bool);
+
+/// Whether `e` is an *itemized* terminal agent event: an outcome whose cost and usage repeat
+/// the sum of the run's `provider.api_call` events, which sdk-core's run helper marks with
+/// `metadata.calls` (the calls it recorded) >= 1. Spend leaves these out, since their calls are
+/// counted (docs/metrics.md); a key column, so the rule is exact from rollups.
+pub fn is_itemized(e: &AnalyticsEvent) -> bool {
+    e.event_type.is_agent_outcome()
+        && e.metadata
+            .get("calls")
+            .and_then(serde_json::Value::as_u64)
+            .is_some_and(|n| n >= 1)
+}
 
 /// Deltas by key, in key order (the order rows are locked in).
 pub type Deltas<'a> = BTreeMap<Key<'a>, Delta>;
@@ -120,8 +132,8 @@ impl Delta {
 /// aggregating the events a second time.
 pub fn daily_from_hourly<'a>(hourly: &Deltas<'a>) -> Deltas<'a> {
     let mut out = Deltas::new();
-    for ((b, t, p, m, k), d) in hourly {
-        let key = (Grain::Daily.bucket(*b), *t, *p, *m, *k);
+    for ((b, t, p, m, k, i), d) in hourly {
+        let key = (Grain::Daily.bucket(*b), *t, *p, *m, *k, *i);
         match out.get_mut(&key) {
             Some(acc) => acc.merge(d),
             None => {
@@ -145,13 +157,15 @@ pub fn deltas<'a>(
             e.provider.as_deref().unwrap_or(""),
             e.model.as_deref().unwrap_or(""),
             e.task_type.as_deref().unwrap_or(""),
+            is_itemized(e),
         );
         out.entry(key).or_default().add(e);
     }
     out
 }
 
-const COLUMNS: &str = "tenant_id, bucket, event_type, provider, model, task_type, events, \
+const COLUMNS: &str =
+    "tenant_id, bucket, event_type, provider, model, task_type, itemized, events, \
     successes, cost_usd, costed_events, unpriced_events, unpriced_tokens, input_tokens, \
     cached_input_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens, \
     reasoning_tokens, requests, duration_count, duration_sum_ms, duration_hist, queue_count, \
@@ -177,11 +191,12 @@ fn sums() -> Vec<&'static str> {
     out
 }
 
-/// The deltas' columns (all of `COLUMNS` but `tenant_id`, which is `$1`) as `$2..$25` arrays.
+/// The deltas' columns (all of `COLUMNS` but `tenant_id`, which is `$1`) as `$2..$26` arrays.
 const DELTA_ARRAYS: &str = "unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], \
-    $6::text[], $7::int8[], $8::int8[], $9::numeric[], $10::int8[], $11::int8[], $12::int8[], \
+    $6::text[], $7::bool[], $8::int8[], $9::int8[], $10::numeric[], $11::int8[], $12::int8[], \
     $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[], \
-    $20::int8[], $21::int8[], $22::jsonb[], $23::int8[], $24::int8[], $25::jsonb[])";
+    $20::int8[], $21::int8[], $22::int8[], $23::jsonb[], $24::int8[], $25::int8[], \
+    $26::jsonb[])";
 
 /// The statements that add deltas into one rollup table.
 ///
@@ -199,15 +214,16 @@ pub struct RollupSql {
 
 pub fn sql(grain: Grain) -> RollupSql {
     let table = grain.table();
-    let key = "bucket, event_type, provider, model, task_type";
+    let key = "bucket, event_type, provider, model, task_type, itemized";
     let lock = format!(
-        "SELECT r.bucket, r.event_type, r.provider, r.model, r.task_type, r.duration_hist, \
-           r.queue_hist \
+        "SELECT r.bucket, r.event_type, r.provider, r.model, r.task_type, r.itemized, \
+           r.duration_hist, r.queue_hist \
          FROM {table} AS r \
-         WHERE r.tenant_id = $1 AND (r.bucket, r.event_type, r.provider, r.model, r.task_type) \
+         WHERE r.tenant_id = $1 \
+           AND (r.bucket, r.event_type, r.provider, r.model, r.task_type, r.itemized) \
            IN (SELECT * FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], \
-               $6::text[])) \
-         ORDER BY r.bucket, r.event_type, r.provider, r.model, r.task_type \
+               $6::text[], $7::bool[])) \
+         ORDER BY r.bucket, r.event_type, r.provider, r.model, r.task_type, r.itemized \
          FOR UPDATE OF r"
     );
     let update = format!(
@@ -215,7 +231,8 @@ pub fn sql(grain: Grain) -> RollupSql {
            queue_hist = d.queue_hist \
          FROM {DELTA_ARRAYS} AS d ({cols}) \
          WHERE r.tenant_id = $1 AND r.bucket = d.bucket AND r.event_type = d.event_type \
-           AND r.provider = d.provider AND r.model = d.model AND r.task_type = d.task_type",
+           AND r.provider = d.provider AND r.model = d.model AND r.task_type = d.task_type \
+           AND r.itemized = d.itemized",
         sums = sums()
             .iter()
             .map(|c| format!("{c} = r.{c} + d.{c}"))
@@ -261,22 +278,27 @@ pub async fn lock(
         return Ok(Vec::new());
     }
     let n = deltas.len();
-    let (mut bucket, mut et, mut prov, mut model, mut task) = (
+    let (mut bucket, mut et, mut prov, mut model, mut task, mut itemized) = (
+        Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    for (b, t, p, m, k) in deltas.keys() {
+    for (b, t, p, m, k, i) in deltas.keys() {
         bucket.push(*b);
         et.push(*t);
         prov.push(*p);
         model.push(*m);
         task.push(*k);
+        itemized.push(*i);
     }
     client
-        .query(sql, &[&tenant, &bucket, &et, &prov, &model, &task])
+        .query(
+            sql,
+            &[&tenant, &bucket, &et, &prov, &model, &task, &itemized],
+        )
         .await
 }
 
@@ -292,15 +314,21 @@ pub fn merge_stored<'a>(
     mut deltas: Deltas<'a>,
     stored: &[tokio_postgres::Row],
 ) -> (Deltas<'a>, Deltas<'a>) {
-    let index: HashMap<(DateTime<Utc>, &str, &str, &str, &str), Key<'a>> =
-        deltas.keys().map(|k| (*k, *k)).collect();
+    let index: HashMap<Key<'_>, Key<'a>> = deltas.keys().map(|k| (*k, *k)).collect();
     let mut update = Deltas::new();
     for row in stored {
         let bucket: DateTime<Utc> = row.get(0);
-        let found = index.get(&(bucket, row.get(1), row.get(2), row.get(3), row.get(4)));
+        let found = index.get(&(
+            bucket,
+            row.get(1),
+            row.get(2),
+            row.get(3),
+            row.get(4),
+            row.get(5),
+        ));
         let Some(key) = found.copied() else { continue };
         // Anything unexpected in a stored histogram: leave the row to the SQL merge.
-        let (Some(mut dh), Some(mut qh)) = (stored_histogram(row, 5), stored_histogram(row, 6))
+        let (Some(mut dh), Some(mut qh)) = (stored_histogram(row, 6), stored_histogram(row, 7))
         else {
             continue;
         };
@@ -332,16 +360,18 @@ pub async fn write(
     let mut prov = Vec::with_capacity(n);
     let mut model = Vec::with_capacity(n);
     let mut task = Vec::with_capacity(n);
+    let mut itemized = Vec::with_capacity(n);
     let mut cols: [Vec<i64>; 16] = Default::default();
     let mut cost = Vec::with_capacity(n);
     let mut dh = Vec::with_capacity(n);
     let mut qh = Vec::with_capacity(n);
-    for ((b, t, p, m, k), d) in deltas {
+    for ((b, t, p, m, k, itm), d) in deltas {
         bucket.push(*b);
         et.push(*t);
         prov.push(*p);
         model.push(*m);
         task.push(*k);
+        itemized.push(*itm);
         cost.push(d.cost_usd);
         let ints = [
             d.events,
@@ -380,6 +410,7 @@ pub async fn write(
                 &prov,
                 &model,
                 &task,
+                &itemized,
                 events,
                 successes,
                 &cost,

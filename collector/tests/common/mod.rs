@@ -2,6 +2,8 @@
 //! collector on a free port, keys, and event builders.
 #![allow(dead_code)]
 
+pub mod runs;
+
 use std::io::Write;
 use std::time::Duration;
 

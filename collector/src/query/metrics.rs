@@ -1,0 +1,403 @@
+//! The metrics summary of one tenant over a time range, from the rollups (never raw events):
+//! executions and their outcomes, spend without double counting, API calls, tokens, durations
+//! and unpriced events, as defined in docs/metrics.md.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use tokio_postgres::types::Json;
+
+use crate::error::Result;
+use crate::store::histogram::Histogram;
+use crate::store::rollups::Grain;
+use crate::store::TenantTx;
+
+/// The terminal agent events: an execution each.
+pub const OUTCOMES: [&str; 3] = ["agent.completed", "agent.failed", "agent.timeout"];
+
+/// The token buckets reported, in order (the rollups' usage columns but `requests`).
+pub const TOKEN_BUCKETS: [&str; 6] = [
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+];
+
+/// What a summary covers: rollup buckets of `grain` starting in `[from, to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub grain: Grain,
+}
+
+/// The answer of `GET /v1/metrics/summary`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub tenant_id: String,
+    /// The range covered: whole buckets of `granularity` (`hour` or `day`), `to` exclusive.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub granularity: &'static str,
+    pub executions: i64,
+    pub successes: i64,
+    pub failures: i64,
+    /// `successes / executions`; `null` without executions.
+    pub success_rate: Option<f64>,
+    /// Spend: provider calls plus terminal agent events that are not itemized. A decimal
+    /// string; with `unpriced_events` beside it.
+    #[serde(serialize_with = "decimal_string")]
+    pub cost_usd: Decimal,
+    /// Events counted in `cost_usd` whose cost is unknown (`cost_status = unpriced`).
+    pub unpriced_events: i64,
+    pub api_calls: i64,
+    pub api_calls_by_provider: BTreeMap<String, i64>,
+    /// Token counts by bucket, counted as spend is.
+    pub tokens: BTreeMap<&'static str, i64>,
+    /// Over executions carrying a duration; `null` when none does.
+    pub avg_duration_ms: Option<f64>,
+    pub p95_duration_ms: Option<f64>,
+    pub p95_queue_ms: Option<f64>,
+}
+
+/// The summary of the tenant `tx` acts for (`tenant`, which must be the same: it narrows the
+/// scan to the tenant's rows by key; row-level security guarantees it).
+pub async fn summary(tx: &TenantTx<'_>, tenant: &str, range: &Range) -> Result<Summary> {
+    let sql = format!(
+        "SELECT event_type, provider, itemized,
+                sum(events)::bigint, sum(successes)::bigint, sum(cost_usd),
+                sum(unpriced_events)::bigint,
+                sum(input_tokens)::bigint, sum(cached_input_tokens)::bigint,
+                sum(cache_write_tokens)::bigint, sum(cache_write_1h_tokens)::bigint,
+                sum(output_tokens)::bigint, sum(reasoning_tokens)::bigint,
+                sum(duration_count)::bigint, sum(duration_sum_ms)::bigint,
+                agenttally_hist_sum(duration_hist) FILTER (WHERE event_type = ANY($4)),
+                agenttally_hist_sum(queue_hist) FILTER (WHERE event_type = ANY($4))
+         FROM {table}
+         WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3
+         GROUP BY event_type, provider, itemized",
+        table = range.grain.table()
+    );
+    let outcomes: Vec<&str> = OUTCOMES.to_vec();
+    let rows = tx
+        .query(&sql, &[&tenant, &range.from, &range.to, &outcomes])
+        .await?;
+    let mut s = Summary {
+        tenant_id: tenant.to_string(),
+        from: range.from,
+        to: range.to,
+        granularity: match range.grain {
+            Grain::Hourly => "hour",
+            Grain::Daily => "day",
+        },
+        executions: 0,
+        successes: 0,
+        failures: 0,
+        success_rate: None,
+        cost_usd: Decimal::ZERO,
+        unpriced_events: 0,
+        api_calls: 0,
+        api_calls_by_provider: BTreeMap::new(),
+        tokens: TOKEN_BUCKETS.iter().map(|b| (*b, 0)).collect(),
+        avg_duration_ms: None,
+        p95_duration_ms: None,
+        p95_queue_ms: None,
+    };
+    let (mut duration_count, mut duration_sum) = (0i64, 0i64);
+    let (mut durations, mut queues) = (Histogram::default(), Histogram::default());
+    for r in &rows {
+        let event_type: &str = r.get(0);
+        let provider: String = r.get(1);
+        let itemized: bool = r.get(2);
+        let events: i64 = r.get(3);
+        let outcome = OUTCOMES.contains(&event_type);
+        let api_call = event_type == "provider.api_call";
+        if outcome {
+            s.executions += events;
+            s.successes += r.get::<_, i64>(4);
+            duration_count += r.get::<_, i64>(13);
+            duration_sum = duration_sum.saturating_add(r.get::<_, i64>(14));
+            durations.merge(&histogram(r, 15));
+            queues.merge(&histogram(r, 16));
+        }
+        if api_call {
+            s.api_calls += events;
+            *s.api_calls_by_provider.entry(provider).or_default() += events;
+        }
+        if api_call || (outcome && !itemized) {
+            s.cost_usd += r.get::<_, Decimal>(5);
+            s.unpriced_events += r.get::<_, i64>(6);
+            for (i, b) in TOKEN_BUCKETS.iter().enumerate() {
+                *s.tokens.entry(b).or_default() += r.get::<_, i64>(7 + i);
+            }
+        }
+    }
+    s.cost_usd = s.cost_usd.normalize();
+    s.failures = s.executions - s.successes;
+    // Ratios and latencies are reported as floats; money and counts stay exact.
+    s.success_rate = (s.executions > 0).then(|| s.successes as f64 / s.executions as f64);
+    s.avg_duration_ms = (duration_count > 0).then(|| duration_sum as f64 / duration_count as f64);
+    s.p95_duration_ms = durations.quantile(0.95);
+    s.p95_queue_ms = queues.quantile(0.95);
+    Ok(s)
+}
+
+/// Money as a decimal string (`"0.0035"`): JSON numbers would pass through floats in clients.
+fn decimal_string<S: serde::Serializer>(d: &Decimal, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&d.to_string())
+}
+
+/// A summed histogram column; an empty one when it is missing or not a histogram (a sum over
+/// rows the collector wrote always is).
+fn histogram(row: &tokio_postgres::Row, col: usize) -> Histogram {
+    match row.try_get::<_, Option<Json<BTreeMap<u32, i64>>>>(col) {
+        Ok(Some(Json(h))) => Histogram(h),
+        _ => Histogram::default(),
+    }
+}
+
+/// What a time series measures (`metric=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    CostUsd,
+    Executions,
+    Failures,
+    ApiCalls,
+    Tokens,
+    P95DurationMs,
+}
+
+impl Metric {
+    pub const NAMES: &'static str =
+        "cost_usd, executions, failures, api_calls, tokens, p95_duration_ms";
+
+    pub fn parse(s: &str) -> Option<Metric> {
+        Some(match s {
+            "cost_usd" => Metric::CostUsd,
+            "executions" => Metric::Executions,
+            "failures" => Metric::Failures,
+            "api_calls" => Metric::ApiCalls,
+            "tokens" => Metric::Tokens,
+            "p95_duration_ms" => Metric::P95DurationMs,
+            _ => return None,
+        })
+    }
+}
+
+/// The width of a time-series bucket (`interval=`), in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interval {
+    Hour,
+    Day,
+    Month,
+}
+
+impl Interval {
+    pub fn parse(s: &str) -> Option<Interval> {
+        Some(match s {
+            "hour" => Interval::Hour,
+            "day" => Interval::Day,
+            "month" => Interval::Month,
+            _ => return None,
+        })
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Interval::Hour => "hour",
+            Interval::Day => "day",
+            Interval::Month => "month",
+        }
+    }
+
+    /// The start of the bucket holding `t`.
+    pub fn start(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Interval::Hour => Grain::Hourly.bucket(t),
+            Interval::Day => Grain::Daily.bucket(t),
+            Interval::Month => {
+                let d = t.date_naive();
+                chrono::NaiveDate::from_ymd_opt(d.year(), d.month(), 1)
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map_or(t, |d| d.and_utc())
+            }
+        }
+    }
+
+    /// The start of the bucket after the one starting at `t`.
+    pub fn next(self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Interval::Hour => t.checked_add_signed(chrono::TimeDelta::hours(1)),
+            Interval::Day => t.checked_add_signed(chrono::TimeDelta::days(1)),
+            Interval::Month => t.checked_add_months(chrono::Months::new(1)),
+        }
+    }
+}
+
+/// A rollup dimension to group a series by (`group_by=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Provider,
+    Model,
+    TaskType,
+    EventType,
+}
+
+impl GroupBy {
+    pub fn parse(s: &str) -> Option<GroupBy> {
+        Some(match s {
+            "provider" => GroupBy::Provider,
+            "model" => GroupBy::Model,
+            "task_type" => GroupBy::TaskType,
+            "event_type" => GroupBy::EventType,
+            _ => return None,
+        })
+    }
+
+    /// The rollup column (a fixed name, never caller text).
+    fn column(self) -> &'static str {
+        match self {
+            GroupBy::Provider => "provider",
+            GroupBy::Model => "model",
+            GroupBy::TaskType => "task_type",
+            GroupBy::EventType => "event_type",
+        }
+    }
+}
+
+/// One point of a series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Point {
+    pub t: DateTime<Utc>,
+    /// The group's value (`""` for an absent dimension); `null` without `group_by`.
+    pub group: Option<String>,
+    /// A number; `cost_usd` as a decimal string; `p95_duration_ms` is `null` for a bucket with
+    /// no execution (there is no latency to report, and 0 would be a false one).
+    pub value: serde_json::Value,
+    /// With `cost_usd` only: events counted in the value whose cost is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unpriced_events: Option<i64>,
+}
+
+/// The answer of `GET /v1/metrics/timeseries`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Series {
+    pub tenant_id: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub interval: &'static str,
+    pub points: Vec<Point>,
+}
+
+/// Sums of one (bucket start, group).
+#[derive(Debug, Default)]
+struct Acc {
+    cost: Decimal,
+    unpriced: i64,
+    executions: i64,
+    successes: i64,
+    api_calls: i64,
+    tokens: i64,
+    durations: Histogram,
+}
+
+/// A series of `metric` per `interval` over `range` (whole buckets of `interval`; the caller
+/// aligns it), one point per bucket and group, empty buckets present (zero).
+pub async fn timeseries(
+    tx: &TenantTx<'_>,
+    tenant: &str,
+    range: &Range,
+    metric: Metric,
+    interval: Interval,
+    group_by: Option<GroupBy>,
+) -> Result<Series> {
+    let group = group_by.map_or("''", GroupBy::column);
+    let sql = format!(
+        "SELECT date_trunc($4, bucket, 'UTC'), {group}, event_type, itemized,
+                sum(events)::bigint, sum(successes)::bigint, sum(cost_usd),
+                sum(unpriced_events)::bigint,
+                sum(input_tokens + cached_input_tokens + cache_write_tokens
+                    + cache_write_1h_tokens + output_tokens + reasoning_tokens)::bigint,
+                agenttally_hist_sum(duration_hist) FILTER (WHERE event_type = ANY($5))
+         FROM {table}
+         WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3
+         GROUP BY 1, 2, 3, 4",
+        table = range.grain.table()
+    );
+    let outcomes: Vec<&str> = OUTCOMES.to_vec();
+    let rows = tx
+        .query(
+            &sql,
+            &[&tenant, &range.from, &range.to, &interval.unit(), &outcomes],
+        )
+        .await?;
+    let mut acc: BTreeMap<(DateTime<Utc>, String), Acc> = BTreeMap::new();
+    let mut groups: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for r in &rows {
+        let t: DateTime<Utc> = r.get(0);
+        let g: String = r.get(1);
+        let event_type: &str = r.get(2);
+        let itemized: bool = r.get(3);
+        let events: i64 = r.get(4);
+        let outcome = OUTCOMES.contains(&event_type);
+        let api_call = event_type == "provider.api_call";
+        groups.insert(g.clone());
+        let a = acc.entry((t, g)).or_default();
+        if outcome {
+            a.executions += events;
+            a.successes += r.get::<_, i64>(5);
+            a.durations.merge(&histogram(r, 9));
+        }
+        if api_call {
+            a.api_calls += events;
+        }
+        if api_call || (outcome && !itemized) {
+            a.cost += r.get::<_, Decimal>(6);
+            a.unpriced += r.get::<_, i64>(7);
+            a.tokens += r.get::<_, i64>(8);
+        }
+    }
+    if group_by.is_none() {
+        groups = std::iter::once(String::new()).collect();
+    }
+    let empty = Acc::default();
+    let mut points = Vec::new();
+    let mut t = interval.start(range.from);
+    while t < range.to {
+        for g in &groups {
+            let a = acc.get(&(t, g.clone())).unwrap_or(&empty);
+            let value = match metric {
+                Metric::CostUsd => serde_json::Value::String(a.cost.normalize().to_string()),
+                Metric::Executions => a.executions.into(),
+                Metric::Failures => (a.executions - a.successes).into(),
+                Metric::ApiCalls => a.api_calls.into(),
+                Metric::Tokens => a.tokens.into(),
+                Metric::P95DurationMs => a
+                    .durations
+                    .quantile(0.95)
+                    .map_or(serde_json::Value::Null, serde_json::Value::from),
+            };
+            points.push(Point {
+                t,
+                group: group_by.map(|_| g.clone()),
+                value,
+                unpriced_events: (metric == Metric::CostUsd).then_some(a.unpriced),
+            });
+        }
+        match interval.next(t) {
+            Some(n) => t = n,
+            None => break,
+        }
+    }
+    Ok(Series {
+        tenant_id: tenant.to_string(),
+        from: range.from,
+        to: range.to,
+        interval: interval.unit(),
+        points,
+    })
+}

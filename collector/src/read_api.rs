@@ -1,0 +1,383 @@
+//! The read API: `GET /v1/metrics/summary` and `GET /v1/metrics/timeseries` (scope `read`),
+//! answered from the rollups through the named queries of `query::metrics`, for the tenant the credential acts on (`auth::Tenant`).
+//! Parameters are checked here; a bad one is a 422 naming it.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::Json;
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+
+use crate::api_error::ApiError;
+use crate::auth::{Scope, Tenant};
+use crate::error::Error;
+use crate::query::metrics::{self, GroupBy, Interval, Metric, Range, Series, Summary};
+use crate::state::SharedState;
+use crate::store::rollups::Grain;
+use crate::store::tenant_tx;
+
+/// The range used when `from` / `to` are not given: the last 30 days.
+pub const DEFAULT_RANGE_DAYS: i64 = 30;
+
+/// The parameters `summary` reads.
+const SUMMARY_PARAMS: &[&str] = &["from", "to", "tenant_id"];
+
+pub async fn summary(
+    State(st): State<SharedState>,
+    tenant: Tenant,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Summary>, ApiError> {
+    tenant.principal.require(Scope::Read)?;
+    let Query(params) = params.map_err(|e| {
+        ApiError::unprocessable(
+            "invalid_query",
+            format!("query: could not be read ({})", e.body_text()),
+        )
+    })?;
+    known_params(&params, SUMMARY_PARAMS)?;
+    let range = range(
+        params.get("from").map(String::as_str),
+        params.get("to").map(String::as_str),
+        Utc::now(),
+        st.config.hourly_retention_days,
+    )?;
+    let mut client = st
+        .pool
+        .get()
+        .await
+        .map_err(|e| ApiError::from_store(&Error::from(e)))?;
+    let tx = tenant_tx(&mut client, &tenant.id)
+        .await
+        .map_err(|e| ApiError::from_store(&Error::from(e)))?;
+    let s = metrics::summary(&tx, &tenant.id, &range)
+        .await
+        .map_err(|e| ApiError::from_store(&e))?;
+    Ok(Json(s))
+}
+
+/// 422 naming the first parameter that is not one of `allowed` (a misspelt `form=` would
+/// otherwise silently answer for the default range).
+fn known_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    let mut unknown: Vec<&String> = params
+        .keys()
+        .filter(|k| !allowed.contains(&k.as_str()))
+        .collect();
+    unknown.sort();
+    match unknown.first() {
+        None => Ok(()),
+        Some(k) => Err(ApiError::unprocessable(
+            "invalid_parameter",
+            format!("{k}: unknown parameter (allowed: {})", allowed.join(", ")),
+        )),
+    }
+}
+
+fn instant(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            ApiError::unprocessable(
+                "invalid_parameter",
+                format!("{name}: must be an RFC 3339 time like 2026-11-01T00:00:00Z, got `{text}`"),
+            )
+        })
+}
+
+/// The range a summary covers. Day-aligned `from` and `to` read the daily rollups (kept
+/// forever); any other range reads the hourly ones, widened to whole hours, and must start within
+/// the hourly retention, or its answer would miss what retention dropped.
+/// `from` and `to` as given, or their defaults (the `DEFAULT_RANGE_DAYS` ending now); `to` after
+/// `from`.
+fn instants(
+    from: Option<&str>,
+    to: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let to = match to {
+        Some(t) => instant("to", t)?,
+        None => now,
+    };
+    let from = match from {
+        Some(f) => instant("from", f)?,
+        None => to
+            .checked_sub_signed(TimeDelta::days(DEFAULT_RANGE_DAYS))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC),
+    };
+    if from >= to {
+        return Err(ApiError::unprocessable(
+            "invalid_parameter",
+            format!(
+                "to: must be after from ({}), got {}",
+                from.to_rfc3339(),
+                to.to_rfc3339()
+            ),
+        ));
+    }
+    Ok((from, to))
+}
+
+/// The range a summary covers. Day-aligned `from` and `to` read the daily rollups (kept
+/// forever); any other range reads the hourly ones, widened to whole hours, and must start within
+/// the hourly retention, or its answer would miss what retention dropped.
+pub fn range(
+    from: Option<&str>,
+    to: Option<&str>,
+    now: DateTime<Utc>,
+    hourly_retention_days: u32,
+) -> Result<Range, ApiError> {
+    let (from, to) = instants(from, to, now)?;
+    let day = |t: DateTime<Utc>| Grain::Daily.bucket(t) == t;
+    if day(from) && day(to) {
+        return Ok(Range {
+            from,
+            to,
+            grain: Grain::Daily,
+        });
+    }
+    hourly(from, to, now, hourly_retention_days)
+}
+
+/// `[from, to)` widened to whole hours, on the hourly rollups; 422 naming `from` when it starts
+/// before the hourly retention.
+fn hourly(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+    hourly_retention_days: u32,
+) -> Result<Range, ApiError> {
+    let hour_from = Grain::Hourly.bucket(from);
+    let hour_to = if Grain::Hourly.bucket(to) == to {
+        to
+    } else {
+        to.duration_trunc(TimeDelta::hours(1))
+            .ok()
+            .and_then(|t| t.checked_add_signed(TimeDelta::hours(1)))
+            .unwrap_or(to)
+    };
+    let kept_since = Grain::Daily.bucket(now)
+        - TimeDelta::days(i64::from(hourly_retention_days).saturating_sub(1));
+    if hour_from < kept_since {
+        return Err(ApiError::unprocessable(
+            "invalid_parameter",
+            format!(
+                "from: a range starting before {} (hourly rollups are kept {hourly_retention_days} \
+                 days) must have from and to at whole UTC days, got {}",
+                kept_since.to_rfc3339(),
+                from.to_rfc3339()
+            ),
+        ));
+    }
+    Ok(Range {
+        from: hour_from,
+        to: hour_to,
+        grain: Grain::Hourly,
+    })
+}
+
+/// Most points a series may have per group.
+pub const MAX_BUCKETS: i64 = 10_000;
+
+/// The range a series covers: whole buckets of `interval`. Hours read the hourly rollups
+/// (within their retention), days and months the daily ones.
+pub fn series_range(
+    from: Option<&str>,
+    to: Option<&str>,
+    now: DateTime<Utc>,
+    hourly_retention_days: u32,
+    interval: Interval,
+) -> Result<Range, ApiError> {
+    let (from, to) = instants(from, to, now)?;
+    let range = match interval {
+        Interval::Hour => hourly(from, to, now, hourly_retention_days)?,
+        Interval::Day | Interval::Month => {
+            let start = interval.start(to);
+            let end = if start == to {
+                Some(to)
+            } else {
+                interval.next(start)
+            };
+            Range {
+                from: interval.start(from),
+                to: end.unwrap_or(to),
+                grain: Grain::Daily,
+            }
+        }
+    };
+    let span = range.to - range.from;
+    let buckets = match interval {
+        Interval::Hour => span.num_hours(),
+        Interval::Day => span.num_days(),
+        Interval::Month => span.num_days() / 28,
+    };
+    if buckets > MAX_BUCKETS {
+        return Err(ApiError::unprocessable(
+            "invalid_parameter",
+            format!(
+                "interval: at most {MAX_BUCKETS} buckets per series, got about {buckets} \
+                 (use a wider interval or a shorter range)"
+            ),
+        ));
+    }
+    Ok(range)
+}
+
+/// The value of a required or optional enumerated parameter, 422 naming it when unknown.
+fn choice<T>(
+    params: &HashMap<String, String>,
+    name: &str,
+    allowed: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<Option<T>, ApiError> {
+    match params.get(name) {
+        None => Ok(None),
+        Some(v) => parse(v).map(Some).ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_parameter",
+                format!("{name}: must be one of {allowed}, got `{v}`"),
+            )
+        }),
+    }
+}
+
+/// The parameters `timeseries` reads.
+const SERIES_PARAMS: &[&str] = &["from", "to", "tenant_id", "metric", "interval", "group_by"];
+
+pub async fn timeseries(
+    State(st): State<SharedState>,
+    tenant: Tenant,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Series>, ApiError> {
+    tenant.principal.require(Scope::Read)?;
+    let Query(params) = params.map_err(|e| {
+        ApiError::unprocessable(
+            "invalid_query",
+            format!("query: could not be read ({})", e.body_text()),
+        )
+    })?;
+    known_params(&params, SERIES_PARAMS)?;
+    let metric = choice(&params, "metric", Metric::NAMES, Metric::parse)?.ok_or_else(|| {
+        ApiError::unprocessable(
+            "invalid_parameter",
+            format!("metric: required, one of {}", Metric::NAMES),
+        )
+    })?;
+    let interval =
+        choice(&params, "interval", "hour, day, month", Interval::parse)?.unwrap_or(Interval::Day);
+    let group_by = choice(
+        &params,
+        "group_by",
+        "provider, model, task_type, event_type",
+        GroupBy::parse,
+    )?;
+    let range = series_range(
+        params.get("from").map(String::as_str),
+        params.get("to").map(String::as_str),
+        Utc::now(),
+        st.config.hourly_retention_days,
+        interval,
+    )?;
+    let mut client = st
+        .pool
+        .get()
+        .await
+        .map_err(|e| ApiError::from_store(&Error::from(e)))?;
+    let tx = tenant_tx(&mut client, &tenant.id)
+        .await
+        .map_err(|e| ApiError::from_store(&Error::from(e)))?;
+    let s = metrics::timeseries(&tx, &tenant.id, &range, metric, interval, group_by)
+        .await
+        .map_err(|e| ApiError::from_store(&e))?;
+    Ok(Json(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn ranges_pick_the_rollup_and_widen_to_whole_hours() {
+        let now = Utc
+            .with_ymd_and_hms(2026, 12, 2, 9, 30, 0)
+            .single()
+            .expect("now");
+        let r = range(
+            Some("2026-11-20T00:00:00Z"),
+            Some("2026-11-22T00:00:00Z"),
+            now,
+            90,
+        )
+        .expect("daily");
+        assert_eq!(r.grain, Grain::Daily);
+        let r = range(
+            Some("2026-11-20T10:15:00Z"),
+            Some("2026-11-20T12:00:01Z"),
+            now,
+            90,
+        )
+        .expect("hourly");
+        assert_eq!(
+            (r.grain, r.from, r.to),
+            (
+                Grain::Hourly,
+                at("2026-11-20T10:00:00Z"),
+                at("2026-11-20T13:00:00Z")
+            )
+        );
+        let r = range(None, None, now, 90).expect("default");
+        assert_eq!(
+            (r.grain, r.from, r.to),
+            (
+                Grain::Hourly,
+                at("2026-11-02T09:00:00Z"),
+                at("2026-12-02T10:00:00Z")
+            )
+        );
+        // Long ago: only at whole days.
+        assert!(range(
+            Some("2025-01-01T00:00:00Z"),
+            Some("2025-02-01T00:00:00Z"),
+            now,
+            90
+        )
+        .is_ok());
+        let e = range(Some("2025-01-01T10:00:00Z"), None, now, 90).expect_err("old hourly");
+        assert!(
+            e.message.starts_with("from: a range starting before"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let now = Utc::now();
+        for (from, to, name) in [
+            (Some("yesterday"), None, "from:"),
+            (None, Some("2026-13-01T00:00:00Z"), "to:"),
+            (
+                Some("2026-11-02T00:00:00Z"),
+                Some("2026-11-01T00:00:00Z"),
+                "to:",
+            ),
+        ] {
+            let e = range(from, to, now, 90).expect_err("refused");
+            assert_eq!(e.status.as_u16(), 422);
+            assert!(e.message.starts_with(name), "{}", e.message);
+        }
+        let params = HashMap::from([("form".to_string(), "x".to_string())]);
+        let e = known_params(&params, SUMMARY_PARAMS).expect_err("unknown");
+        assert!(
+            e.message.starts_with("form: unknown parameter"),
+            "{}",
+            e.message
+        );
+    }
+}
