@@ -6,12 +6,9 @@
 
 const native = require('./native.js')
 
-const { NativeClient, VERSION } = native
-
-/** The exit budget (milliseconds) when `exitTimeout` is not given: a process waits at most this
- * long for queued events once its event loop is empty. sdk-core has no notion of process exit,
- * so the binding owns this default. */
-const EXIT_TIMEOUT_MS = 2000
+/** `EXIT_TIMEOUT_MS`: the exit budget (milliseconds) when `exitTimeout` is not given: a process
+ * waits at most this long for queued events once its event loop is empty (sdk-core's default). */
+const { NativeClient, VERSION, EXIT_TIMEOUT_MS } = native
 
 /** An error of the agenttally API. `code` is stable (VALIDATION, CONFIG, CLOSED, QUEUE_FULL,
  * TIMEOUT, PRICING, IO); `field` names the field or setting the error is about (as in the

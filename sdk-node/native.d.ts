@@ -94,6 +94,9 @@ export interface Dropped {
   total: number
 }
 
+/** The exit flush budget in milliseconds when `exitTimeout` is not given (sdk-core's default). */
+export declare const EXIT_TIMEOUT_MS: number
+
 /** A snapshot of the client's counters (see sdk-core's `Stats`). Counts are exact below 2^53. */
 export interface Stats {
   accepted: number

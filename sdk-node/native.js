@@ -838,4 +838,5 @@ module.exports = nativeBinding
 module.exports.NativeClient = nativeBinding.NativeClient
 module.exports.NativeRun = nativeBinding.NativeRun
 module.exports.PriceBook = nativeBinding.PriceBook
+module.exports.EXIT_TIMEOUT_MS = nativeBinding.EXIT_TIMEOUT_MS
 module.exports.VERSION = nativeBinding.VERSION

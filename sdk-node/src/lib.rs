@@ -13,3 +13,7 @@ use napi_derive::napi;
 /// The sdk-core version the addon was built from.
 #[napi]
 pub const VERSION: &str = agenttally::VERSION;
+
+/// The exit flush budget in milliseconds when `exitTimeout` is not given (sdk-core's default).
+#[napi]
+pub const EXIT_TIMEOUT_MS: u32 = agenttally::client::defaults::EXIT_TIMEOUT.as_millis() as u32;

@@ -53,7 +53,6 @@ pub struct Client {
     state: Mutex<State>,
 }
 
-
 impl Client {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
