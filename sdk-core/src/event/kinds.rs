@@ -71,12 +71,21 @@ wire_enum! {
 }
 
 impl EventType {
-    /// The family: `agent`, `provider`, `billing` or `customer`.
-    pub fn family(self) -> &'static str {
-        let s = self.as_str();
-        match s.find('.') {
-            Some(i) => &s[..i],
-            None => s,
+    /// The family: `agent`, `provider`, `billing` or `customer` (the wire name's prefix; a
+    /// match, not a string search, as validation asks it on every `track()`).
+    pub const fn family(self) -> &'static str {
+        use EventType::*;
+        match self {
+            AgentCreated | AgentStarted | AgentCompleted | AgentFailed | AgentTimeout => "agent",
+            ProviderApiCall | ProviderRateLimit | ProviderError => "provider",
+            BillingUsageRecorded
+            | BillingTierLimitWarning
+            | BillingTierLimitExceeded
+            | BillingSubscriptionCreated
+            | BillingSubscriptionUpgraded => "billing",
+            CustomerSignup | CustomerLogin | CustomerDashboardView | CustomerExportData => {
+                "customer"
+            }
         }
     }
 
@@ -112,5 +121,18 @@ wire_enum! {
         Unpriced = "unpriced",
         /// The caller supplied the cost (e.g. the provider reported it).
         Reported = "reported",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventType;
+
+    #[test]
+    fn family_is_the_wire_prefix() {
+        for t in EventType::ALL {
+            let (prefix, _) = t.as_str().split_once('.').unwrap_or_default();
+            assert_eq!(t.family(), prefix, "{t}");
+        }
     }
 }
