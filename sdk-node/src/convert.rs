@@ -315,7 +315,7 @@ pub fn usage(env: &Env, v: &Unknown<'_>, provider: Option<&str>, field: &str) ->
     if value.keys().all(|k| USAGE_BUCKETS.contains(&k.as_str())) {
         return canonical(env, value, field);
     }
-    provider_usage(env, &Value::Object(value), provider, field)
+    provider_usage(env, &Value::Object(value), provider)
 }
 
 /// Canonical bucket names with non-negative integer values: read without serde. Anything else
@@ -357,65 +357,6 @@ fn canonical(env: &Env, value: Map<String, Value>, field: &str) -> Result<Usage>
     Ok(total)
 }
 
-#[derive(Clone, Copy)]
-enum Shape {
-    OpenAi,
-    Anthropic,
-    Gemini,
-}
-
-fn provider_usage(env: &Env, value: &Value, provider: Option<&str>, field: &str) -> Result<Usage> {
-    let by_provider = provider.and_then(|p| match p.to_ascii_lowercase().as_str() {
-        "openai" | "azure" | "azure_openai" => Some(Shape::OpenAi),
-        "anthropic" => Some(Shape::Anthropic),
-        "gemini" | "google" | "vertex_ai" | "vertex" => Some(Shape::Gemini),
-        _ => None,
-    });
-    let has = |k: &str| value.get(k).is_some_and(|v| !v.is_null());
-    let shape = by_provider.or_else(|| {
-        if has("prompt_tokens")
-            || has("completion_tokens")
-            || has("input_tokens_details")
-            || has("output_tokens_details")
-        {
-            Some(Shape::OpenAi)
-        } else if has("cache_read_input_tokens")
-            || has("cache_creation_input_tokens")
-            || has("cache_creation")
-        {
-            Some(Shape::Anthropic)
-        } else if [
-            "promptTokenCount",
-            "prompt_token_count",
-            "candidatesTokenCount",
-            "candidates_token_count",
-        ]
-        .iter()
-        .any(|k| has(k))
-        {
-            Some(Shape::Gemini)
-        } else if has("input_tokens") || has("output_tokens") {
-            // Anthropic's input_tokens exclude cache reads and writes, like the canonical buckets.
-            Some(Shape::Anthropic)
-        } else {
-            None
-        }
-    });
-    let converted = match shape {
-        Some(Shape::OpenAi) => adapters::openai(value),
-        Some(Shape::Anthropic) => adapters::anthropic(value),
-        Some(Shape::Gemini) => adapters::gemini(value),
-        None => {
-            return Err(errors::invalid(
-                env,
-                field,
-                format!(
-                    "unknown shape: expected the canonical buckets ({}) or an OpenAI, Anthropic or \
-                     Gemini usage object",
-                    USAGE_BUCKETS.join(", ")
-                ),
-            ))
-        }
-    };
-    converted.map_err(|e| errors::to_js(env, e))
+fn provider_usage(env: &Env, value: &Value, provider: Option<&str>) -> Result<Usage> {
+    adapters::provider_shaped(provider, value).map_err(|e| errors::to_js(env, e))
 }

@@ -269,66 +269,8 @@ fn canonical(value: Map<String, Value>) -> PyResult<Usage> {
     Ok(total)
 }
 
-#[derive(Clone, Copy)]
-enum Shape {
-    OpenAi,
-    Anthropic,
-    Gemini,
-}
-
 fn provider_usage(value: &Value, provider: Option<&str>) -> PyResult<Usage> {
-    let by_provider = provider.and_then(|p| match p.to_ascii_lowercase().as_str() {
-        "openai" | "azure" | "azure_openai" => Some(Shape::OpenAi),
-        "anthropic" => Some(Shape::Anthropic),
-        "gemini" | "google" | "vertex_ai" | "vertex" => Some(Shape::Gemini),
-        _ => None,
-    });
-    let has = |k: &str| value.get(k).is_some_and(|v| !v.is_null());
-    let shape = by_provider.or_else(|| {
-        if has("prompt_tokens")
-            || has("completion_tokens")
-            || has("input_tokens_details")
-            || has("output_tokens_details")
-        {
-            Some(Shape::OpenAi)
-        } else if has("cache_read_input_tokens")
-            || has("cache_creation_input_tokens")
-            || has("cache_creation")
-        {
-            Some(Shape::Anthropic)
-        } else if [
-            "promptTokenCount",
-            "prompt_token_count",
-            "candidatesTokenCount",
-            "candidates_token_count",
-        ]
-        .iter()
-        .any(|k| has(k))
-        {
-            Some(Shape::Gemini)
-        } else if has("input_tokens") || has("output_tokens") {
-            // Anthropic's input_tokens exclude cache reads and writes, like the canonical buckets.
-            Some(Shape::Anthropic)
-        } else {
-            None
-        }
-    });
-    let converted = match shape {
-        Some(Shape::OpenAi) => adapters::openai(value),
-        Some(Shape::Anthropic) => adapters::anthropic(value),
-        Some(Shape::Gemini) => adapters::gemini(value),
-        None => {
-            return Err(errors::invalid(
-                "event.usage",
-                format!(
-                    "unknown shape: expected the canonical buckets ({}) or an OpenAI, Anthropic or \
-                     Gemini usage object",
-                    USAGE_BUCKETS.join(", ")
-                ),
-            ))
-        }
-    };
-    converted.map_err(errors::to_py)
+    adapters::provider_shaped(provider, value).map_err(errors::to_py)
 }
 
 /// A short description for error messages: the type and, for small values, the repr.

@@ -41,6 +41,68 @@ fn part_of(part: u64, part_name: &str, whole: u64, whole_name: &str) -> Result<u
     })
 }
 
+/// A provider's usage object (the `usage` of an OpenAI, Anthropic or Gemini SDK response, as the
+/// SDK returns it) converted by the adapter its shape calls for: chosen by `provider` when it
+/// names one (`openai`/`azure`, `anthropic`, `gemini`/`google`/`vertex_ai`), else by the keys
+/// present. The language bindings accept provider usage through this one function.
+pub fn provider_shaped(provider: Option<&str>, usage: &Value) -> Result<Usage, Error> {
+    #[derive(Clone, Copy)]
+    enum Shape {
+        OpenAi,
+        Anthropic,
+        Gemini,
+    }
+    let by_provider = provider.and_then(|p| match p.to_ascii_lowercase().as_str() {
+        "openai" | "azure" | "azure_openai" => Some(Shape::OpenAi),
+        "anthropic" => Some(Shape::Anthropic),
+        "gemini" | "google" | "vertex_ai" | "vertex" => Some(Shape::Gemini),
+        _ => None,
+    });
+    let has = |k: &str| usage.get(k).is_some_and(|v| !v.is_null());
+    let shape = by_provider.or_else(|| {
+        if has("prompt_tokens")
+            || has("completion_tokens")
+            || has("input_tokens_details")
+            || has("output_tokens_details")
+        {
+            Some(Shape::OpenAi)
+        } else if has("cache_read_input_tokens")
+            || has("cache_creation_input_tokens")
+            || has("cache_creation")
+        {
+            Some(Shape::Anthropic)
+        } else if [
+            "promptTokenCount",
+            "prompt_token_count",
+            "candidatesTokenCount",
+            "candidates_token_count",
+        ]
+        .iter()
+        .any(|k| has(k))
+        {
+            Some(Shape::Gemini)
+        } else if has("input_tokens") || has("output_tokens") {
+            // Anthropic's input_tokens exclude cache reads and writes, like the canonical buckets.
+            Some(Shape::Anthropic)
+        } else {
+            None
+        }
+    });
+    match shape {
+        Some(Shape::OpenAi) => openai(usage),
+        Some(Shape::Anthropic) => anthropic(usage),
+        Some(Shape::Gemini) => gemini(usage),
+        None => Err(Error::invalid(
+            "usage",
+            format!(
+                "unknown shape: expected the canonical buckets ({}) or an OpenAI, Anthropic or \
+                 Gemini usage object",
+                crate::event::USAGE_BUCKETS.join(", ")
+            ),
+        )),
+    }
+}
+
 /// OpenAI usage, Chat Completions (`prompt_tokens`, `completion_tokens`, `*_details`) or
 /// Responses (`input_tokens`, `output_tokens`, `*_details`) shape. The prompt count includes
 /// cached tokens and the completion count includes reasoning. One request.
@@ -202,5 +264,35 @@ impl Usage {
     /// See [`gemini`].
     pub fn from_gemini(usage: &Value) -> Result<Usage, Error> {
         gemini(usage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn provider_shaped_picks_the_adapter_by_name_then_by_keys() {
+        let oa = json!({"prompt_tokens": 100, "completion_tokens": 20,
+                        "prompt_tokens_details": {"cached_tokens": 40}});
+        let u = provider_shaped(None, &oa).expect("openai by keys");
+        assert_eq!(
+            (u.input_tokens, u.cached_input_tokens, u.output_tokens),
+            (60, 40, 20)
+        );
+        // Anthropic's input_tokens exclude cache reads: taken as they are, by name or by keys.
+        let an = json!({"input_tokens": 100, "output_tokens": 20, "cache_read_input_tokens": 40});
+        for p in [Some("anthropic"), None] {
+            let u = provider_shaped(p, &an).expect("anthropic");
+            assert_eq!((u.input_tokens, u.cached_input_tokens), (100, 40));
+        }
+        let ge = json!({"promptTokenCount": 10, "candidatesTokenCount": 5});
+        assert_eq!(provider_shaped(None, &ge).expect("gemini").output_tokens, 5);
+        let err = provider_shaped(None, &json!({"tokens": 3})).expect_err("unknown");
+        assert!(
+            err.to_string().starts_with("event.usage: unknown shape"),
+            "{err}"
+        );
     }
 }
