@@ -262,20 +262,26 @@ impl WorkerState {
     /// at the deadline, so the stop has nothing left to write then (a full queue takes a while
     /// to serialize); replay probes still deliver it if the collector answers before the deadline.
     fn spool_memory(&mut self) {
-        self.apply_delta();
         let mut rest = Vec::new();
+        self.take_memory(&mut rest);
+        self.keep(rest, true);
+    }
+
+    /// Move the head and every queued event, as wire records, into `out`, releasing their
+    /// memory from the budget.
+    fn take_memory(&mut self, out: &mut Vec<Encoded>) {
+        self.apply_delta();
         if let Some((_, item)) = self.head.take() {
             self.shared.release(0, item.held);
-            rest.push(item.rec);
+            out.push(item.rec);
         }
         let (mut events, mut bytes) = (0, 0);
         while let Some(item) = self.shared.queue.pop() {
             events += 1;
             bytes += item.held;
-            rest.push(item.record());
+            out.push(item.record());
         }
         self.shared.release(events, bytes);
-        self.keep(rest, true);
     }
 
     fn pop_head(&mut self) {
@@ -538,23 +544,14 @@ impl WorkerState {
         }
         let deadline = self.stopping.as_ref().map_or_else(Instant::now, |s| s.0);
         let mut rest = Vec::new();
-        self.apply_delta();
-        if let Some((_, item)) = self.head.take() {
-            self.shared.release(0, item.held);
-            rest.push(item.rec);
+        if self.head.is_some() {
             self.shared.counters.in_flight_events.store(0, Relaxed);
         }
         // A track() that reserved its place before the close is about to push (or to give the
         // place back): wait for it, then take what it pushed.
         loop {
             self.drain_overflow();
-            let (mut events, mut bytes) = (0, 0);
-            while let Some(item) = self.shared.queue.pop() {
-                events += 1;
-                bytes += item.held;
-                rest.push(item.record());
-            }
-            self.shared.release(events, bytes);
+            self.take_memory(&mut rest);
             let settled = self.shared.queued_events() == 0 && self.shared.tracks_in_progress() == 0;
             if settled || Instant::now() >= deadline {
                 break;
