@@ -28,14 +28,7 @@ pub async fn summary(
     tenant: Tenant,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Summary>, ApiError> {
-    tenant.principal.require(Scope::Read)?;
-    let Query(params) = params.map_err(|e| {
-        ApiError::unprocessable(
-            "invalid_query",
-            format!("query: could not be read ({})", e.body_text()),
-        )
-    })?;
-    known_params(&params, SUMMARY_PARAMS)?;
+    let params = read_params(&tenant, params, SUMMARY_PARAMS)?;
     let range = range(
         params.get("from").map(String::as_str),
         params.get("to").map(String::as_str),
@@ -58,6 +51,24 @@ pub async fn summary(
 
 /// 422 naming the first parameter that is not one of `allowed` (a misspelt `form=` would
 /// otherwise silently answer for the default range).
+/// What every read handler does first: the credential needs scope `read`, the query string
+/// must parse, and it may name only `allowed` parameters.
+fn read_params(
+    tenant: &Tenant,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+    allowed: &[&str],
+) -> Result<HashMap<String, String>, ApiError> {
+    tenant.principal.require(Scope::Read)?;
+    let Query(params) = params.map_err(|e| {
+        ApiError::unprocessable(
+            "invalid_query",
+            format!("query: could not be read ({})", e.body_text()),
+        )
+    })?;
+    known_params(&params, allowed)?;
+    Ok(params)
+}
+
 fn known_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
     let mut unknown: Vec<&String> = params
         .keys()
@@ -248,14 +259,7 @@ pub async fn timeseries(
     tenant: Tenant,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Series>, ApiError> {
-    tenant.principal.require(Scope::Read)?;
-    let Query(params) = params.map_err(|e| {
-        ApiError::unprocessable(
-            "invalid_query",
-            format!("query: could not be read ({})", e.body_text()),
-        )
-    })?;
-    known_params(&params, SERIES_PARAMS)?;
+    let params = read_params(&tenant, params, SERIES_PARAMS)?;
     let metric = choice(&params, "metric", Metric::NAMES, Metric::parse)?.ok_or_else(|| {
         ApiError::unprocessable(
             "invalid_parameter",
