@@ -121,6 +121,9 @@ pub struct ServerConfig {
     pub writers: usize,
     /// A LiteLLM-format price file layered over sdk-core's built-in book for pricing at ingest.
     pub price_file: Option<PathBuf>,
+    /// The baselines every spend event is priced on at ingest, for savings (`most_expensive`
+    /// or model names); the first is the savings endpoint's default.
+    pub savings_baselines: Vec<String>,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -137,6 +140,7 @@ impl fmt::Debug for ServerConfig {
             .field("pool_size", &self.pool_size)
             .field("writers", &self.writers)
             .field("price_file", &self.price_file)
+            .field("savings_baselines", &self.savings_baselines)
             .finish()
     }
 }
@@ -193,6 +197,7 @@ impl ServerConfig {
             pool_size: DEFAULT_POOL_SIZE,
             writers: DEFAULT_WRITERS,
             price_file: None,
+            savings_baselines: vec![crate::pricing::MOST_EXPENSIVE.to_string()],
         }
     }
 

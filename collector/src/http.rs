@@ -27,6 +27,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/v1/metrics/summary", get(read_api::summary))
         .route("/v1/metrics/timeseries", get(read_api::timeseries))
+        .route("/v1/metrics/savings", get(read_api::savings))
         // The batch handler reads the body itself, with its own caps.
         .layer(DefaultBodyLimit::disable())
         .fallback(not_found)

@@ -67,6 +67,10 @@ impl Server {
     pub async fn start(config: ServerConfig) -> Result<Server> {
         config.validate().map_err(Error::Config)?;
         let prices = Arc::new(pricing::load_book(config.price_file.as_deref())?);
+        let savings = Arc::new(pricing::SavingsPricer::new(
+            prices.clone(),
+            &config.savings_baselines,
+        )?);
         // Each writer holds a connection while it commits, key lookups hold at most their
         // slots; leave room besides for the API's queries.
         let pool_size = config
@@ -87,7 +91,7 @@ impl Server {
         let commits = store::committed::feed();
         let (writer, writer_task) = store::writer::spawn(
             pool.clone(),
-            store::writer::WriterConfig::from_server(&config),
+            store::writer::WriterConfig::from_server(&config, savings.clone()),
             metrics.clone(),
             commits.clone(),
         );
@@ -104,6 +108,7 @@ impl Server {
             writer,
             metrics,
             prices,
+            savings,
             config,
         });
         let app = http::router(state);

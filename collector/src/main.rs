@@ -93,6 +93,17 @@ struct ServeArgs {
     /// built-in price book; events sent without a cost are priced with both at ingest.
     #[arg(long, env = "AGENTTALLY_PRICE_FILE")]
     price_file: Option<PathBuf>,
+    /// Baselines savings are measured against, comma-separated: `most_expensive` (per call, the
+    /// dearest model of the book pricing the same usage) and/or model names, e.g.
+    /// `most_expensive,openai_codex`. Every spend event is priced on each at ingest; the first is
+    /// the default of `GET /v1/metrics/savings`.
+    #[arg(
+        long,
+        env = "AGENTTALLY_SAVINGS_BASELINES",
+        value_delimiter = ',',
+        default_value = "most_expensive"
+    )]
+    savings_baseline: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,6 +246,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     cfg.commit_interval = Duration::from_millis(args.commit_interval_ms);
     cfg.writers = args.writers;
     cfg.price_file = args.price_file;
+    cfg.savings_baselines = args.savings_baseline;
     let server = Server::start(cfg).await?;
     // Tests and scripts read the bound address from this line.
     println!("listening on {}", server.addr());

@@ -3,9 +3,11 @@
 //! themselves are sdk-core's (`PriceBook::price_event`): one definition of a price.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use agenttally::pricing::PriceBook;
-use agenttally::AnalyticsEvent;
+use agenttally::pricing::{Baseline, Cost, PriceBook};
+use agenttally::{AnalyticsEvent, CostStatus, EventType};
+use rust_decimal::Decimal;
 
 use crate::error::{Error, Result};
 
@@ -49,10 +51,134 @@ pub fn price_at_ingest(book: &PriceBook, event: &mut AnalyticsEvent) {
     book.price_event(event);
 }
 
+/// The baseline name meaning "the most expensive model of the book that prices the usage".
+pub const MOST_EXPENSIVE: &str = "most_expensive";
+
+/// At most this many baselines are priced per spend event.
+pub const MAX_BASELINES: usize = 8;
+
+/// The baselines every spend event is priced on at ingest (`--savings-baseline`), with the book
+/// that prices them (the ingest book). Savings are answered only for these: a baseline cannot
+/// be summed from rollups afterwards, since long-context tiers make a cost non-linear in tokens.
+#[derive(Debug, Clone)]
+pub struct SavingsPricer {
+    book: Arc<PriceBook>,
+    baselines: Vec<(String, Baseline)>,
+}
+
+/// One baseline's price of one spend event, as stored on the raw row (`events.baselines`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaselineCost {
+    /// `priced`, `estimated` or `unpriced`.
+    pub status: CostStatus,
+    /// Exact USD; `None` when unpriced.
+    pub usd: Option<Decimal>,
+    /// The model that priced it (for `most_expensive`, the dearest one).
+    pub model: Option<String>,
+}
+
+impl SavingsPricer {
+    /// Baselines named `names` (`most_expensive` or a model the book prices), in order; the
+    /// first is the default of the savings endpoint. Errors name the setting and the rule.
+    pub fn new(book: Arc<PriceBook>, names: &[String]) -> Result<Self> {
+        if names.is_empty() || names.len() > MAX_BASELINES {
+            return Err(Error::Config(format!(
+                "savings_baseline: give 1 to {MAX_BASELINES} baselines, got {}",
+                names.len()
+            )));
+        }
+        let mut baselines = Vec::with_capacity(names.len());
+        for name in names {
+            let name = name.trim();
+            let b = if name == MOST_EXPENSIVE {
+                Baseline::MostExpensive
+            } else if name.is_empty() {
+                return Err(Error::Config(
+                    "savings_baseline: a baseline name is empty".into(),
+                ));
+            } else if book.entries(name).is_empty() {
+                return Err(Error::Config(format!(
+                    "savings_baseline: `{name}` is not a model of the price book \
+                     (use `{MOST_EXPENSIVE}` or a model the book prices)"
+                )));
+            } else {
+                Baseline::Model(name.to_string())
+            };
+            if baselines.iter().any(|(n, _)| n == name) {
+                return Err(Error::Config(format!(
+                    "savings_baseline: `{name}` is given twice"
+                )));
+            }
+            baselines.push((name.to_string(), b));
+        }
+        Ok(SavingsPricer { book, baselines })
+    }
+
+    /// The raw row's `baselines` of one task: `{"<name>": {"status", "usd", "model"}}`, the
+    /// amount as exact decimal text (absent when unpriced).
+    pub fn to_json(&self, costs: &[BaselineCost]) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for ((name, _), c) in self.baselines.iter().zip(costs) {
+            let mut o = serde_json::Map::new();
+            o.insert("status".into(), c.status.as_str().into());
+            if let Some(usd) = c.usd {
+                o.insert("usd".into(), usd.to_string().into());
+            }
+            if let Some(m) = &c.model {
+                o.insert("model".into(), m.as_str().into());
+            }
+            out.insert(name.clone(), o.into());
+        }
+        out.into()
+    }
+
+    /// The names of the baselines, the default first.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.baselines.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// Whether `e` is a savings task: a spend event (docs/metrics.md) — a `provider.api_call`,
+    /// or a terminal agent event that is not itemized (its calls are the tasks then).
+    pub fn is_task(e: &AnalyticsEvent) -> bool {
+        e.event_type == EventType::ProviderApiCall
+            || (e.event_type.is_agent_outcome() && !crate::store::rollups::is_itemized(e))
+    }
+
+    /// Each baseline's price of `e`'s usage at its timestamp and tier, in `names()` order;
+    /// `None` when `e` is not a savings task. A task without usage has nothing to price on a
+    /// baseline: unpriced.
+    pub fn price(&self, e: &AnalyticsEvent) -> Option<Vec<BaselineCost>> {
+        if !Self::is_task(e) {
+            return None;
+        }
+        Some(
+            self.baselines
+                .iter()
+                .map(|(_, b)| match &e.usage {
+                    Some(u) => {
+                        let (model, Cost { status, usd, .. }) =
+                            self.book.baseline_cost(b, u, e.tier(), e.timestamp);
+                        BaselineCost {
+                            status,
+                            usd,
+                            model: usd.and(model),
+                        }
+                    }
+                    None => BaselineCost {
+                        status: CostStatus::Unpriced,
+                        usd: None,
+                        model: None,
+                    },
+                })
+                .collect(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agenttally::{CostStatus, ProviderEvent, Usage};
+    use agenttally::{ProviderEvent, Usage};
 
     fn call(model: &str) -> AnalyticsEvent {
         ProviderEvent::api_call("t", "openai", model)
@@ -90,5 +216,70 @@ mod tests {
         price_at_ingest(&book, &mut e);
         assert_eq!(e.cost_status, Some(CostStatus::Priced));
         assert!(e.cost_usd.is_some() && e.price_version.is_some());
+    }
+
+    #[test]
+    fn baselines_are_checked_when_configured() {
+        let book = Arc::new(PriceBook::builtin());
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (given, want) in [
+            (names(&[]), "savings_baseline: give 1 to 8 baselines, got 0"),
+            (
+                names(&["no-such-model"]),
+                "savings_baseline: `no-such-model` is not a model",
+            ),
+            (
+                names(&["gpt-4o", "gpt-4o"]),
+                "savings_baseline: `gpt-4o` is given twice",
+            ),
+            (names(&[" "]), "savings_baseline: a baseline name is empty"),
+        ] {
+            let e = SavingsPricer::new(book.clone(), &given).expect_err("refused");
+            assert!(e.to_string().contains(want), "{e}");
+        }
+        let p = SavingsPricer::new(book, &names(&["openai_codex", MOST_EXPENSIVE])).expect("ok");
+        assert_eq!(
+            p.names().collect::<Vec<_>>(),
+            ["openai_codex", MOST_EXPENSIVE]
+        );
+    }
+
+    #[test]
+    fn only_spend_events_are_tasks_and_no_usage_is_unpriced() {
+        let p = SavingsPricer::new(
+            Arc::new(PriceBook::builtin()),
+            &["openai_codex".to_string(), MOST_EXPENSIVE.to_string()],
+        )
+        .expect("pricer");
+        let costs = p.price(&call("gpt-4o")).expect("a call is a task");
+        // 1,100 tokens on openai_codex at 0.06 per 1k.
+        assert_eq!(costs[0].usd.map(|d| d.to_string()), Some("0.066".into()));
+        assert_eq!(costs[0].status, CostStatus::Priced);
+        assert!(costs[1].usd.is_some() && costs[1].model.is_some());
+        let json = p.to_json(&costs);
+        assert_eq!(json["openai_codex"]["usd"], "0.066");
+        assert_eq!(json["openai_codex"]["model"], "openai_codex");
+
+        let mut no_usage = call("gpt-4o");
+        no_usage.usage = None;
+        let costs = p.price(&no_usage).expect("still a task");
+        assert!(costs
+            .iter()
+            .all(|c| c.status == CostStatus::Unpriced && c.usd.is_none()));
+
+        let start = agenttally::AgentEvent::started("t", "agent")
+            .build()
+            .expect("start");
+        assert_eq!(p.price(&start), None);
+        let mut itemized = agenttally::AgentEvent::completed("t", "agent")
+            .build()
+            .expect("done");
+        itemized.metadata.insert("calls".into(), 2.into());
+        assert_eq!(p.price(&itemized), None, "its calls are the tasks");
+        itemized.metadata.insert("calls".into(), 0.into());
+        assert!(
+            p.price(&itemized).is_some(),
+            "summary-only: the run is the task"
+        );
     }
 }

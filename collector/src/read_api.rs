@@ -1,6 +1,7 @@
-//! The read API: `GET /v1/metrics/summary` and `GET /v1/metrics/timeseries` (scope `read`),
-//! answered from the rollups through the named queries of `query::metrics`, for the tenant the credential acts on (`auth::Tenant`).
-//! Parameters are checked here; a bad one is a 422 naming it.
+//! The read API: `GET /v1/metrics/summary`, `/v1/metrics/timeseries` and `/v1/metrics/savings`
+//! (scope `read`), answered from the rollups through the named queries of `crate::query`, for the
+//! tenant the credential acts on (`auth::Tenant`). Parameters are checked here; a bad one is a 422
+//! naming it.
 
 use std::collections::HashMap;
 
@@ -13,6 +14,7 @@ use crate::api_error::ApiError;
 use crate::auth::{Scope, Tenant};
 use crate::error::Error;
 use crate::query::metrics::{self, GroupBy, Interval, Metric, Range, Series, Summary};
+use crate::query::savings::{self, Savings};
 use crate::state::SharedState;
 use crate::store::rollups::Grain;
 use crate::store::tenant_tx;
@@ -49,8 +51,6 @@ pub async fn summary(
     Ok(Json(s))
 }
 
-/// 422 naming the first parameter that is not one of `allowed` (a misspelt `form=` would
-/// otherwise silently answer for the default range).
 /// What every read handler does first: the credential needs scope `read`, the query string
 /// must parse, and it may name only `allowed` parameters.
 fn read_params(
@@ -69,6 +69,8 @@ fn read_params(
     Ok(params)
 }
 
+/// 422 naming the first parameter that is not one of `allowed` (a misspelt `form=` would
+/// otherwise silently answer for the default range).
 fn known_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
     let mut unknown: Vec<&String> = params
         .keys()
@@ -95,9 +97,6 @@ fn instant(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
         })
 }
 
-/// The range a summary covers. Day-aligned `from` and `to` read the daily rollups (kept
-/// forever); any other range reads the hourly ones, widened to whole hours, and must start within
-/// the hourly retention, or its answer would miss what retention dropped.
 /// `from` and `to` as given, or their defaults (the `DEFAULT_RANGE_DAYS` ending now); `to` after
 /// `from`.
 fn instants(
@@ -249,6 +248,53 @@ fn choice<T>(
             )
         }),
     }
+}
+
+/// The parameters `savings` reads.
+const SAVINGS_PARAMS: &[&str] = &["from", "to", "tenant_id", "baseline"];
+
+pub async fn savings(
+    State(st): State<SharedState>,
+    tenant: Tenant,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Savings>, ApiError> {
+    let params = read_params(&tenant, params, SAVINGS_PARAMS)?;
+    let names: Vec<&str> = st.savings.names().collect();
+    let baseline = match params.get("baseline") {
+        None => names
+            .first()
+            .copied()
+            .unwrap_or(crate::pricing::MOST_EXPENSIVE),
+        Some(b) if names.contains(&b.as_str()) => b.as_str(),
+        Some(b) => {
+            return Err(ApiError::unprocessable(
+                "invalid_parameter",
+                format!(
+                    "baseline: must be one of the baselines this collector prices at ingest \
+                     ({}), got `{b}` (add it with --savings-baseline)",
+                    names.join(", ")
+                ),
+            ))
+        }
+    };
+    let range = range(
+        params.get("from").map(String::as_str),
+        params.get("to").map(String::as_str),
+        Utc::now(),
+        st.config.hourly_retention_days,
+    )?;
+    let mut client = st
+        .pool
+        .get()
+        .await
+        .map_err(|e| ApiError::from_store(&Error::from(e)))?;
+    let tx = tenant_tx(&mut client, &tenant.id)
+        .await
+        .map_err(|e| ApiError::from_store(&Error::from(e)))?;
+    let s = savings::savings(&tx, &tenant.id, &range, baseline)
+        .await
+        .map_err(|e| ApiError::from_store(&e))?;
+    Ok(Json(s))
 }
 
 /// The parameters `timeseries` reads.

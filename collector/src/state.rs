@@ -12,6 +12,7 @@ use deadpool_postgres::Pool;
 use crate::auth::AuthState;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
+use crate::pricing::SavingsPricer;
 use crate::store::writer::WriterHandle;
 
 /// Everything a handler needs.
@@ -22,6 +23,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The book events without a cost are priced with at ingest (`crate::pricing`).
     pub prices: Arc<PriceBook>,
+    /// The savings baselines spend events are priced on at ingest, with that book.
+    pub savings: Arc<SavingsPricer>,
     pub config: ServerConfig,
 }
 
@@ -59,9 +62,13 @@ mod tests {
         let pool = store::connect_pool(url, 1).expect("pool");
         let config = ServerConfig::new(url);
         let metrics = Arc::new(Metrics::default());
+        let prices = Arc::new(PriceBook::builtin());
+        let savings = Arc::new(
+            SavingsPricer::new(prices.clone(), &config.savings_baselines).expect("pricer"),
+        );
         let (writer, _task) = store::writer::spawn(
             pool.clone(),
-            store::writer::WriterConfig::from_server(&config),
+            store::writer::WriterConfig::from_server(&config, savings.clone()),
             metrics.clone(),
             store::committed::feed(),
         );
@@ -70,7 +77,8 @@ mod tests {
             pool,
             writer,
             metrics,
-            prices: Arc::new(PriceBook::builtin()),
+            prices,
+            savings,
             config,
         };
         let shown = format!("{st:?} {st:#?}");

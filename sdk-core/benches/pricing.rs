@@ -93,6 +93,10 @@ fn pricing(c: &mut Criterion) {
             criterion::BatchSize::SmallInput,
         )
     });
+    // The baseline of savings: every model of the book priced on the same usage.
+    g.bench_function("most_expensive/builtin", |b| {
+        b.iter(|| book.most_expensive(black_box(&usage), ServiceTier::Standard, at))
+    });
     g.finish();
 
     if let Ok(text) = std::fs::read_to_string(concat!(
@@ -113,6 +117,9 @@ fn pricing(c: &mut Criterion) {
                     })
                 });
             }
+            g.bench_function("most_expensive", |b| {
+                b.iter(|| big.most_expensive(black_box(&usage), ServiceTier::Standard, at))
+            });
             g.finish();
         }
     }

@@ -158,3 +158,46 @@ fn adapters_reject_bad_counts() {
     assert!(adapters::anthropic(&serde_json::json!({"input_tokens": -1})).is_err());
     assert!(adapters::gemini(&serde_json::json!({"promptTokenCount": "x"})).is_err());
 }
+
+/// Every model of `book` priced on `usage`, the dearest kept (first in book order on a tie):
+/// the definition `most_expensive` must match, without its pruning.
+fn dearest_by_brute_force(
+    book: &PriceBook,
+    u: &Usage,
+    t: ServiceTier,
+    at: chrono::DateTime<Utc>,
+) -> Option<(String, rust_decimal::Decimal)> {
+    let mut best: Option<(String, rust_decimal::Decimal)> = None;
+    for m in book.model_keys() {
+        if let Some(usd) = book.cost(m, u, t, at).usd {
+            if best.as_ref().is_none_or(|(_, b)| usd > *b) {
+                best = Some((m.to_string(), usd));
+            }
+        }
+    }
+    best
+}
+
+fn litellm_book() -> Option<PriceBook> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/data/pricing/model_prices_and_context_window.json"
+    );
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(PriceBook::from_litellm_json(&text).ok()?.0)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// The pruned search for the dearest model equals pricing every model, on the built-in book
+    /// and on the full LiteLLM book (thousands of models, long-context and per-request rates).
+    #[test]
+    fn most_expensive_equals_brute_force(u in usage(), t in tier(), day in 0i64..900) {
+        let at = Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap() + chrono::TimeDelta::days(day);
+        let books: Vec<PriceBook> = [Some(PriceBook::builtin()), litellm_book()].into_iter().flatten().collect();
+        for book in &books {
+            let got = book.most_expensive(&u, t, at).map(|(m, c)| (m.to_string(), c.usd.unwrap()));
+            prop_assert_eq!(got, dearest_by_brute_force(book, &u, t, at));
+        }
+    }
+}

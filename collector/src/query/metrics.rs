@@ -147,7 +147,10 @@ pub async fn summary(tx: &TenantTx<'_>, tenant: &str, range: &Range) -> Result<S
 }
 
 /// Money as a decimal string (`"0.0035"`): JSON numbers would pass through floats in clients.
-fn decimal_string<S: serde::Serializer>(d: &Decimal, s: S) -> std::result::Result<S::Ok, S::Error> {
+pub(crate) fn decimal_string<S: serde::Serializer>(
+    d: &Decimal,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&d.to_string())
 }
 

@@ -2,4 +2,5 @@
 //! only through a `store::TenantTx`, so row-level security applies to every query here.
 
 pub mod metrics;
+pub mod savings;
 pub mod summary;

@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "rollup_itemized",
         include_str!("migrations/0002_rollup_itemized.sql"),
     ),
+    (3, "savings", include_str!("migrations/0003_savings.sql")),
 ];
 
 /// Apply every migration not yet recorded. Safe to run from several collectors at once: an

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod migrations;
 pub mod retention;
 pub mod rollups;
+pub mod savings;
 pub mod tenant;
 pub mod writer;
 

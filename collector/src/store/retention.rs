@@ -1,5 +1,5 @@
 //! Upkeep: day partitions created ahead (today-8 .. today+2), expired raw partitions dropped with
-//! their dedupe ids, expired hourly rollups deleted. Runs at start and every hour.
+//! their dedupe ids, expired hourly rollups (usage and savings) deleted. Runs at start and every hour.
 
 use chrono::{TimeDelta, Utc};
 use tokio_postgres::Client;
@@ -26,12 +26,14 @@ pub async fn run_once(client: &Client, raw_days: u32, hourly_days: u32) -> Resul
         .await?
         .get(0);
     let hourly_days = i32::try_from(hourly_days).unwrap_or(i32::MAX);
-    client
-        .execute(
-            "DELETE FROM rollup_hourly WHERE bucket < now() - make_interval(days => $1)",
-            &[&hourly_days],
-        )
-        .await?;
+    for table in ["rollup_hourly", "rollup_savings_hourly"] {
+        client
+            .execute(
+                &format!("DELETE FROM {table} WHERE bucket < now() - make_interval(days => $1)"),
+                &[&hourly_days],
+            )
+            .await?;
+    }
     if dropped > 0 {
         tracing::info!("retention: dropped {dropped} raw day partition(s)");
     }

@@ -35,9 +35,11 @@ use uuid::Uuid;
 
 use super::committed::{self, CommitFeed, Committed};
 use super::rollups::{self, Grain};
+use super::savings;
 use super::{classify, ErrorClass, TenantTx};
 use crate::config::{ServerConfig, ACK_TIMEOUT, ENQUEUE_TIMEOUT};
 use crate::metrics::Metrics;
+use crate::pricing::{BaselineCost, SavingsPricer};
 
 /// What happened to one event handed to the writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,11 +74,13 @@ pub struct WriterConfig {
     /// Writer tasks, each with its own connection and transaction: while one waits for its
     /// commit (fsync) or for a row lock, another can work.
     pub writers: usize,
+    /// Prices every spend event on the savings baselines as it is stored.
+    pub savings: Arc<SavingsPricer>,
 }
 
 impl WriterConfig {
-    /// The writer's part of the collector's settings.
-    pub fn from_server(c: &ServerConfig) -> Self {
+    /// The writer's part of the collector's settings, with the baselines' pricer.
+    pub fn from_server(c: &ServerConfig, savings: Arc<SavingsPricer>) -> Self {
         WriterConfig {
             commit_interval: c.commit_interval,
             max_commit_events: c.max_commit_events,
@@ -84,6 +88,7 @@ impl WriterConfig {
             enqueue_timeout: ENQUEUE_TIMEOUT,
             ack_timeout: ACK_TIMEOUT,
             writers: c.writers,
+            savings,
         }
     }
 }
@@ -157,6 +162,8 @@ pub fn spawn(
                 partitions: HashSet::new(),
                 hourly_sql: rollups::sql(Grain::Hourly),
                 daily_sql: rollups::sql(Grain::Daily),
+                savings_hourly_sql: savings::upsert_sql(Grain::Hourly),
+                savings_daily_sql: savings::upsert_sql(Grain::Daily),
                 careful: 0,
                 feed: feed.clone(),
             };
@@ -181,6 +188,8 @@ struct Writer {
     partitions: HashSet<NaiveDate>,
     hourly_sql: rollups::RollupSql,
     daily_sql: rollups::RollupSql,
+    savings_hourly_sql: String,
+    savings_daily_sql: String,
     /// Commits left that claim ids carefully (see `CAREFUL_COMMITS`).
     careful: u32,
     /// Post-commit subscribers (`super::committed`).
@@ -500,7 +509,10 @@ impl Writer {
             insert: client.prepare_cached(INSERT_SQL).await?,
             hourly: RollupStatements::prepare(&client, &self.hourly_sql).await?,
             daily: RollupStatements::prepare(&client, &self.daily_sql).await?,
+            savings_hourly: client.prepare_cached(&self.savings_hourly_sql).await?,
+            savings_daily: client.prepare_cached(&self.savings_daily_sql).await?,
         };
+        let pricer = &*self.cfg.savings;
         // Data access as the non-superuser app role, one tenant at a time, under RLS.
         let tx = TenantTx::begin(&mut client).await?;
         let mut inserted = HashSet::new();
@@ -510,11 +522,13 @@ impl Writer {
         for (tenant, events) in by_tenant {
             match claim {
                 Claim::Optimistic => {
-                    let stored = store_tenant(&tx, &stmts, tenant, &events, claim, keep).await?;
+                    let stored =
+                        store_tenant(&tx, &stmts, pricer, tenant, &events, claim, keep).await?;
                     committed.extend(stored.committed(tenant));
                 }
                 Claim::Careful => {
-                    let stored = store_tenant(&tx, &stmts, tenant, &events, claim, keep).await?;
+                    let stored =
+                        store_tenant(&tx, &stmts, pricer, tenant, &events, claim, keep).await?;
                     inserted.extend(stored.fresh.iter().map(|e| (tenant, e.id)));
                     committed.extend(stored.committed(tenant));
                 }
@@ -555,6 +569,8 @@ struct Statements {
     insert: tokio_postgres::Statement,
     hourly: RollupStatements,
     daily: RollupStatements,
+    savings_hourly: tokio_postgres::Statement,
+    savings_daily: tokio_postgres::Statement,
 }
 
 /// The prepared `RollupSql` of one table.
@@ -592,22 +608,22 @@ const INSERT_SQL: &str =
         workflow_id, duration_ms, queue_ms, cost_usd, cost_status, price_version, provider,
         model, task_type, service_tier, input_tokens, cached_input_tokens, cache_write_tokens,
         cache_write_1h_tokens, output_tokens, reasoning_tokens, requests, success, error_code,
-        metadata)
+        metadata, baselines)
     SELECT $1, id, ts, event_type, correlation_id, user_id, agent_id, workflow_id, duration_ms,
         queue_ms, cost_usd, cost_status, price_version, provider, model, task_type, service_tier,
         input_tokens, cached_input_tokens, cache_write_tokens, cache_write_1h_tokens,
         output_tokens, reasoning_tokens, requests, success, error_code,
-        coalesce(metadata, '{}'::jsonb)
+        coalesce(metadata, '{}'::jsonb), baselines
     FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
         $7::text[], $8::text[], $9::int8[], $10::int8[], $11::numeric[], $12::text[],
         $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[],
         $19::int8[], $20::int8[], $21::int8[], $22::int8[], $23::int8[], $24::int8[],
-        $25::bool[], $26::text[], $27::jsonb[])
+        $25::bool[], $26::text[], $27::jsonb[], $28::jsonb[])
         AS u (id, ts, event_type, correlation_id, user_id, agent_id, workflow_id, duration_ms,
         queue_ms, cost_usd, cost_status, price_version, provider, model, task_type,
         service_tier, input_tokens, cached_input_tokens, cache_write_tokens,
         cache_write_1h_tokens, output_tokens, reasoning_tokens, requests, success, error_code,
-        metadata)";
+        metadata, baselines)";
 
 /// Store the events of one tenant (sorted by id): claim their ids, insert the raw rows of the
 /// claimed ones and add them to both rollups, after switching `tx` to the tenant. The statements
@@ -616,9 +632,11 @@ const INSERT_SQL: &str =
 /// then (write the rollups); a careful claim is answered before the rows are sent. The first
 /// error in statement order is the one reported (later statements of a failed transaction only
 /// say it is aborted). Returns the events stored, and their hourly deltas if `keep`.
+#[allow(clippy::too_many_arguments)]
 async fn store_tenant<'e>(
     tx: &TenantTx<'_>,
     st: &Statements,
+    pricer: &SavingsPricer,
     tenant: &str,
     events: &[&'e AnalyticsEvent],
     claim: Claim,
@@ -626,15 +644,18 @@ async fn store_tenant<'e>(
 ) -> Result<Stored<'e>, Fail> {
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     let claim_params: [&(dyn ToSql + Sync); 2] = [&tenant, &ids];
+    // Each stored event's baseline prices (`None`: not a savings task), in event order.
+    let baselines: Vec<Option<Vec<BaselineCost>>>;
     let (fresh, hourly, daily, locked_hourly, locked_daily) = match claim {
         Claim::Optimistic => {
             let hourly = rollups::deltas(Grain::Hourly, events.iter().copied());
             let daily = rollups::daily_from_hourly(&hourly);
+            baselines = events.iter().map(|e| pricer.price(e)).collect();
             let (r_tenant, r_claim, r_insert, r_hourly, r_daily) = tokio::join!(
                 biased;
                 tx.switch_tenant(tenant),
                 tx.execute(&st.claim, &claim_params),
-                insert_rows(tx, &st.insert, tenant, events),
+                insert_rows(tx, &st.insert, pricer, tenant, events, &baselines),
                 rollups::lock(tx.pg(), &st.hourly.lock, tenant, &hourly),
                 rollups::lock(tx.pg(), &st.daily.lock, tenant, &daily),
             );
@@ -674,9 +695,10 @@ async fn store_tenant<'e>(
             }
             let hourly = rollups::deltas(Grain::Hourly, fresh.iter().copied());
             let daily = rollups::daily_from_hourly(&hourly);
+            baselines = fresh.iter().map(|e| pricer.price(e)).collect();
             let (r_insert, r_hourly, r_daily) = tokio::join!(
                 biased;
-                insert_rows(tx, &st.insert, tenant, &fresh),
+                insert_rows(tx, &st.insert, pricer, tenant, &fresh, &baselines),
                 rollups::lock(tx.pg(), &st.hourly.lock, tenant, &hourly),
                 rollups::lock(tx.pg(), &st.daily.lock, tenant, &daily),
             );
@@ -687,14 +709,25 @@ async fn store_tenant<'e>(
     let kept = keep.then(|| committed::owned(&hourly));
     let (update_hourly, upsert_hourly) = rollups::merge_stored(hourly, &locked_hourly);
     let (update_daily, upsert_daily) = rollups::merge_stored(daily, &locked_daily);
-    let (r_uh, r_ih, r_ud, r_id) = tokio::join!(
+    let names: Vec<&str> = pricer.names().collect();
+    let tasks = || {
+        fresh
+            .iter()
+            .copied()
+            .zip(baselines.iter().map(Option::as_deref))
+    };
+    let savings_hourly = savings::deltas(Grain::Hourly, &names, tasks());
+    let savings_daily = savings::deltas(Grain::Daily, &names, tasks());
+    let (r_uh, r_ih, r_ud, r_id, r_sh, r_sd) = tokio::join!(
         biased;
         rollups::write(tx.pg(), &st.hourly.update, tenant, &update_hourly),
         rollups::write(tx.pg(), &st.hourly.upsert, tenant, &upsert_hourly),
         rollups::write(tx.pg(), &st.daily.update, tenant, &update_daily),
         rollups::write(tx.pg(), &st.daily.upsert, tenant, &upsert_daily),
+        savings::write(tx.pg(), &st.savings_hourly, tenant, &savings_hourly),
+        savings::write(tx.pg(), &st.savings_daily, tenant, &savings_daily),
     );
-    let (uh, _, ud, _) = (r_uh?, r_ih?, r_ud?, r_id?);
+    let (uh, _, ud, _, _, _) = (r_uh?, r_ih?, r_ud?, r_id?, r_sh?, r_sd?);
     // The rows updated were read and locked above: every one must still be there.
     if uh != update_hourly.len() as u64 || ud != update_daily.len() as u64 {
         return Err(Fail::Transient(format!(
@@ -732,8 +765,10 @@ impl Stored<'_> {
 async fn insert_rows(
     tx: &deadpool_postgres::Transaction<'_>,
     stmt: &tokio_postgres::Statement,
+    pricer: &SavingsPricer,
     tenant: &str,
     events: &[&AnalyticsEvent],
+    baselines: &[Option<Vec<BaselineCost>>],
 ) -> Result<u64, tokio_postgres::Error> {
     use super::to_i64 as i;
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
@@ -774,12 +809,19 @@ async fn insert_rows(
         .iter()
         .map(|e| (!e.metadata.is_empty()).then_some(tokio_postgres::types::Json(&e.metadata)))
         .collect();
+    let base: Vec<Option<tokio_postgres::types::Json<serde_json::Value>>> = baselines
+        .iter()
+        .map(|b| {
+            b.as_deref()
+                .map(|b| tokio_postgres::types::Json(pricer.to_json(b)))
+        })
+        .collect();
     tx.execute(
         stmt,
         &[
             &tenant, &ids, &ts, &et, &corr, &user, &agent, &workflow, &dur, &queue, &cost, &status,
             &pv, &provider, &model, &task, &tier, &u0, &u1, &u2, &u3, &u4, &u5, &u6, &success,
-            &err, &meta,
+            &err, &meta, &base,
         ],
     )
     .await

@@ -334,6 +334,43 @@ pub(crate) struct Compiled {
     /// `tables[tier_index]` is empty when the tier has no variant, else one row per level
     /// (0 = base, i = `thresholds[i - 1]`).
     pub(crate) tables: [Box<[RateRow]>; 4],
+    /// The highest per-token rate of any kind, tier and level, and the highest per-request rate,
+    /// rounded up to `f64`: `token_max × tokens + request_max × requests` bounds every cost this
+    /// entry can give, so a search for the dearest model can skip entries that cannot win.
+    pub(crate) bound: RateBound,
+}
+
+/// Upper bounds of an entry's rates, as `f64` rounded away from zero (see `Compiled::bound`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RateBound {
+    pub(crate) token_max: f64,
+    pub(crate) request_max: f64,
+}
+
+impl RateBound {
+    /// At least the cost of `usage` under any rate these bounds cover: every billed token
+    /// (prompt buckets and output, reasoning being part of output) at the highest token rate,
+    /// every request at the highest request rate.
+    pub(crate) fn cost_bound(&self, usage: &super::Usage) -> f64 {
+        let tokens = usage
+            .prompt_total()
+            .saturating_add(usage.output_tokens.max(usage.reasoning_tokens));
+        // `as f64` of a u64 is within 2^-53 relative; the caller's margin covers it.
+        self.token_max * tokens as f64 + self.request_max * usage.requests as f64
+    }
+
+    fn widen(&mut self, o: RateBound) {
+        self.token_max = self.token_max.max(o.token_max);
+        self.request_max = self.request_max.max(o.request_max);
+    }
+}
+
+/// `d` as an `f64` no smaller than it (rates are non-negative).
+fn f64_at_least(d: Decimal) -> f64 {
+    use rust_decimal::prelude::ToPrimitive;
+    let f = d.to_f64().unwrap_or(f64::MAX);
+    // One part in 10^12 above: more than the conversion's rounding error.
+    f * (1.0 + 1e-12)
 }
 
 impl Compiled {
@@ -363,12 +400,22 @@ impl Compiled {
             Some(v) => Arc::from(v.as_str()),
             None => Arc::clone(book_version),
         };
+        let mut bound = RateBound::default();
+        for (k, v) in &entry.rates {
+            let f = f64_at_least(*v);
+            if k.kind == RateKind::Request {
+                bound.request_max = bound.request_max.max(f);
+            } else {
+                bound.token_max = bound.token_max.max(f);
+            }
+        }
         Compiled {
             entry,
             version,
             layer,
             thresholds: thresholds.into_boxed_slice(),
             tables: tables.map(Vec::into_boxed_slice),
+            bound,
         }
     }
 }
@@ -381,6 +428,15 @@ pub(crate) struct Model {
 }
 
 impl Model {
+    /// Bounds covering every entry of the model (whichever is in effect).
+    pub(crate) fn bound(&self) -> RateBound {
+        let mut b = RateBound::default();
+        for c in &self.entries {
+            b.widen(c.bound);
+        }
+        b
+    }
+
     /// The entry in effect at `at`: highest override layer first, then the latest
     /// `effective_from` (an open start counts as earliest).
     pub(crate) fn at(&self, at: DateTime<Utc>) -> Option<&Compiled> {

@@ -351,6 +351,17 @@ impl PriceBook {
         }
     }
 
+    /// [`cost`](Self::cost) of the model at index `i` of the book (no name resolution).
+    pub(crate) fn cost_at_index(
+        &self,
+        i: usize,
+        usage: &Usage,
+        tier: ServiceTier,
+        at: DateTime<Utc>,
+    ) -> Cost {
+        self.cost_of(i, usage, tier, at)
+    }
+
     fn cost_of(&self, model: usize, usage: &Usage, tier: ServiceTier, at: DateTime<Utc>) -> Cost {
         match self.model(model).at(at) {
             Some(c) => finish(c, compute(c, usage, tier, &mut NoSink)),

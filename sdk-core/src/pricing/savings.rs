@@ -165,16 +165,44 @@ pub struct SavingsReport {
 
 impl PriceBook {
     /// The cheapest way to ask "what would this usage have cost on the dearest model?": every
-    /// model in effect at `at` that prices the usage (priced or estimated), maximum cost.
+    /// model in effect at `at` that prices the usage (priced or estimated), maximum cost. Ties:
+    /// the first key in book order.
+    ///
+    /// Exact, and cheap on large books: each model's rates bound its cost from above (highest
+    /// token rate × tokens + highest request rate × requests, in `f64` rounded up), so only the
+    /// models whose bound reaches the cost of the model with the highest bound are priced.
     pub fn most_expensive(
         &self,
         usage: &Usage,
         tier: ServiceTier,
         at: DateTime<Utc>,
     ) -> Option<(&str, Cost)> {
+        let bounds: Vec<f64> = (0..self.len())
+            .map(|i| self.model(i).bound().cost_bound(usage))
+            .collect();
+        // A first candidate: the highest bound that prices the usage at `at`. Its exact cost
+        // is a floor for the maximum; models bounded below that floor cannot win.
+        let mut order: Vec<usize> = (0..bounds.len()).collect();
+        let top = order.len().min(8);
+        if top > 0 && top < order.len() {
+            order.select_nth_unstable_by(top - 1, |&a, &b| bounds[b].total_cmp(&bounds[a]));
+        }
+        order[..top].sort_unstable_by(|&a, &b| bounds[b].total_cmp(&bounds[a]));
+        let mut floor = f64::NEG_INFINITY;
+        for &i in &order[..top] {
+            if let Some(usd) = self.cost_at_index(i, usage, tier, at).usd {
+                use rust_decimal::prelude::ToPrimitive;
+                // Rounded down a little, so a model tying with it is never skipped.
+                floor = usd.to_f64().unwrap_or(0.0) * (1.0 - 1e-9);
+                break;
+            }
+        }
         let mut best: Option<(&str, Cost)> = None;
-        for m in self.model_keys() {
-            let c = self.cost(m, usage, tier, at);
+        for (i, m) in self.model_keys().enumerate() {
+            if bounds[i] < floor {
+                continue;
+            }
+            let c = self.cost_at_index(i, usage, tier, at);
             let Some(usd) = c.usd else { continue };
             if best
                 .as_ref()
@@ -184,6 +212,26 @@ impl PriceBook {
             }
         }
         best
+    }
+
+    /// What `usage` would have cost on `baseline` at `at` and `tier`, and the model that priced
+    /// it (`None` when no model of the book prices it): the one definition of a task's baseline,
+    /// used by [`savings`](Self::savings) and by anything that prices baselines one call at a
+    /// time (a collector at ingest).
+    pub fn baseline_cost(
+        &self,
+        baseline: &Baseline,
+        usage: &Usage,
+        tier: ServiceTier,
+        at: DateTime<Utc>,
+    ) -> (Option<String>, Cost) {
+        match baseline {
+            Baseline::Model(m) => (Some(m.clone()), self.cost(m, usage, tier, at)),
+            Baseline::MostExpensive => match self.most_expensive(usage, tier, at) {
+                Some((m, c)) => (Some(m.to_string()), c),
+                None => (None, Cost::UNPRICED),
+            },
+        }
     }
 
     /// Price each task's actual cost (a reported one wins) and its baseline, and sum them.
@@ -201,13 +249,7 @@ impl PriceBook {
                 },
                 None => self.cost(&t.model, &t.usage, t.tier, t.at),
             };
-            let (baseline_model, base) = match baseline {
-                Baseline::Model(m) => (Some(m.clone()), self.cost(m, &t.usage, t.tier, t.at)),
-                Baseline::MostExpensive => match self.most_expensive(&t.usage, t.tier, t.at) {
-                    Some((m, c)) => (Some(m.to_string()), c),
-                    None => (None, Cost::UNPRICED),
-                },
-            };
+            let (baseline_model, base) = self.baseline_cost(baseline, &t.usage, t.tier, t.at);
             let savings_usd = match (actual.usd, base.usd) {
                 (Some(a), Some(b)) => Some((b - a).normalize()),
                 _ => None,
