@@ -14,6 +14,7 @@ use crate::api_error::ApiError;
 use crate::auth::{Scope, Tenant};
 use crate::error::Error;
 use crate::query::metrics::{self, GroupBy, Interval, Metric, Range, Series, Summary};
+use crate::query::peaks::{self, PeakMetric, Peaks};
 use crate::query::savings::{self, Savings};
 use crate::state::SharedState;
 use crate::store::rollups::Grain;
@@ -295,6 +296,55 @@ pub async fn savings(
         .await
         .map_err(|e| ApiError::from_store(&e))?;
     Ok(Json(s))
+}
+
+/// The parameters `peaks` reads.
+const PEAKS_PARAMS: &[&str] = &["from", "to", "tenant_id", "metric", "limit"];
+
+/// Most top hours `peaks` lists.
+pub const MAX_TOP_HOURS: usize = 100;
+
+pub async fn peaks(
+    State(st): State<SharedState>,
+    tenant: Tenant,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Peaks>, ApiError> {
+    let params = read_params(&tenant, params, PEAKS_PARAMS)?;
+    let metric = choice(&params, "metric", PeakMetric::NAMES, PeakMetric::parse)?
+        .unwrap_or(PeakMetric::Executions);
+    let limit = match params.get("limit") {
+        None => 10,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_TOP_HOURS).contains(n))
+            .ok_or_else(|| {
+                ApiError::unprocessable(
+                    "invalid_parameter",
+                    format!("limit: must be an integer from 1 to {MAX_TOP_HOURS}, got `{v}`"),
+                )
+            })?,
+    };
+    // Hours of day need hourly buckets: always the hourly rollups.
+    let now = Utc::now();
+    let (from, to) = instants(
+        params.get("from").map(String::as_str),
+        params.get("to").map(String::as_str),
+        now,
+    )?;
+    let range = hourly(from, to, now, st.config.hourly_retention_days)?;
+    let mut client = st
+        .pool
+        .get()
+        .await
+        .map_err(|e| ApiError::from_store(&Error::from(e)))?;
+    let tx = tenant_tx(&mut client, &tenant.id)
+        .await
+        .map_err(|e| ApiError::from_store(&Error::from(e)))?;
+    let p = peaks::peaks(&tx, &tenant.id, &range, metric, limit)
+        .await
+        .map_err(|e| ApiError::from_store(&e))?;
+    Ok(Json(p))
 }
 
 /// The parameters `timeseries` reads.

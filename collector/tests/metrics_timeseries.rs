@@ -217,7 +217,8 @@ async fn timeseries_equal_plain_sql_over_raw_events() {
 
     // Tokens and API calls per month (daily rollups), widened to whole months.
     for (metric, select) in [
-        ("tokens", "coalesce(sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)) FILTER (WHERE spend), 0)"),
+        // Prompt plus output: reasoning is part of output.
+        ("tokens", "coalesce(sum(coalesce(input_tokens, 0) + coalesce(cached_input_tokens, 0) + coalesce(cache_write_tokens, 0) + coalesce(cache_write_1h_tokens, 0) + coalesce(output_tokens, 0)) FILTER (WHERE spend), 0)"),
         ("api_calls", "count(*) FILTER (WHERE event_type = 'provider.api_call')"),
     ] {
         let (s, series) = get(&env, &key, &format!("?metric={metric}&interval=month{days}")).await;

@@ -324,7 +324,7 @@ pub async fn timeseries(
                 sum(events)::bigint, sum(successes)::bigint, sum(cost_usd),
                 sum(unpriced_events)::bigint,
                 sum(input_tokens + cached_input_tokens + cache_write_tokens
-                    + cache_write_1h_tokens + output_tokens + reasoning_tokens)::bigint,
+                    + cache_write_1h_tokens + output_tokens)::bigint,
                 agenttally_hist_sum(duration_hist) FILTER (WHERE event_type = ANY($5))
          FROM {table}
          WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3

@@ -2,5 +2,6 @@
 //! only through a `store::TenantTx`, so row-level security applies to every query here.
 
 pub mod metrics;
+pub mod peaks;
 pub mod savings;
 pub mod summary;

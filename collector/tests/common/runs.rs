@@ -56,7 +56,8 @@ pub fn tenant_events(tenant: &str, seed: u64, runs: usize, now: DateTime<Utc>) -
                 "timestamp": ts(start + TimeDelta::seconds(c as i64 + 1)),
                 "correlation_id": corr, "agent_id": "a1", "task_type": task,
                 "provider": provider, "model": model,
-                "usage": {"input_tokens": input, "output_tokens": output, "requests": 1},
+                "usage": {"input_tokens": input, "output_tokens": output,
+                          "reasoning_tokens": output / 4, "requests": 1},
                 "duration_ms": 1 + g.next(4_000), "success": true,
             });
             // A third report their own cost; the rest are priced (or not) at ingest.

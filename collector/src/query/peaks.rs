@@ -1,0 +1,238 @@
+//! Peak usage of one tenant over a time range, from the hourly rollups: activity by hour of day
+//! and by day of week (UTC), the busiest of each, and the top hours of the range — the figures
+//! capacity planning and rate-limit tuning start from (docs/metrics.md).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::metrics::{decimal_string, Range, OUTCOMES};
+use crate::error::Result;
+use crate::store::TenantTx;
+
+/// What the busiest hours are ranked by (`metric=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeakMetric {
+    Executions,
+    Failures,
+    ApiCalls,
+    CostUsd,
+    Tokens,
+}
+
+impl PeakMetric {
+    pub const NAMES: &'static str = "executions, failures, api_calls, cost_usd, tokens";
+
+    pub fn parse(s: &str) -> Option<PeakMetric> {
+        Some(match s {
+            "executions" => PeakMetric::Executions,
+            "failures" => PeakMetric::Failures,
+            "api_calls" => PeakMetric::ApiCalls,
+            "cost_usd" => PeakMetric::CostUsd,
+            "tokens" => PeakMetric::Tokens,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            PeakMetric::Executions => "executions",
+            PeakMetric::Failures => "failures",
+            PeakMetric::ApiCalls => "api_calls",
+            PeakMetric::CostUsd => "cost_usd",
+            PeakMetric::Tokens => "tokens",
+        }
+    }
+}
+
+/// Activity of one slot (an hour of day, a weekday, or one hour of the range).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Activity {
+    pub executions: i64,
+    pub failures: i64,
+    pub api_calls: i64,
+    /// Spend, as the summary counts it; with `unpriced_events` beside it.
+    #[serde(serialize_with = "decimal_string")]
+    pub cost_usd: Decimal,
+    pub unpriced_events: i64,
+    /// Prompt plus output tokens of spend events.
+    pub tokens: i64,
+}
+
+impl Activity {
+    fn add(&mut self, o: &Activity) {
+        self.executions += o.executions;
+        self.failures += o.failures;
+        self.api_calls += o.api_calls;
+        self.cost_usd += o.cost_usd;
+        self.unpriced_events += o.unpriced_events;
+        self.tokens += o.tokens;
+    }
+
+    /// The ranking key: exact for every metric (money compared as a decimal).
+    fn rank(&self, m: PeakMetric) -> Decimal {
+        match m {
+            PeakMetric::Executions => self.executions.into(),
+            PeakMetric::Failures => self.failures.into(),
+            PeakMetric::ApiCalls => self.api_calls.into(),
+            PeakMetric::CostUsd => self.cost_usd,
+            PeakMetric::Tokens => self.tokens.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HourOfDay {
+    /// 0–23, UTC.
+    pub hour: u32,
+    #[serde(flatten)]
+    pub activity: Activity,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DayOfWeek {
+    /// `monday` … `sunday` (UTC days).
+    pub day: &'static str,
+    #[serde(flatten)]
+    pub activity: Activity,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopHour {
+    /// The hour's start.
+    pub t: DateTime<Utc>,
+    #[serde(flatten)]
+    pub activity: Activity,
+}
+
+/// The answer of `GET /v1/metrics/peaks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Peaks {
+    pub tenant_id: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// What the busiest slots are ranked by.
+    pub metric: &'static str,
+    /// All 24 hours, 0 first.
+    pub by_hour_of_day: Vec<HourOfDay>,
+    /// All 7 days, Monday first.
+    pub by_day_of_week: Vec<DayOfWeek>,
+    /// Hours of day with any activity, busiest first (ties: earlier hour first), at most 3.
+    pub busiest_hours_of_day: Vec<u32>,
+    /// Days with any activity, busiest first (ties: earlier in the week first), at most 3.
+    pub busiest_days_of_week: Vec<&'static str>,
+    /// The busiest hours of the range, busiest first (ties: earlier first), at most `limit`.
+    pub top_hours: Vec<TopHour>,
+}
+
+const DAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+
+/// Peaks of the tenant `tx` acts for over `range` (hourly rollups, whole hours).
+pub async fn peaks(
+    tx: &TenantTx<'_>,
+    tenant: &str,
+    range: &Range,
+    metric: PeakMetric,
+    limit: usize,
+) -> Result<Peaks> {
+    let rows = tx
+        .query(
+            "SELECT bucket,
+                    coalesce(sum(events) FILTER (WHERE event_type = ANY($4)), 0)::bigint,
+                    coalesce(sum(events - successes) FILTER (WHERE event_type = ANY($4)), 0)::bigint,
+                    coalesce(sum(events) FILTER (WHERE event_type = 'provider.api_call'), 0)::bigint,
+                    coalesce(sum(cost_usd) FILTER (WHERE spend), 0),
+                    coalesce(sum(unpriced_events) FILTER (WHERE spend), 0)::bigint,
+                    coalesce(sum(input_tokens + cached_input_tokens + cache_write_tokens
+                                 + cache_write_1h_tokens + output_tokens)
+                             FILTER (WHERE spend), 0)::bigint
+             FROM (SELECT *, event_type = 'provider.api_call'
+                             OR (event_type = ANY($4) AND NOT itemized) AS spend
+                   FROM rollup_hourly
+                   WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3) r
+             GROUP BY bucket",
+            &[&tenant, &range.from, &range.to, &OUTCOMES.to_vec()],
+        )
+        .await?;
+    let mut hours: Vec<(DateTime<Utc>, Activity)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, DateTime<Utc>>(0),
+                Activity {
+                    executions: r.get(1),
+                    failures: r.get(2),
+                    api_calls: r.get(3),
+                    cost_usd: r.get(4),
+                    unpriced_events: r.get(5),
+                    tokens: r.get(6),
+                },
+            )
+        })
+        .collect();
+    let mut by_hour: BTreeMap<u32, Activity> = (0..24).map(|h| (h, Activity::default())).collect();
+    let mut by_day: BTreeMap<u32, Activity> = (0..7).map(|d| (d, Activity::default())).collect();
+    for (t, a) in &hours {
+        by_hour.entry(t.hour()).or_default().add(a);
+        by_day
+            .entry(t.weekday().num_days_from_monday())
+            .or_default()
+            .add(a);
+    }
+    for a in by_hour.values_mut().chain(by_day.values_mut()) {
+        a.cost_usd = a.cost_usd.normalize();
+    }
+    let busiest = |m: &BTreeMap<u32, Activity>| -> Vec<u32> {
+        let mut v: Vec<(u32, Decimal)> = m
+            .iter()
+            .map(|(k, a)| (*k, a.rank(metric)))
+            .filter(|(_, r)| *r > Decimal::ZERO)
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.into_iter().take(3).map(|(k, _)| k).collect()
+    };
+    let busiest_hours_of_day = busiest(&by_hour);
+    let busiest_days_of_week = busiest(&by_day)
+        .into_iter()
+        .map(|d| DAYS[d as usize])
+        .collect();
+    hours.retain(|(_, a)| a.rank(metric) > Decimal::ZERO);
+    hours.sort_by(|a, b| b.1.rank(metric).cmp(&a.1.rank(metric)).then(a.0.cmp(&b.0)));
+    hours.truncate(limit);
+    Ok(Peaks {
+        tenant_id: tenant.to_string(),
+        from: range.from,
+        to: range.to,
+        metric: metric.name(),
+        by_hour_of_day: by_hour
+            .into_iter()
+            .map(|(hour, activity)| HourOfDay { hour, activity })
+            .collect(),
+        by_day_of_week: by_day
+            .into_iter()
+            .map(|(d, activity)| DayOfWeek {
+                day: DAYS[d as usize],
+                activity,
+            })
+            .collect(),
+        busiest_hours_of_day,
+        busiest_days_of_week,
+        top_hours: hours
+            .into_iter()
+            .map(|(t, mut activity)| {
+                activity.cost_usd = activity.cost_usd.normalize();
+                TopHour { t, activity }
+            })
+            .collect(),
+    })
+}
