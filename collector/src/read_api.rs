@@ -7,15 +7,19 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use serde::Serialize;
 
 use crate::api_error::ApiError;
 use crate::auth::{Scope, Tenant};
 use crate::error::Error;
-use crate::query::metrics::{self, GroupBy, Interval, Metric, Range, Series, Summary};
-use crate::query::peaks::{self, PeakMetric, Peaks};
-use crate::query::savings::{self, Savings};
+use crate::query::csv::{self, Table};
+use crate::query::metrics::{self, GroupBy, Interval, Metric, Range};
+use crate::query::peaks::{self, PeakMetric};
+use crate::query::savings;
 use crate::state::SharedState;
 use crate::store::rollups::Grain;
 use crate::store::tenant_tx;
@@ -24,32 +28,29 @@ use crate::store::tenant_tx;
 pub const DEFAULT_RANGE_DAYS: i64 = 30;
 
 /// The parameters `summary` reads.
-const SUMMARY_PARAMS: &[&str] = &["from", "to", "tenant_id"];
+const SUMMARY_PARAMS: &[&str] = &["from", "to", "tenant_id", "format"];
 
 pub async fn summary(
     State(st): State<SharedState>,
     tenant: Tenant,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Summary>, ApiError> {
+) -> Result<Response, ApiError> {
     let params = read_params(&tenant, params, SUMMARY_PARAMS)?;
+    let format = format(&params)?;
     let range = range(
         params.get("from").map(String::as_str),
         params.get("to").map(String::as_str),
         Utc::now(),
         st.config.hourly_retention_days,
     )?;
-    let mut client = st
-        .pool
-        .get()
-        .await
-        .map_err(|e| ApiError::from_store(&Error::from(e)))?;
+    let mut client = client(&st).await?;
     let tx = tenant_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
     let s = metrics::summary(&tx, &tenant.id, &range)
         .await
         .map_err(|e| ApiError::from_store(&e))?;
-    Ok(Json(s))
+    respond(&s, format, "summary", csv::fields)
 }
 
 /// What every read handler does first: the credential needs scope `read`, the query string
@@ -252,14 +253,15 @@ fn choice<T>(
 }
 
 /// The parameters `savings` reads.
-const SAVINGS_PARAMS: &[&str] = &["from", "to", "tenant_id", "baseline"];
+const SAVINGS_PARAMS: &[&str] = &["from", "to", "tenant_id", "baseline", "format"];
 
 pub async fn savings(
     State(st): State<SharedState>,
     tenant: Tenant,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Savings>, ApiError> {
+) -> Result<Response, ApiError> {
     let params = read_params(&tenant, params, SAVINGS_PARAMS)?;
+    let format = format(&params)?;
     let names: Vec<&str> = st.savings.names().collect();
     let baseline = match params.get("baseline") {
         None => names
@@ -284,22 +286,29 @@ pub async fn savings(
         Utc::now(),
         st.config.hourly_retention_days,
     )?;
-    let mut client = st
-        .pool
-        .get()
-        .await
-        .map_err(|e| ApiError::from_store(&Error::from(e)))?;
+    let mut client = client(&st).await?;
     let tx = tenant_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
     let s = savings::savings(&tx, &tenant.id, &range, baseline)
         .await
         .map_err(|e| ApiError::from_store(&e))?;
-    Ok(Json(s))
+    respond(&s, format, "savings", |v| {
+        csv::groups(
+            v,
+            Some("total"),
+            &[
+                ("by_provider", "provider"),
+                ("by_task_type", "task_type"),
+                ("by_month", "month"),
+            ],
+            savings::FIGURES,
+        )
+    })
 }
 
 /// The parameters `peaks` reads.
-const PEAKS_PARAMS: &[&str] = &["from", "to", "tenant_id", "metric", "limit"];
+const PEAKS_PARAMS: &[&str] = &["from", "to", "tenant_id", "metric", "limit", "format"];
 
 /// Most top hours `peaks` lists.
 pub const MAX_TOP_HOURS: usize = 100;
@@ -308,8 +317,9 @@ pub async fn peaks(
     State(st): State<SharedState>,
     tenant: Tenant,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Peaks>, ApiError> {
+) -> Result<Response, ApiError> {
     let params = read_params(&tenant, params, PEAKS_PARAMS)?;
+    let format = format(&params)?;
     let metric = choice(&params, "metric", PeakMetric::NAMES, PeakMetric::parse)?
         .unwrap_or(PeakMetric::Executions);
     let limit = match params.get("limit") {
@@ -333,29 +343,45 @@ pub async fn peaks(
         now,
     )?;
     let range = hourly(from, to, now, st.config.hourly_retention_days)?;
-    let mut client = st
-        .pool
-        .get()
-        .await
-        .map_err(|e| ApiError::from_store(&Error::from(e)))?;
+    let mut client = client(&st).await?;
     let tx = tenant_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
     let p = peaks::peaks(&tx, &tenant.id, &range, metric, limit)
         .await
         .map_err(|e| ApiError::from_store(&e))?;
-    Ok(Json(p))
+    respond(&p, format, "peaks", |v| {
+        csv::groups(
+            v,
+            None,
+            &[
+                ("by_hour_of_day", "hour_of_day"),
+                ("by_day_of_week", "day_of_week"),
+                ("top_hours", "top_hour"),
+            ],
+            peaks::ACTIVITY,
+        )
+    })
 }
 
 /// The parameters `timeseries` reads.
-const SERIES_PARAMS: &[&str] = &["from", "to", "tenant_id", "metric", "interval", "group_by"];
+const SERIES_PARAMS: &[&str] = &[
+    "from",
+    "to",
+    "tenant_id",
+    "metric",
+    "interval",
+    "group_by",
+    "format",
+];
 
 pub async fn timeseries(
     State(st): State<SharedState>,
     tenant: Tenant,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Series>, ApiError> {
+) -> Result<Response, ApiError> {
     let params = read_params(&tenant, params, SERIES_PARAMS)?;
+    let format = format(&params)?;
     let metric = choice(&params, "metric", Metric::NAMES, Metric::parse)?.ok_or_else(|| {
         ApiError::unprocessable(
             "invalid_parameter",
@@ -377,18 +403,70 @@ pub async fn timeseries(
         st.config.hourly_retention_days,
         interval,
     )?;
-    let mut client = st
-        .pool
-        .get()
-        .await
-        .map_err(|e| ApiError::from_store(&Error::from(e)))?;
+    let mut client = client(&st).await?;
     let tx = tenant_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
     let s = metrics::timeseries(&tx, &tenant.id, &range, metric, interval, group_by)
         .await
         .map_err(|e| ApiError::from_store(&e))?;
-    Ok(Json(s))
+    respond(&s, format, "timeseries", |v| {
+        csv::rows(v, "points", &["t", "group", "value", "unpriced_events"])
+    })
+}
+
+/// How an answer is written (`format=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Csv,
+}
+
+fn format(params: &HashMap<String, String>) -> Result<Format, ApiError> {
+    let parse = |s: &str| match s {
+        "json" => Some(Format::Json),
+        "csv" => Some(Format::Csv),
+        _ => None,
+    };
+    Ok(choice(params, "format", "json, csv", parse)?.unwrap_or(Format::Json))
+}
+
+/// `answer` as JSON, or as the CSV table `table` makes of its JSON form (a download named
+/// `<name>.csv`).
+fn respond<T: Serialize>(
+    answer: &T,
+    format: Format,
+    name: &str,
+    table: impl FnOnce(&serde_json::Value) -> Table,
+) -> Result<Response, ApiError> {
+    match format {
+        Format::Json => Ok(Json(answer).into_response()),
+        Format::Csv => {
+            let v = serde_json::to_value(answer).map_err(|e| {
+                tracing::error!("{name}: answer not serializable: {e}");
+                ApiError::internal()
+            })?;
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{name}.csv\""),
+                    ),
+                ],
+                csv::render(&table(&v)),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// A pooled connection, or the store's error as the API answers it (503 when unavailable).
+async fn client(st: &SharedState) -> Result<deadpool_postgres::Object, ApiError> {
+    st.pool
+        .get()
+        .await
+        .map_err(|e| ApiError::from_store(&Error::from(e)))
 }
 
 #[cfg(test)]

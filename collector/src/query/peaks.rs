@@ -47,6 +47,16 @@ impl PeakMetric {
     }
 }
 
+/// The fields of `Activity`, in order (the columns of the CSV form).
+pub const ACTIVITY: &[&str] = &[
+    "executions",
+    "failures",
+    "api_calls",
+    "cost_usd",
+    "unpriced_events",
+    "tokens",
+];
+
 /// Activity of one slot (an hour of day, a weekday, or one hour of the range).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Activity {

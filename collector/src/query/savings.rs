@@ -14,6 +14,26 @@ use crate::error::Result;
 use crate::store::rollups::Grain;
 use crate::store::TenantTx;
 
+/// The fields of `Figures`, in order (the columns of the CSV form).
+pub const FIGURES: &[&str] = &[
+    "tasks",
+    "successful_tasks",
+    "compared_tasks",
+    "actual_unpriced",
+    "baseline_unpriced",
+    "unpriced_tokens",
+    "estimated_tasks",
+    "actual_usd",
+    "baseline_usd",
+    "savings_usd",
+    "savings_percent",
+    "successful_actual_usd",
+    "successful_baseline_usd",
+    "successful_savings_usd",
+    "successful_savings_percent",
+    "cost_per_successful_task",
+];
+
 /// Savings figures of a group of tasks (spend events). Sums cover the *compared* tasks, whose
 /// actual and baseline costs are both known; the others are counted beside them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
