@@ -124,6 +124,8 @@ pub struct ServerConfig {
     /// The baselines every spend event is priced on at ingest, for savings (`most_expensive`
     /// or model names); the first is the savings endpoint's default.
     pub savings_baselines: Vec<String>,
+    /// Every tenant's monthly budget in USD, for the budget alert of the recommendations.
+    pub monthly_budget_usd: Option<rust_decimal::Decimal>,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -141,6 +143,7 @@ impl fmt::Debug for ServerConfig {
             .field("writers", &self.writers)
             .field("price_file", &self.price_file)
             .field("savings_baselines", &self.savings_baselines)
+            .field("monthly_budget_usd", &self.monthly_budget_usd)
             .finish()
     }
 }
@@ -198,6 +201,7 @@ impl ServerConfig {
             writers: DEFAULT_WRITERS,
             price_file: None,
             savings_baselines: vec![crate::pricing::MOST_EXPENSIVE.to_string()],
+            monthly_budget_usd: None,
         }
     }
 

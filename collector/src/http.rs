@@ -29,6 +29,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/metrics/timeseries", get(read_api::timeseries))
         .route("/v1/metrics/savings", get(read_api::savings))
         .route("/v1/metrics/peaks", get(read_api::peaks))
+        .route(
+            "/v1/metrics/recommendations",
+            get(read_api::recommendations),
+        )
         // The batch handler reads the body itself, with its own caps.
         .layer(DefaultBodyLimit::disable())
         .fallback(not_found)

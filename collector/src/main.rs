@@ -104,6 +104,22 @@ struct ServeArgs {
         default_value = "most_expensive"
     )]
     savings_baseline: Vec<String>,
+    /// A monthly budget in USD (a decimal, e.g. `2500`): `GET /v1/metrics/recommendations`
+    /// alerts when a tenant's month-to-date spend, projected to the month's end, passes it.
+    #[arg(long, env = "AGENTTALLY_MONTHLY_BUDGET_USD", value_parser = budget_usd)]
+    monthly_budget_usd: Option<rust_decimal::Decimal>,
+}
+
+/// A budget: a non-negative decimal amount of USD.
+fn budget_usd(s: &str) -> Result<rust_decimal::Decimal, String> {
+    let d: rust_decimal::Decimal = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("must be a decimal amount of USD like 2500 or 99.50, got `{s}`"))?;
+    if d.is_sign_negative() && !d.is_zero() {
+        return Err(format!("must not be negative, got `{s}`"));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,6 +263,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     cfg.writers = args.writers;
     cfg.price_file = args.price_file;
     cfg.savings_baselines = args.savings_baseline;
+    cfg.monthly_budget_usd = args.monthly_budget_usd;
     let server = Server::start(cfg).await?;
     // Tests and scripts read the bound address from this line.
     println!("listening on {}", server.addr());

@@ -11,6 +11,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::api_error::ApiError;
@@ -19,6 +20,7 @@ use crate::error::Error;
 use crate::query::csv::{self, Table};
 use crate::query::metrics::{self, GroupBy, Interval, Metric, Range};
 use crate::query::peaks::{self, PeakMetric};
+use crate::query::recommend::{self, Policy};
 use crate::query::savings;
 use crate::state::SharedState;
 use crate::store::rollups::Grain;
@@ -362,6 +364,68 @@ pub async fn peaks(
             peaks::ACTIVITY,
         )
     })
+}
+
+/// The parameters `recommendations` reads.
+const RECOMMEND_PARAMS: &[&str] = &["from", "to", "tenant_id", "margin", "min_tasks", "format"];
+
+/// Defaults of `margin` (success-rate points, 0–1) and `min_tasks`.
+pub const DEFAULT_MARGIN: Decimal = Decimal::from_parts(5, 0, 0, false, 2);
+pub const DEFAULT_MIN_TASKS: i64 = 20;
+
+pub async fn recommendations(
+    State(st): State<SharedState>,
+    tenant: Tenant,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = read_params(&tenant, params, RECOMMEND_PARAMS)?;
+    let format = format(&params)?;
+    let margin = match params.get("margin") {
+        None => DEFAULT_MARGIN,
+        Some(v) => v
+            .parse::<Decimal>()
+            .ok()
+            .filter(|m| *m >= Decimal::ZERO && *m <= Decimal::ONE)
+            .ok_or_else(|| {
+                ApiError::unprocessable(
+                    "invalid_parameter",
+                    format!("margin: must be a success-rate margin from 0 to 1 (0.05 = 5 points), got `{v}`"),
+                )
+            })?,
+    };
+    let min_tasks = match params.get("min_tasks") {
+        None => DEFAULT_MIN_TASKS,
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(|| {
+                ApiError::unprocessable(
+                    "invalid_parameter",
+                    format!("min_tasks: must be an integer from 1 to 1000000, got `{v}`"),
+                )
+            })?,
+    };
+    let now = Utc::now();
+    let range = range(
+        params.get("from").map(String::as_str),
+        params.get("to").map(String::as_str),
+        now,
+        st.config.hourly_retention_days,
+    )?;
+    let policy = Policy {
+        margin,
+        min_tasks,
+        monthly_budget_usd: st.config.monthly_budget_usd,
+    };
+    let mut client = client(&st).await?;
+    let tx = tenant_tx(&mut client, &tenant.id)
+        .await
+        .map_err(|e| ApiError::from_store(&Error::from(e)))?;
+    let r = recommend::recommendations(&tx, &tenant.id, &range, &policy, now)
+        .await
+        .map_err(|e| ApiError::from_store(&e))?;
+    respond(&r, format, "recommendations", recommend::table)
 }
 
 /// The parameters `timeseries` reads.

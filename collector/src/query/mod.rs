@@ -4,5 +4,6 @@
 pub mod csv;
 pub mod metrics;
 pub mod peaks;
+pub mod recommend;
 pub mod savings;
 pub mod summary;

@@ -75,7 +75,7 @@ pub struct Figures {
     compared_successful: i64,
 }
 
-fn optional_decimal_string<S: serde::Serializer>(
+pub(crate) fn optional_decimal_string<S: serde::Serializer>(
     d: &Option<Decimal>,
     s: S,
 ) -> std::result::Result<S::Ok, S::Error> {
