@@ -22,7 +22,8 @@ rm -rf "$data_dir"
 
 echo "== starting the collector on its embedded PostgreSQL ($data_dir)"
 log=$(mktemp)
-"$collector" serve --data-dir "$data_dir" --listen 127.0.0.1:0 >"$log" 2>&1 &
+"$collector" serve --data-dir "$data_dir" --listen 127.0.0.1:0 \
+  --savings-baseline most_expensive,gpt-4o >"$log" 2>&1 &
 pid=$!
 cleanup() { kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -f "$log"; }
 trap cleanup EXIT

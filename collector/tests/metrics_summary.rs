@@ -60,6 +60,32 @@ async fn raw_summary(env: &Env, tenant: &str, from: DateTime<Utc>, to: DateTime<
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
+    // Spend by provider: cost and unpriced count of spend events, by provider ("" for none).
+    let spend_by_provider: BTreeMap<String, Value> = env
+        .db
+        .query(
+            "SELECT coalesce(provider, ''), coalesce(sum(cost_usd), 0),
+                    count(*) FILTER (WHERE cost_status = 'unpriced')
+             FROM events
+             WHERE tenant_id = $1 AND ts >= $2 AND ts < $3
+               AND (event_type = 'provider.api_call'
+                    OR (event_type IN ('agent.completed', 'agent.failed', 'agent.timeout')
+                        AND NOT coalesce(jsonb_typeof(metadata->'calls') = 'number'
+                                         AND (metadata->>'calls')::numeric >= 1, false)))
+             GROUP BY 1",
+            &[&tenant, &from, &to],
+        )
+        .await
+        .expect("spend by provider")
+        .iter()
+        .map(|r| {
+            let c: Decimal = r.get(1);
+            (
+                r.get(0),
+                json!({"cost_usd": c.normalize().to_string(), "unpriced_events": r.get::<_, i64>(2)}),
+            )
+        })
+        .collect();
     let cost: Decimal = r.get(2);
     let all_cost: Decimal = r.get(10);
     json!({
@@ -75,6 +101,7 @@ async fn raw_summary(env: &Env, tenant: &str, from: DateTime<Utc>, to: DateTime<
         "p95_queue_ms": r.get::<_, Option<i64>>(9),
         "all_cost_usd": all_cost.normalize().to_string(),
         "api_calls_by_provider": by_provider,
+        "spend_by_provider": spend_by_provider,
     })
 }
 
@@ -127,6 +154,15 @@ async fn check(env: &Env, tenant: &str, got: &Value) -> Value {
     assert_eq!(got["tokens"]["input_tokens"], raw["input_tokens"]);
     assert_eq!(got["tokens"]["output_tokens"], raw["output_tokens"]);
     assert_eq!(got["api_calls_by_provider"], raw["api_calls_by_provider"]);
+    let spend = got["spend_by_provider"]
+        .as_object()
+        .expect("spend_by_provider");
+    let raw_spend = raw["spend_by_provider"].as_object().expect("raw spend");
+    assert_eq!(spend.len(), raw_spend.len(), "{got}");
+    for (p, want) in raw_spend {
+        assert_eq!(spend[p]["cost_usd"], want["cost_usd"], "{p}");
+        assert_eq!(spend[p]["unpriced_events"], want["unpriced_events"], "{p}");
+    }
     let avg = got["avg_duration_ms"].as_f64().expect("avg");
     let raw_avg = raw["avg_duration_ms"].as_f64().expect("raw avg");
     assert!((avg - raw_avg).abs() <= 1e-9 * raw_avg, "{avg} {raw_avg}");

@@ -56,12 +56,24 @@ pub struct Summary {
     pub unpriced_events: i64,
     pub api_calls: i64,
     pub api_calls_by_provider: BTreeMap<String, i64>,
+    /// Spend by provider (`""`: spend events naming none, e.g. summary-only runs).
+    pub spend_by_provider: BTreeMap<String, ProviderSpend>,
     /// Token counts by bucket, counted as spend is.
     pub tokens: BTreeMap<&'static str, i64>,
     /// Over executions carrying a duration; `null` when none does.
     pub avg_duration_ms: Option<f64>,
     pub p95_duration_ms: Option<f64>,
     pub p95_queue_ms: Option<f64>,
+}
+
+/// One provider's share of spend.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ProviderSpend {
+    #[serde(serialize_with = "decimal_string")]
+    pub cost_usd: Decimal,
+    pub unpriced_events: i64,
+    /// Prompt plus output tokens.
+    pub tokens: i64,
 }
 
 /// The summary of the tenant `tx` acts for (`tenant`, which must be the same: it narrows the
@@ -102,6 +114,7 @@ pub async fn summary(tx: &TenantTx<'_>, tenant: &str, range: &Range) -> Result<S
         unpriced_events: 0,
         api_calls: 0,
         api_calls_by_provider: BTreeMap::new(),
+        spend_by_provider: BTreeMap::new(),
         tokens: TOKEN_BUCKETS.iter().map(|b| (*b, 0)).collect(),
         avg_duration_ms: None,
         p95_duration_ms: None,
@@ -126,15 +139,27 @@ pub async fn summary(tx: &TenantTx<'_>, tenant: &str, range: &Range) -> Result<S
         }
         if api_call {
             s.api_calls += events;
-            *s.api_calls_by_provider.entry(provider).or_default() += events;
+            *s.api_calls_by_provider.entry(provider.clone()).or_default() += events;
         }
         if api_call || (outcome && !itemized) {
-            s.cost_usd += r.get::<_, Decimal>(5);
-            s.unpriced_events += r.get::<_, i64>(6);
+            let (cost, unpriced) = (r.get::<_, Decimal>(5), r.get::<_, i64>(6));
+            s.cost_usd += cost;
+            s.unpriced_events += unpriced;
+            let p = s.spend_by_provider.entry(provider).or_default();
+            p.cost_usd += cost;
+            p.unpriced_events += unpriced;
             for (i, b) in TOKEN_BUCKETS.iter().enumerate() {
-                *s.tokens.entry(b).or_default() += r.get::<_, i64>(7 + i);
+                let n = r.get::<_, i64>(7 + i);
+                *s.tokens.entry(b).or_default() += n;
+                // Reasoning is part of output: not added to the total again.
+                if *b != "reasoning_tokens" {
+                    p.tokens += n;
+                }
             }
         }
+    }
+    for p in s.spend_by_provider.values_mut() {
+        p.cost_usd = p.cost_usd.normalize();
     }
     s.cost_usd = s.cost_usd.normalize();
     s.failures = s.executions - s.successes;

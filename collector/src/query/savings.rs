@@ -161,6 +161,20 @@ pub struct Savings {
     pub by_month: BTreeMap<String, Figures>,
 }
 
+/// The baselines the tenant has savings on, in name order (each configured baseline from the
+/// time it was configured).
+pub async fn baselines(tx: &TenantTx<'_>, tenant: &str) -> Result<Vec<String>> {
+    Ok(tx
+        .query(
+            "SELECT DISTINCT baseline FROM rollup_savings_daily WHERE tenant_id = $1 ORDER BY 1",
+            &[&tenant],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
 /// The savings of the tenant `tx` acts for against `baseline` (one of the configured ones).
 pub async fn savings(
     tx: &TenantTx<'_>,
