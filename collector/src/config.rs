@@ -126,6 +126,8 @@ pub struct ServerConfig {
     pub savings_baselines: Vec<String>,
     /// Every tenant's monthly budget in USD, for the budget alert of the recommendations.
     pub monthly_budget_usd: Option<rust_decimal::Decimal>,
+    /// The plans' tiers (JSON); `None`: the documented default set.
+    pub tiers_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -144,6 +146,7 @@ impl fmt::Debug for ServerConfig {
             .field("price_file", &self.price_file)
             .field("savings_baselines", &self.savings_baselines)
             .field("monthly_budget_usd", &self.monthly_budget_usd)
+            .field("tiers_file", &self.tiers_file)
             .finish()
     }
 }
@@ -202,6 +205,7 @@ impl ServerConfig {
             price_file: None,
             savings_baselines: vec![crate::pricing::MOST_EXPENSIVE.to_string()],
             monthly_budget_usd: None,
+            tiers_file: None,
         }
     }
 

@@ -33,6 +33,7 @@ pub fn router(state: SharedState) -> Router {
             "/v1/metrics/recommendations",
             get(read_api::recommendations),
         )
+        .route("/v1/billing/usage", get(crate::billing::api::usage))
         // The batch handler reads the body itself, with its own caps.
         .layer(DefaultBodyLimit::disable())
         .fallback(not_found)

@@ -3,6 +3,7 @@
 
 pub mod api_error;
 pub mod auth;
+pub mod billing;
 pub mod config;
 pub mod embedded_pg;
 pub mod error;
@@ -50,6 +51,36 @@ pub async fn create_key(
     auth::create_key(&**client, tenant_id, scopes).await
 }
 
+/// Put `tenant` on billing tier `tier` from now on (an admin's setting), after checking the name
+/// against the tiers of `tiers_file` (the default set when `None`).
+pub async fn set_tier(
+    database_url: &str,
+    tenant: &str,
+    tier: &str,
+    tiers_file: Option<&std::path::Path>,
+) -> Result<()> {
+    let tiers = billing::tiers::Tiers::load(tiers_file)?;
+    if tiers.get(tier).is_none() {
+        let names: Vec<&str> = tiers.tiers.iter().map(|t| t.name.as_str()).collect();
+        return Err(Error::Config(format!(
+            "tier: `{tier}` is not one of {}",
+            names.join(", ")
+        )));
+    }
+    if !agenttally::event::is_valid_tenant_id(tenant) {
+        return Err(Error::Config(format!(
+            "--tenant: must be 1-128 characters of A-Z a-z 0-9 . _ : -, got `{tenant}`"
+        )));
+    }
+    migrate(database_url).await?;
+    let pool = store::connect_pool(database_url, 1)?;
+    let mut client = pool.get().await?;
+    let tx = store::tenant_tx(&mut client, tenant).await?;
+    billing::record_tier(tx.pg(), tenant, tier, "admin", chrono::Utc::now()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// A running collector: HTTP listener, writer and upkeep tasks.
 #[derive(Debug)]
 pub struct Server {
@@ -59,6 +90,9 @@ pub struct Server {
     writer: JoinHandle<()>,
     upkeep: JoinHandle<()>,
     commits: store::committed::CommitFeed,
+    /// The tier-limit watcher, and its stop signal (it holds a writer handle: stopped first).
+    watcher: JoinHandle<()>,
+    stop_watcher: tokio::sync::watch::Sender<bool>,
 }
 
 impl Server {
@@ -67,6 +101,7 @@ impl Server {
     pub async fn start(config: ServerConfig) -> Result<Server> {
         config.validate().map_err(Error::Config)?;
         let prices = Arc::new(pricing::load_book(config.price_file.as_deref())?);
+        let tiers = Arc::new(billing::tiers::Tiers::load(config.tiers_file.as_deref())?);
         let savings = Arc::new(pricing::SavingsPricer::new(
             prices.clone(),
             &config.savings_baselines,
@@ -100,6 +135,14 @@ impl Server {
             config.raw_retention_days,
             config.hourly_retention_days,
         ));
+        let (stop_watcher, watcher_stop) = tokio::sync::watch::channel(false);
+        let watcher = billing::watch::spawn(
+            pool.clone(),
+            writer.clone(),
+            tiers.clone(),
+            &commits,
+            watcher_stop,
+        );
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(state::AppState {
@@ -109,6 +152,7 @@ impl Server {
             metrics,
             prices,
             savings,
+            tiers,
             config,
         });
         let app = http::router(state);
@@ -127,6 +171,8 @@ impl Server {
             writer: writer_task,
             upkeep,
             commits,
+            watcher,
+            stop_watcher,
         })
     }
 
@@ -146,7 +192,11 @@ impl Server {
     /// accepted event is committed and acknowledged), stop upkeep.
     pub async fn shutdown(self, timeout: Duration) -> Result<()> {
         let _ = self.stop.send(());
+        // The watcher holds a writer handle: stop it first, so the writer can drain.
+        let _ = self.stop_watcher.send(true);
+        let watcher = self.watcher;
         let drain = async {
+            let _ = watcher.await;
             // The router (and with it the last writer handle) is dropped when serve returns,
             // which lets the writer finish its queue and stop.
             let served = self.http.await;

@@ -38,6 +38,11 @@ enum Command {
     Migrate(DbArgs),
     /// Print what is stored per tenant: runs, cost by provider, routing savings.
     Report(ReportArgs),
+    /// Set a tenant's billing tier (an admin's setting; a later subscription event replaces it).
+    Tiers {
+        #[command(subcommand)]
+        command: TiersCommand,
+    },
     /// Print the connection URL of the running embedded cluster (for `psql` and backups). It
     /// holds the cluster's password: only the data directory's owner can read it.
     DatabaseUrl(DbArgs),
@@ -108,6 +113,10 @@ struct ServeArgs {
     /// alerts when a tenant's month-to-date spend, projected to the month's end, passes it.
     #[arg(long, env = "AGENTTALLY_MONTHLY_BUDGET_USD", value_parser = budget_usd)]
     monthly_budget_usd: Option<rust_decimal::Decimal>,
+    /// The plans' tiers as JSON (name, monthly price, limits, overage rates; see
+    /// docs/billing.md). Default: the built-in free / pro / enterprise set.
+    #[arg(long, env = "AGENTTALLY_TIERS_FILE")]
+    tiers_file: Option<PathBuf>,
 }
 
 /// A budget: a non-negative decimal amount of USD.
@@ -120,6 +129,26 @@ fn budget_usd(s: &str) -> Result<rust_decimal::Decimal, String> {
         return Err(format!("must not be negative, got `{s}`"));
     }
     Ok(d)
+}
+
+#[derive(Debug, Subcommand)]
+enum TiersCommand {
+    /// Put a tenant on a tier from now on.
+    Set(SetTierArgs),
+}
+
+#[derive(Debug, Args)]
+struct SetTierArgs {
+    #[arg(long)]
+    tenant: String,
+    /// A tier of --tiers-file (or of the default set).
+    #[arg(long)]
+    tier: String,
+    /// The tiers file `serve` uses, to check the name against.
+    #[arg(long, env = "AGENTTALLY_TIERS_FILE")]
+    tiers_file: Option<PathBuf>,
+    #[command(flatten)]
+    db: DbArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +261,20 @@ async fn run(cli: Cli) -> Result<(), Error> {
             );
             Ok(())
         }
+        Command::Tiers {
+            command: TiersCommand::Set(args),
+        } => {
+            let (url, _pg) = tokio::task::block_in_place(|| open_db(&args.db))?;
+            agenttally_collector::set_tier(
+                &url,
+                &args.tenant,
+                &args.tier,
+                args.tiers_file.as_deref(),
+            )
+            .await?;
+            println!("tenant {} is on tier {}", args.tenant, args.tier);
+            Ok(())
+        }
         Command::DatabaseUrl(db) => {
             let (url, _pg) = tokio::task::block_in_place(|| open_db(&db))?;
             println!("{url}");
@@ -264,6 +307,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     cfg.price_file = args.price_file;
     cfg.savings_baselines = args.savings_baseline;
     cfg.monthly_budget_usd = args.monthly_budget_usd;
+    cfg.tiers_file = args.tiers_file;
     let server = Server::start(cfg).await?;
     // Tests and scripts read the bound address from this line.
     println!("listening on {}", server.addr());

@@ -57,7 +57,7 @@ pub async fn summary(
 
 /// What every read handler does first: the credential needs scope `read`, the query string
 /// must parse, and it may name only `allowed` parameters.
-fn read_params(
+pub(crate) fn read_params(
     tenant: &Tenant,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
     allowed: &[&str],
@@ -481,12 +481,12 @@ pub async fn timeseries(
 
 /// How an answer is written (`format=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     Json,
     Csv,
 }
 
-fn format(params: &HashMap<String, String>) -> Result<Format, ApiError> {
+pub(crate) fn format(params: &HashMap<String, String>) -> Result<Format, ApiError> {
     let parse = |s: &str| match s {
         "json" => Some(Format::Json),
         "csv" => Some(Format::Csv),
@@ -497,7 +497,7 @@ fn format(params: &HashMap<String, String>) -> Result<Format, ApiError> {
 
 /// `answer` as JSON, or as the CSV table `table` makes of its JSON form (a download named
 /// `<name>.csv`).
-fn respond<T: Serialize>(
+pub(crate) fn respond<T: Serialize>(
     answer: &T,
     format: Format,
     name: &str,
@@ -526,7 +526,7 @@ fn respond<T: Serialize>(
 }
 
 /// A pooled connection, or the store's error as the API answers it (503 when unavailable).
-async fn client(st: &SharedState) -> Result<deadpool_postgres::Object, ApiError> {
+pub(crate) async fn client(st: &SharedState) -> Result<deadpool_postgres::Object, ApiError> {
     st.pool
         .get()
         .await

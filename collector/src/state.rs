@@ -25,6 +25,8 @@ pub struct AppState {
     pub prices: Arc<PriceBook>,
     /// The savings baselines spend events are priced on at ingest, with that book.
     pub savings: Arc<SavingsPricer>,
+    /// The plans billing usage is measured against.
+    pub tiers: Arc<crate::billing::tiers::Tiers>,
     pub config: ServerConfig,
 }
 
@@ -79,6 +81,7 @@ mod tests {
             metrics,
             prices,
             savings,
+            tiers: Arc::new(crate::billing::tiers::Tiers::default()),
             config,
         };
         let shown = format!("{st:?} {st:#?}");

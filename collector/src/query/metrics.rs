@@ -17,6 +17,18 @@ use crate::store::TenantTx;
 /// The terminal agent events: an execution each.
 pub const OUTCOMES: [&str; 3] = ["agent.completed", "agent.failed", "agent.timeout"];
 
+/// SQL condition on a rollup row: it holds executions (terminal agent events).
+pub const OUTCOME_ROWS: &str = "event_type IN ('agent.completed', 'agent.failed', 'agent.timeout')";
+
+/// SQL condition on a rollup row: it holds spend — provider calls, and terminal agent events
+/// that are not itemized (docs/metrics.md).
+pub const SPEND_ROWS: &str = "(event_type = 'provider.api_call' \
+     OR (event_type IN ('agent.completed', 'agent.failed', 'agent.timeout') AND NOT itemized))";
+
+/// SQL sum of a rollup row's tokens: prompt plus output (reasoning is part of output).
+pub const TOKENS_SUM: &str =
+    "input_tokens + cached_input_tokens + cache_write_tokens + cache_write_1h_tokens + output_tokens";
+
 /// The token buckets reported, in order (the rollups' usage columns but `requests`).
 pub const TOKEN_BUCKETS: [&str; 6] = [
     "input_tokens",

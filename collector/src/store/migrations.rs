@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/0002_rollup_itemized.sql"),
     ),
     (3, "savings", include_str!("migrations/0003_savings.sql")),
+    (4, "billing", include_str!("migrations/0004_billing.sql")),
 ];
 
 /// Apply every migration not yet recorded. Safe to run from several collectors at once: an

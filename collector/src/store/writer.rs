@@ -728,6 +728,12 @@ async fn store_tenant<'e>(
         savings::write(tx.pg(), &st.savings_daily, tenant, &savings_daily),
     );
     let (uh, _, ud, _, _, _) = (r_uh?, r_ih?, r_ud?, r_id?, r_sh?, r_sd?);
+    // A subscription event sets the tenant's tier (the latest wins): rare, so not pipelined.
+    for e in &fresh {
+        if let Some(tier) = subscribed_tier(e) {
+            crate::billing::record_tier(tx.pg(), tenant, tier, "event", e.timestamp).await?;
+        }
+    }
     // The rows updated were read and locked above: every one must still be there.
     if uh != update_hourly.len() as u64 || ud != update_daily.len() as u64 {
         return Err(Fail::Transient(format!(
@@ -740,6 +746,18 @@ async fn store_tenant<'e>(
         fresh,
         hourly: kept,
     })
+}
+
+/// The tier a `billing.subscription_created|upgraded` event puts its tenant on.
+fn subscribed_tier(e: &AnalyticsEvent) -> Option<&str> {
+    matches!(
+        e.event_type,
+        agenttally::EventType::BillingSubscriptionCreated
+            | agenttally::EventType::BillingSubscriptionUpgraded
+    )
+    .then(|| e.metadata.get("tier").and_then(serde_json::Value::as_str))
+    .flatten()
+    .filter(|t| !t.is_empty())
 }
 
 /// What `store_tenant` stored for one tenant.

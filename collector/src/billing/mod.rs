@@ -1,0 +1,328 @@
+//! Billing: a tenant's usage of its plan this period (calendar month, UTC) against the limits
+//! of its tier, the linear projection to the period's end and its overage, past months, and the
+//! tier that would have cost least; and the watcher that records crossing 80% and 100% of a
+//! limit once (`watch`). Tiers are configured (`tiers`); a tenant's tier is its latest
+//! `billing.subscription_created|upgraded` event's `metadata.tier`, or an admin's setting.
+
+pub mod api;
+pub mod tiers;
+pub mod watch;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::Serialize;
+use tokio_postgres::GenericClient;
+
+use crate::error::Result;
+use crate::query::metrics::{decimal_string, OUTCOME_ROWS, SPEND_ROWS, TOKENS_SUM};
+use crate::store::TenantTx;
+use tiers::{Tier, Tiers, METRICS};
+
+/// Usage of one period.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub executions: i64,
+    pub tokens: i64,
+    pub cost_usd: Decimal,
+    /// Spend events without a known cost: `cost_usd` is at least what it says.
+    pub unpriced_events: i64,
+}
+
+impl Usage {
+    /// The value of `metric` (one of `tiers::METRICS`).
+    pub fn get(&self, metric: &str) -> Decimal {
+        match metric {
+            "executions" => self.executions.into(),
+            "tokens" => self.tokens.into(),
+            "cost_usd" => self.cost_usd,
+            _ => Decimal::ZERO,
+        }
+    }
+}
+
+/// The period (UTC calendar month) holding `t`: its start and the next one's.
+pub fn period(t: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let first = NaiveDate::from_ymd_opt(t.year(), t.month(), 1).unwrap_or_default();
+    let next = first.checked_add_months(Months::new(1)).unwrap_or(first);
+    let at = |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default());
+    (at(first), at(next))
+}
+
+/// `YYYY-MM` of a period start.
+pub fn period_name(start: DateTime<Utc>) -> String {
+    format!("{:04}-{:02}", start.year(), start.month())
+}
+
+/// Usage by period (`YYYY-MM`) over `[from, to)` (whole UTC days) from the daily rollups.
+pub async fn usage_by_month(
+    tx: &impl GenericClient,
+    tenant: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<BTreeMap<String, Usage>> {
+    let sql = format!(
+        "SELECT date_trunc('month', bucket, 'UTC'),
+                coalesce(sum(events) FILTER (WHERE {OUTCOME_ROWS}), 0)::bigint,
+                coalesce(sum({TOKENS_SUM}) FILTER (WHERE {SPEND_ROWS}), 0)::bigint,
+                coalesce(sum(cost_usd) FILTER (WHERE {SPEND_ROWS}), 0),
+                coalesce(sum(unpriced_events) FILTER (WHERE {SPEND_ROWS}), 0)::bigint
+         FROM rollup_daily
+         WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3
+         GROUP BY 1"
+    );
+    let rows = tx.query(&sql, &[&tenant, &from, &to]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let cost: Decimal = r.get(3);
+            (
+                period_name(r.get(0)),
+                Usage {
+                    executions: r.get(1),
+                    tokens: r.get(2),
+                    cost_usd: cost.normalize(),
+                    unpriced_events: r.get(4),
+                },
+            )
+        })
+        .collect())
+}
+
+/// The tenant's recorded tier: name, where it came from (`event` or `admin`) and since when.
+pub async fn recorded_tier(
+    tx: &TenantTx<'_>,
+    tenant: &str,
+) -> Result<Option<(String, String, DateTime<Utc>)>> {
+    let row = tx
+        .query_opt(
+            "SELECT tier, source, effective_at FROM tenant_tiers WHERE tenant_id = $1",
+            &[&tenant],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
+}
+
+/// Record `tier` for `tenant` as of `at` unless a later setting is recorded (the latest wins).
+pub async fn record_tier(
+    tx: &impl GenericClient,
+    tenant: &str,
+    tier: &str,
+    source: &str,
+    at: DateTime<Utc>,
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO tenant_tiers AS t (tenant_id, tier, source, effective_at)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (tenant_id) DO UPDATE
+           SET tier = EXCLUDED.tier, source = EXCLUDED.source,
+               effective_at = EXCLUDED.effective_at
+           WHERE EXCLUDED.effective_at >= t.effective_at",
+        &[&tenant, &tier, &source, &at],
+    )
+    .await
+}
+
+/// Days between two instants, exact to the second.
+fn days(from: DateTime<Utc>, to: DateTime<Utc>) -> Decimal {
+    Decimal::from((to - from).num_seconds().max(1)) / Decimal::from(86_400)
+}
+
+fn cents(d: Decimal) -> Decimal {
+    d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+        .normalize()
+}
+
+/// One limited metric this period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetricUsage {
+    pub metric: &'static str,
+    /// Used so far (a count, or USD for `cost_usd`), as a decimal string.
+    #[serde(serialize_with = "decimal_string")]
+    pub used: Decimal,
+    /// `null`: unlimited.
+    #[serde(serialize_with = "crate::query::savings::optional_decimal_string")]
+    pub limit: Option<Decimal>,
+    /// `used / limit × 100`, to 2 places.
+    #[serde(serialize_with = "crate::query::savings::optional_decimal_string")]
+    pub percent_used: Option<Decimal>,
+    /// `used` at this period's pace so far, extended to its end (counts rounded up).
+    #[serde(serialize_with = "decimal_string")]
+    pub projected: Decimal,
+    /// What the projected use above the limit costs at the tier's overage rate, to the cent.
+    #[serde(serialize_with = "decimal_string")]
+    pub projected_overage_usd: Decimal,
+}
+
+/// A past period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PastPeriod {
+    pub period: String,
+    pub executions: i64,
+    pub tokens: i64,
+    #[serde(serialize_with = "decimal_string")]
+    pub cost_usd: Decimal,
+    pub unpriced_events: i64,
+    /// Under the tenant's current tier, to the cent.
+    #[serde(serialize_with = "decimal_string")]
+    pub overage_usd: Decimal,
+}
+
+/// A tier and what the projected period would cost on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TierCost {
+    pub name: String,
+    #[serde(serialize_with = "decimal_string")]
+    pub monthly_price_usd: Decimal,
+    #[serde(serialize_with = "decimal_string")]
+    pub projected_overage_usd: Decimal,
+    #[serde(serialize_with = "decimal_string")]
+    pub projected_total_usd: Decimal,
+}
+
+/// The answer of `GET /v1/billing/usage`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BillingUsage {
+    pub tenant_id: String,
+    /// `YYYY-MM`: the current period, a UTC calendar month.
+    pub period: String,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub tier: String,
+    /// `event` (latest subscription event), `admin`, or `default` (none recorded).
+    pub tier_source: String,
+    #[serde(serialize_with = "decimal_string")]
+    pub monthly_price_usd: Decimal,
+    pub usage: Vec<MetricUsage>,
+    /// Spend events of the period without a known cost.
+    pub unpriced_events: i64,
+    #[serde(serialize_with = "decimal_string")]
+    pub projected_overage_usd: Decimal,
+    /// Price plus projected overage.
+    #[serde(serialize_with = "decimal_string")]
+    pub projected_total_usd: Decimal,
+    /// Up to 12 previous periods with data, oldest first.
+    pub history: Vec<PastPeriod>,
+    /// The tier whose price plus projected overage is lowest (ties: the cheaper price).
+    pub recommended_tier: TierCost,
+    /// Every tier, as for `recommended_tier`.
+    pub tier_costs: Vec<TierCost>,
+}
+
+/// Usage at the period's pace so far, extended to its end.
+fn projected(used: Decimal, metric: &str, elapsed: Decimal, whole: Decimal) -> Decimal {
+    let p = used * whole / elapsed;
+    if metric == "cost_usd" {
+        cents(p)
+    } else {
+        p.ceil()
+    }
+}
+
+fn overage_of(tier: &Tier, usage: impl Fn(&str) -> Decimal) -> Decimal {
+    METRICS
+        .iter()
+        .map(|m| match tier.limit(m) {
+            Some(limit) => tier.overage_usd(m, usage(m) - limit),
+            None => Decimal::ZERO,
+        })
+        .sum()
+}
+
+/// The billing picture of `tenant` at `now`.
+pub async fn usage(
+    tx: &TenantTx<'_>,
+    tenant: &str,
+    tiers: &Tiers,
+    now: DateTime<Utc>,
+) -> Result<BillingUsage> {
+    let (start, end) = period(now);
+    let history_from = start.checked_sub_months(Months::new(12)).unwrap_or(start);
+    let mut months = usage_by_month(tx.pg(), tenant, history_from, end).await?;
+    let current = months.remove(&period_name(start)).unwrap_or_default();
+    let (tier, source) = match recorded_tier(tx, tenant).await? {
+        Some((name, source, _)) if tiers.get(&name).is_some() => {
+            (tiers.resolve(Some(&name)), source)
+        }
+        _ => (tiers.resolve(None), "default".to_string()),
+    };
+    let elapsed = days(start, now.max(start));
+    let whole = days(start, end);
+    let proj: BTreeMap<&str, Decimal> = METRICS
+        .iter()
+        .map(|m| (*m, projected(current.get(m), m, elapsed, whole)))
+        .collect();
+    let usage: Vec<MetricUsage> = METRICS
+        .iter()
+        .map(|m| {
+            let used = current.get(m);
+            let limit = tier.limit(m);
+            MetricUsage {
+                metric: m,
+                used,
+                limit,
+                percent_used: limit.filter(|l| !l.is_zero()).map(|l| {
+                    (used * Decimal::ONE_HUNDRED / l)
+                        .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+                        .normalize()
+                }),
+                projected: proj[m],
+                projected_overage_usd: cents(match limit {
+                    Some(l) => tier.overage_usd(m, proj[m] - l),
+                    None => Decimal::ZERO,
+                }),
+            }
+        })
+        .collect();
+    let overage: Decimal = usage.iter().map(|u| u.projected_overage_usd).sum();
+    let tier_costs: Vec<TierCost> = tiers
+        .tiers
+        .iter()
+        .map(|t| {
+            let o = cents(overage_of(t, |m| proj[m]));
+            TierCost {
+                name: t.name.clone(),
+                monthly_price_usd: t.monthly_price_usd.normalize(),
+                projected_overage_usd: o,
+                projected_total_usd: (t.monthly_price_usd + o).normalize(),
+            }
+        })
+        .collect();
+    let recommended_tier = tier_costs
+        .iter()
+        .min_by(|a, b| {
+            a.projected_total_usd
+                .cmp(&b.projected_total_usd)
+                .then(a.monthly_price_usd.cmp(&b.monthly_price_usd))
+        })
+        .cloned()
+        .unwrap_or_else(|| tier_costs[0].clone());
+    let history = months
+        .into_iter()
+        .map(|(period, u)| PastPeriod {
+            overage_usd: cents(overage_of(tier, |m| u.get(m))),
+            period,
+            executions: u.executions,
+            tokens: u.tokens,
+            cost_usd: u.cost_usd,
+            unpriced_events: u.unpriced_events,
+        })
+        .collect();
+    Ok(BillingUsage {
+        tenant_id: tenant.to_string(),
+        period: period_name(start),
+        period_start: start,
+        period_end: end,
+        tier: tier.name.clone(),
+        tier_source: source,
+        monthly_price_usd: tier.monthly_price_usd.normalize(),
+        usage,
+        unpriced_events: current.unpriced_events,
+        projected_overage_usd: overage.normalize(),
+        projected_total_usd: (tier.monthly_price_usd + overage).normalize(),
+        history,
+        recommended_tier,
+        tier_costs,
+    })
+}
