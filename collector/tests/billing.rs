@@ -139,11 +139,18 @@ async fn usage_against_the_tier_and_the_tier_from_subscriptions() {
         .await
         .expect("set tier");
     let u = usage(&env, &key).await;
-    assert_eq!((&u["tier"], &u["tier_source"]), (&json!("small"), &json!("admin")));
+    assert_eq!(
+        (&u["tier"], &u["tier_source"]),
+        (&json!("small"), &json!("admin"))
+    );
     let e = agenttally_collector::set_tier(&url, "acme", "gold", Some(&file))
         .await
         .expect_err("unknown tier");
-    assert!(e.to_string().contains("tier: `gold` is not one of small, big"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("tier: `gold` is not one of small, big"),
+        "{e}"
+    );
     agenttally_collector::set_tier(&url, "acme", "big", Some(&file))
         .await
         .expect("set tier");

@@ -189,11 +189,13 @@ pub struct BillingUsage {
     pub period: String,
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
-    pub tier: String,
-    /// `event` (latest subscription event), `admin`, or `default` (none recorded).
+    /// `null`: no plan (none recorded and no default tier): no limits.
+    pub tier: Option<String>,
+    /// `event` (latest subscription event), `admin`, `default` (none recorded: the configured
+    /// default tier) or `none`.
     pub tier_source: String,
-    #[serde(serialize_with = "decimal_string")]
-    pub monthly_price_usd: Decimal,
+    #[serde(serialize_with = "crate::query::savings::optional_decimal_string")]
+    pub monthly_price_usd: Option<Decimal>,
     pub usage: Vec<MetricUsage>,
     /// Spend events of the period without a known cost.
     pub unpriced_events: i64,
@@ -205,7 +207,7 @@ pub struct BillingUsage {
     /// Up to 12 previous periods with data, oldest first.
     pub history: Vec<PastPeriod>,
     /// The tier whose price plus projected overage is lowest (ties: the cheaper price).
-    pub recommended_tier: TierCost,
+    pub recommended_tier: Option<TierCost>,
     /// Every tier, as for `recommended_tier`.
     pub tier_costs: Vec<TierCost>,
 }
@@ -245,7 +247,10 @@ pub async fn usage(
         Some((name, source, _)) if tiers.get(&name).is_some() => {
             (tiers.resolve(Some(&name)), source)
         }
-        _ => (tiers.resolve(None), "default".to_string()),
+        _ => match tiers.resolve(None) {
+            Some(t) => (Some(t), "default".to_string()),
+            None => (None, "none".to_string()),
+        },
     };
     let elapsed = days(start, now.max(start));
     let whole = days(start, end);
@@ -257,7 +262,7 @@ pub async fn usage(
         .iter()
         .map(|m| {
             let used = current.get(m);
-            let limit = tier.limit(m);
+            let limit = tier.and_then(|t| t.limit(m));
             MetricUsage {
                 metric: m,
                 used,
@@ -268,9 +273,9 @@ pub async fn usage(
                         .normalize()
                 }),
                 projected: proj[m],
-                projected_overage_usd: cents(match limit {
-                    Some(l) => tier.overage_usd(m, proj[m] - l),
-                    None => Decimal::ZERO,
+                projected_overage_usd: cents(match (tier, limit) {
+                    (Some(t), Some(l)) => t.overage_usd(m, proj[m] - l),
+                    _ => Decimal::ZERO,
                 }),
             }
         })
@@ -296,12 +301,11 @@ pub async fn usage(
                 .cmp(&b.projected_total_usd)
                 .then(a.monthly_price_usd.cmp(&b.monthly_price_usd))
         })
-        .cloned()
-        .unwrap_or_else(|| tier_costs[0].clone());
+        .cloned();
     let history = months
         .into_iter()
         .map(|(period, u)| PastPeriod {
-            overage_usd: cents(overage_of(tier, |m| u.get(m))),
+            overage_usd: cents(tier.map_or(Decimal::ZERO, |t| overage_of(t, |m| u.get(m)))),
             period,
             executions: u.executions,
             tokens: u.tokens,
@@ -314,13 +318,14 @@ pub async fn usage(
         period: period_name(start),
         period_start: start,
         period_end: end,
-        tier: tier.name.clone(),
+        tier: tier.map(|t| t.name.clone()),
         tier_source: source,
-        monthly_price_usd: tier.monthly_price_usd.normalize(),
+        monthly_price_usd: tier.map(|t| t.monthly_price_usd.normalize()),
         usage,
         unpriced_events: current.unpriced_events,
         projected_overage_usd: overage.normalize(),
-        projected_total_usd: (tier.monthly_price_usd + overage).normalize(),
+        projected_total_usd: (tier.map_or(Decimal::ZERO, |t| t.monthly_price_usd) + overage)
+            .normalize(),
         history,
         recommended_tier,
         tier_costs,

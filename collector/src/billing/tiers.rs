@@ -3,14 +3,16 @@
 //! or a JSON file given by `--tiers-file` / `AGENTTALLY_TIERS_FILE`:
 //!
 //! ```json
-//! {"default_tier": "free",
+//! {"default_tier": null,
 //!  "tiers": [{"name": "free", "monthly_price_usd": "0",
 //!             "limits": {"executions": 1000, "tokens": 2000000, "cost_usd": "25"},
 //!             "overage": {"per_execution_usd": "0.02", "per_1k_tokens_usd": "0.01",
 //!                         "per_cost_usd": "0.2"}}]}
 //! ```
 //!
-//! A limit left out is unlimited; an overage rate left out is 0.
+//! A limit left out is unlimited; an overage rate left out is 0. `default_tier` (optional) is
+//! the tier of a tenant with none recorded; without one such a tenant has no plan: no limits,
+//! no limit events.
 
 use std::path::Path;
 
@@ -74,7 +76,8 @@ pub struct Overage {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tiers {
-    pub default_tier: String,
+    #[serde(default)]
+    pub default_tier: Option<String>,
     pub tiers: Vec<Tier>,
 }
 
@@ -130,7 +133,7 @@ impl Default for Tiers {
                 },
             };
         Tiers {
-            default_tier: "free".into(),
+            default_tier: None,
             tiers: vec![
                 tier(
                     "free",
@@ -197,11 +200,12 @@ impl Tiers {
                 }
             }
         }
-        if self.get(&self.default_tier).is_none() {
-            return Err(format!(
-                "default_tier: `{}` is not one of the tiers",
-                self.default_tier
-            ));
+        if let Some(d) = self
+            .default_tier
+            .as_deref()
+            .filter(|d| self.get(d).is_none())
+        {
+            return Err(format!("default_tier: `{d}` is not one of the tiers"));
         }
         Ok(())
     }
@@ -210,11 +214,11 @@ impl Tiers {
         self.tiers.iter().find(|t| t.name == name)
     }
 
-    /// The tier named `name`, or the default one for a name no longer configured.
-    pub fn resolve(&self, name: Option<&str>) -> &Tier {
+    /// The tier named `name`, or the default tier (if any) for none or a name no longer
+    /// configured.
+    pub fn resolve(&self, name: Option<&str>) -> Option<&Tier> {
         name.and_then(|n| self.get(n))
-            .or_else(|| self.get(&self.default_tier))
-            .unwrap_or(&self.tiers[0])
+            .or_else(|| self.default_tier.as_deref().and_then(|d| self.get(d)))
     }
 }
 
@@ -237,7 +241,8 @@ mod tests {
             free.overage_usd("executions", Decimal::from(-3)),
             Decimal::ZERO
         );
-        assert_eq!(t.resolve(Some("gone")).name, "free");
+        assert_eq!(t.resolve(Some("gone")), None, "no default tier by default");
+        assert_eq!(t.resolve(Some("pro")).map(|t| t.name.as_str()), Some("pro"));
     }
 
     #[test]

@@ -118,9 +118,10 @@ pub async fn check(
     let period = period_name(start);
     let mut client = pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
-    let tier = match recorded_tier(&tx, tenant).await? {
-        Some((name, _, _)) => tiers.resolve(Some(&name)),
-        None => tiers.resolve(None),
+    let recorded_name = recorded_tier(&tx, tenant).await?.map(|(name, _, _)| name);
+    // No plan, no limits.
+    let Some(tier) = tiers.resolve(recorded_name.as_deref()) else {
+        return Ok(());
     };
     let used = usage_by_month(tx.pg(), tenant, start, end)
         .await?
