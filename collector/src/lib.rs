@@ -95,11 +95,7 @@ impl Server {
             metrics.clone(),
             commits.clone(),
         );
-        let upkeep = tokio::spawn(upkeep(
-            pool.clone(),
-            config.raw_retention_days,
-            config.hourly_retention_days,
-        ));
+        let upkeep = tokio::spawn(upkeep(pool.clone(), config.clone(), metrics.clone()));
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(state::AppState {
@@ -166,17 +162,71 @@ impl Server {
     }
 }
 
-async fn upkeep(pool: deadpool_postgres::Pool, raw_days: u32, hourly_days: u32) {
+/// Partitions and retention every `MAINTENANCE_INTERVAL`; the accuracy check over the days
+/// still in raw retention `verify_delay` after start, then every `verify_interval`.
+async fn upkeep(pool: deadpool_postgres::Pool, cfg: ServerConfig, metrics: Arc<metrics::Metrics>) {
+    let (raw_days, hourly_days) = (cfg.raw_retention_days, cfg.hourly_retention_days);
     let mut tick = tokio::time::interval(config::MAINTENANCE_INTERVAL);
     tick.tick().await; // the first round ran in `start`
+    let verify = tokio::time::sleep(cfg.verify_delay);
+    tokio::pin!(verify);
     loop {
-        tick.tick().await;
-        let round = async {
-            let client = pool.get().await?;
-            store::retention::run_once(&client, raw_days, hourly_days).await
-        };
-        if let Err(e) = round.await {
-            tracing::warn!("upkeep (partitions, retention) failed, will retry: {e}");
+        tokio::select! {
+            _ = tick.tick() => {
+                let round = async {
+                    let client = pool.get().await?;
+                    store::retention::run_once(&client, raw_days, hourly_days).await
+                };
+                if let Err(e) = round.await {
+                    tracing::warn!("upkeep (partitions, retention) failed, will retry: {e}");
+                }
+            }
+            _ = &mut verify => {
+                verify_round(&pool, raw_days, hourly_days, &metrics).await;
+                verify
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + cfg.verify_interval);
+            }
         }
+    }
+}
+
+/// One read-only accuracy check of every tenant over the days still in raw retention; the
+/// result goes to `/metrics` (a failed run leaves the last result there) and the log.
+async fn verify_round(
+    pool: &deadpool_postgres::Pool,
+    raw_days: u32,
+    hourly_days: u32,
+    metrics: &metrics::Metrics,
+) {
+    use std::sync::atomic::Ordering;
+    let opts = store::verify::Options {
+        tenant: None,
+        since: store::verify::Since::DaysAgo(raw_days),
+        raw_retention_days: raw_days,
+        hourly_retention_days: hourly_days,
+        repair: false,
+    };
+    match store::verify::run(pool, &opts).await {
+        Ok(r) => {
+            let n = r.differences.len() as u64;
+            metrics
+                .verify_rows_checked
+                .store(r.rows_checked, Ordering::Relaxed);
+            metrics.verify_differences.store(n, Ordering::Relaxed);
+            metrics
+                .verify_last_run
+                .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
+            if n == 0 {
+                tracing::info!(
+                    "verify: {} rollup rows over {} days match the raw rows",
+                    r.rows_checked,
+                    r.days
+                );
+            } else {
+                tracing::warn!("verify: {n} differences (`agenttally-collector verify --repair` corrects them)\n{r}");
+            }
+        }
+        Err(e) => tracing::warn!("verify (rollups against raw rows) failed: {e}"),
     }
 }
