@@ -217,14 +217,17 @@ async fn verify_round(
             metrics
                 .verify_last_run
                 .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
-            if n == 0 {
+            if r.is_clean() {
                 tracing::info!(
                     "verify: {} rollup rows over {} days match the raw rows",
                     r.rows_checked,
                     r.days
                 );
             } else {
-                tracing::warn!("verify: {n} differences (`agenttally-collector verify --repair` corrects them)\n{r}");
+                tracing::warn!(
+                    "verify: {n} differences (`agenttally-collector verify --repair` corrects \
+                     them)\n{r}"
+                );
             }
         }
         Err(e) => tracing::warn!("verify (rollups against raw rows) failed: {e}"),

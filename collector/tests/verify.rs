@@ -314,6 +314,14 @@ async fn verify_reports_every_corruption_and_repair_restores_the_rollups() {
     );
     wait_for_check(&env, 0).await;
 
+    // -- two repairs at once: the correction is added once --
+    repairs_at_once(&env, &pool).await;
+    assert_eq!(
+        dump(&env).await,
+        before,
+        "rollups differ from what ingest wrote"
+    );
+
     // -- a repair racing ingest, the writer held between its raw rows and its rollups --
     repair_while_the_writer_waits(&env, &pool, &keys[0]).await;
     // -- and under continuous ingest --
@@ -324,6 +332,28 @@ async fn verify_reports_every_corruption_and_repair_restores_the_rollups() {
 
     // -- the binary --
     cli(&env).await;
+
+    // -- a raw row ingest could not have written: that day is not checked, the rest is --
+    let id: uuid::Uuid = env
+        .db
+        .query_one(
+            "UPDATE events SET baselines = '[1]' WHERE tenant_id = 'globex' AND id = \
+               (SELECT id FROM events WHERE tenant_id = 'globex' AND baselines IS NOT NULL \
+                ORDER BY id LIMIT 1) RETURNING id",
+            &[],
+        )
+        .await
+        .expect("corrupt raw row")
+        .get(0);
+    let r = run(&pool, &opts(None, false)).await;
+    assert!(!r.is_clean() && r.differences.is_empty(), "{r}");
+    assert_eq!(r.unreadable.len(), 1, "{r}");
+    assert!(
+        r.unreadable[0].starts_with("globex ")
+            && r.unreadable[0].contains(&format!("events row {id}: baselines: must be an object")),
+        "{r}"
+    );
+    assert_eq!(r.days, 8, "{r}");
     env.shutdown().await;
 }
 
@@ -333,51 +363,20 @@ async fn verify_reports_every_corruption_and_repair_restores_the_rollups() {
 /// writer's events from the rollups; a correction added under the lock keeps them.
 async fn repair_while_the_writer_waits(env: &Env, pool: &Pool, key: &str) {
     let hot = "tenant_id = 'acme' AND event_type = 'provider.api_call' AND provider = 'openai' \
-               AND model = 'gpt-4o' AND task_type = 'code' AND NOT itemized";
+               AND model = 'gpt-4o' AND task_type = 'code' AND NOT itemized \
+               AND bucket = date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
     let n = env
         .db
         .execute(
             &format!(
-                "UPDATE rollup_daily SET cost_usd = cost_usd + 7, events = events + 2
-                 WHERE {hot} AND bucket = date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+                "UPDATE rollup_daily SET cost_usd = cost_usd + 7, events = events + 2 WHERE {hot}"
             ),
             &[],
         )
         .await
         .expect("corrupt");
     assert_eq!(n, 1);
-    let (mut holder, conn) = tokio_postgres::connect(&env.pg.database_url(), tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    let tx = holder.transaction().await.expect("begin");
-    tx.execute(
-        &format!(
-            "SELECT 1 FROM rollup_daily WHERE {hot} \
-             AND bucket = date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' FOR UPDATE"
-        ),
-        &[],
-    )
-    .await
-    .expect("lock");
-    let waiting = |n: i64| async move {
-        for _ in 0..200 {
-            let w: i64 = env
-                .db
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-                    &[],
-                )
-                .await
-                .expect("activity")
-                .get(0);
-            if w >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("fewer than {n} sessions wait for a lock");
-    };
+    let holder = hold_row(env, "rollup_daily", hot).await;
     let http = env.http.clone();
     let (base, key) = (env.base.clone(), key.to_string());
     let events: Vec<Value> = (0..5).map(|_| event("acme", json!({}))).collect();
@@ -393,13 +392,13 @@ async fn repair_while_the_writer_waits(env: &Env, pool: &Pool, key: &str) {
         assert_eq!(r.status().as_u16(), 200);
         r.json::<Value>().await.expect("json")
     });
-    waiting(1).await;
+    lock_waiters(env, 1).await;
     let repair = {
         let pool = pool.clone();
         tokio::spawn(async move { verify::run(&pool, &opts(Some("acme"), true)).await })
     };
-    waiting(2).await;
-    tx.rollback().await.expect("release");
+    lock_waiters(env, 2).await;
+    holder.batch_execute("ROLLBACK").await.expect("release");
     let body = ingest.await.expect("join");
     assert_eq!(body["accepted"], json!(5), "{body}");
     let report = repair.await.expect("join").expect("repair");
@@ -407,6 +406,85 @@ async fn repair_while_the_writer_waits(env: &Env, pool: &Pool, key: &str) {
     let after = run(pool, &opts(None, false)).await;
     assert_eq!(after.differences, [], "{after}");
     totals_match(env, "acme").await;
+}
+
+/// Wait until `n` sessions wait for a lock (a row lock or an advisory lock).
+async fn lock_waiters(env: &Env, n: i64) {
+    for _ in 0..200 {
+        let w: i64 = env
+            .db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if w >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {n} sessions wait for a lock");
+}
+
+/// A connection holding the row lock of the rows of `table` matching `filter` until it sends
+/// `ROLLBACK`.
+async fn hold_row(env: &Env, table: &str, filter: &str) -> tokio_postgres::Client {
+    let (holder, conn) = tokio_postgres::connect(&env.pg.database_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM {table} WHERE {filter} FOR UPDATE"
+        ))
+        .await
+        .expect("lock");
+    holder
+}
+
+/// Both repairs find the corrupted row and reach their repair while the row is held here; the
+/// first takes its snapshot and waits for the row, the second waits for the first to finish
+/// before taking its own, finds nothing left to correct, and the row is corrected once.
+async fn repairs_at_once(env: &Env, pool: &Pool) {
+    let key = corrupt(
+        env,
+        &format!(
+            "UPDATE rollup_daily SET cost_usd = cost_usd - 2, events = events + 1 WHERE ctid = {}
+             RETURNING bucket, event_type, provider, model, task_type, itemized",
+            usage_key("rollup_daily", "globex", "itemized")
+        ),
+    )
+    .await;
+    let filter = format!(
+        "tenant_id = 'globex' AND bucket = '{}' AND event_type = '{}' AND provider = '{}' \
+         AND model = '{}' AND task_type = '{}' AND itemized = {}",
+        key.0.to_rfc3339(),
+        key.1,
+        key.2,
+        key.3,
+        key.4,
+        key.5
+    );
+    let holder = hold_row(env, "rollup_daily", &filter).await;
+    let repairs: Vec<_> = (0..2)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { verify::run(&pool, &opts(Some("globex"), true)).await })
+        })
+        .collect();
+    lock_waiters(env, 2).await;
+    holder.batch_execute("ROLLBACK").await.expect("release");
+    let mut total = 0;
+    for r in repairs {
+        let r = r.await.expect("join").expect("repair");
+        assert_eq!(r.differences.len(), 2, "{r}");
+        total += r.repaired_rows;
+    }
+    assert_eq!(total, 1, "the row is corrected once");
+    let again = run(pool, &opts(None, false)).await;
+    assert_eq!(again.differences, [], "{again}");
 }
 
 /// Corrupt, repair, repeat, while both tenants ingest into the very rows being repaired.
