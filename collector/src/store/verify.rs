@@ -446,10 +446,12 @@ struct DaySnapshot {
 /// Raw rows are read in pages of this many, so a large tenant-day never sits in memory whole.
 const PAGE_ROWS: i32 = 5_000;
 
+/// What the rollups read of a raw row (of the metadata only `calls`, which decides whether a
+/// terminal event is itemized).
 const RAW_SQL: &str = "SELECT id, ts, event_type, provider, model, task_type, success, cost_usd,
         cost_status, duration_ms, queue_ms, input_tokens, cached_input_tokens, cache_write_tokens,
-        cache_write_1h_tokens, output_tokens, reasoning_tokens, requests, metadata -> 'calls',
-        baselines
+        cache_write_1h_tokens, output_tokens, reasoning_tokens, requests,
+        metadata -> 'calls' AS calls, baselines
     FROM events WHERE tenant_id = $1 AND ts >= $2 AND ts < $3";
 
 async fn read_day(
@@ -611,31 +613,40 @@ fn bad_row(id: Uuid, what: impl fmt::Display) -> Error {
     Error::Data(format!("events row {id}: {what}"))
 }
 
+/// Column `i` of raw row `id`; a value its type cannot hold (a cost beyond `Decimal`'s range)
+/// was not written by ingest, and says so.
+fn col<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize, id: Uuid) -> Result<T> {
+    row.try_get(i).map_err(|e| {
+        let name = row.columns().get(i).map_or("?", |c| c.name());
+        bad_row(id, format!("{name}: {e}"))
+    })
+}
+
 /// A raw row read back as the event ingest stored, as far as the rollups read it (metadata only
 /// `calls`, which decides `is_itemized`), with its stored baseline prices.
 fn event_of(tenant: &str, row: &Row) -> Result<(AnalyticsEvent, Option<Baselines>)> {
     let id: Uuid = row.try_get(0)?;
-    let event_type: String = row.try_get(2)?;
+    let event_type: String = col(row, 2, id)?;
     let event_type = EventType::from_str(&event_type).map_err(|e| bad_row(id, e))?;
     let mut e = AnalyticsEvent::new(event_type, tenant);
     e.id = id;
-    e.timestamp = row.try_get(1)?;
-    e.provider = row.try_get(3)?;
-    e.model = row.try_get(4)?;
-    e.task_type = row.try_get(5)?;
-    e.success = row.try_get(6)?;
-    e.cost_usd = row.try_get(7)?;
-    let status: Option<String> = row.try_get(8)?;
+    e.timestamp = col(row, 1, id)?;
+    e.provider = col(row, 3, id)?;
+    e.model = col(row, 4, id)?;
+    e.task_type = col(row, 5, id)?;
+    e.success = col(row, 6, id)?;
+    e.cost_usd = col(row, 7, id)?;
+    let status: Option<String> = col(row, 8, id)?;
     e.cost_status = status
         .map(|s| CostStatus::from_str(&s))
         .transpose()
         .map_err(|err| bad_row(id, err))?;
-    e.duration_ms = row.try_get(9)?;
-    e.queue_ms = row.try_get(10)?;
+    e.duration_ms = col(row, 9, id)?;
+    e.queue_ms = col(row, 10, id)?;
     let mut tokens = [0u64; 7];
     let mut any = false;
     for (i, slot) in tokens.iter_mut().enumerate() {
-        let v: Option<i64> = row.try_get(11 + i)?;
+        let v: Option<i64> = col(row, 11 + i, id)?;
         if let Some(v) = v {
             any = true;
             *slot = u64::try_from(v)
@@ -652,11 +663,11 @@ fn event_of(tenant: &str, row: &Row) -> Result<(AnalyticsEvent, Option<Baselines
         reasoning_tokens: tokens[5],
         requests: tokens[6],
     });
-    let calls: Option<Json<serde_json::Value>> = row.try_get(18)?;
+    let calls: Option<Json<serde_json::Value>> = col(row, 18, id)?;
     if let Some(Json(calls)) = calls {
         e.metadata.insert("calls".into(), calls);
     }
-    let baselines: Option<Json<serde_json::Value>> = row.try_get(19)?;
+    let baselines: Option<Json<serde_json::Value>> = col(row, 19, id)?;
     let baselines = baselines
         .map(|Json(b)| parse_baselines(&b).map_err(|err| bad_row(id, err)))
         .transpose()?;
