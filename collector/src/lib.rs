@@ -182,54 +182,11 @@ async fn upkeep(pool: deadpool_postgres::Pool, cfg: ServerConfig, metrics: Arc<m
                 }
             }
             _ = &mut verify => {
-                verify_round(&pool, raw_days, hourly_days, &metrics).await;
+                store::verify::daily_check(&pool, raw_days, hourly_days, &metrics).await;
                 verify
                     .as_mut()
                     .reset(tokio::time::Instant::now() + cfg.verify_interval);
             }
         }
-    }
-}
-
-/// One read-only accuracy check of every tenant over the days still in raw retention; the
-/// result goes to `/metrics` (a failed run leaves the last result there) and the log.
-async fn verify_round(
-    pool: &deadpool_postgres::Pool,
-    raw_days: u32,
-    hourly_days: u32,
-    metrics: &metrics::Metrics,
-) {
-    use std::sync::atomic::Ordering;
-    let opts = store::verify::Options {
-        tenant: None,
-        since: store::verify::Since::DaysAgo(raw_days),
-        raw_retention_days: raw_days,
-        hourly_retention_days: hourly_days,
-        repair: false,
-    };
-    match store::verify::run(pool, &opts).await {
-        Ok(r) => {
-            let n = r.differences.len() as u64;
-            metrics
-                .verify_rows_checked
-                .store(r.rows_checked, Ordering::Relaxed);
-            metrics.verify_differences.store(n, Ordering::Relaxed);
-            metrics
-                .verify_last_run
-                .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
-            if r.is_clean() {
-                tracing::info!(
-                    "verify: {} rollup rows over {} days match the raw rows",
-                    r.rows_checked,
-                    r.days
-                );
-            } else {
-                tracing::warn!(
-                    "verify: {n} differences (`agenttally-collector verify --repair` corrects \
-                     them)\n{r}"
-                );
-            }
-        }
-        Err(e) => tracing::warn!("verify (rollups against raw rows) failed: {e}"),
     }
 }

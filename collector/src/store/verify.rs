@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::Ordering;
 
 use agenttally::{AnalyticsEvent, CostStatus, EventType, Usage};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
@@ -32,6 +33,7 @@ use uuid::Uuid;
 use super::rollups::{self, Grain};
 use super::{classify, savings, to_i64, ErrorClass, TenantTx};
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::pricing::{BaselineCost, SavingsPricer};
 
 /// A rollup row's key in any of the four tables: `(bucket, event_type or baseline, provider,
@@ -404,6 +406,58 @@ pub async fn run(pool: &Pool, opts: &Options) -> Result<Report> {
     }
     report.days = days_read.len();
     Ok(report)
+}
+
+/// Differences (and unreadable tenant-days) a failed daily check lists in the log; `verify`
+/// prints them all.
+const LOGGED_DIFFERENCES: usize = 20;
+
+/// The collector's daily check: every tenant, the days still in raw retention, read-only. The
+/// result goes to `/metrics` (a run that fails leaves the last result there) and to the log.
+pub async fn daily_check(pool: &Pool, raw_days: u32, hourly_days: u32, metrics: &Metrics) {
+    let opts = Options {
+        tenant: None,
+        since: Since::DaysAgo(raw_days),
+        raw_retention_days: raw_days,
+        hourly_retention_days: hourly_days,
+        repair: false,
+    };
+    let r = match run(pool, &opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("verify (rollups against raw rows) failed, will run again: {e}");
+            return;
+        }
+    };
+    let n = r.differences.len() as u64;
+    metrics
+        .verify_rows_checked
+        .store(r.rows_checked, Ordering::Relaxed);
+    metrics.verify_differences.store(n, Ordering::Relaxed);
+    metrics
+        .verify_last_run
+        .store(Utc::now().timestamp(), Ordering::Relaxed);
+    if r.is_clean() {
+        tracing::info!(
+            "verify: {} rollup rows over {} days, {} tenants match the raw rows",
+            r.rows_checked,
+            r.days,
+            r.tenants
+        );
+        return;
+    }
+    let mut listed = String::new();
+    for d in r.differences.iter().take(LOGGED_DIFFERENCES) {
+        listed.push_str(&format!("\n  {d}"));
+    }
+    for u in r.unreadable.iter().take(LOGGED_DIFFERENCES) {
+        listed.push_str(&format!("\n  could not check {u}"));
+    }
+    tracing::warn!(
+        "verify: {n} differences between rollups and raw rows over {} days \
+         (`agenttally-collector verify --repair` corrects them):{listed}",
+        r.days
+    );
 }
 
 fn day_start(day: NaiveDate) -> DateTime<Utc> {
