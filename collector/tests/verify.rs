@@ -216,6 +216,25 @@ async fn verify_reports_every_corruption_and_repair_restores_the_rollups() {
     assert_eq!((clean.tenants, clean.days), (2, 8), "{clean}");
     assert!(clean.rows_checked > 200, "{clean}");
     let before = dump(&env).await;
+    // Shorter retention: older days are named as not checked, not reported as differences.
+    let short = run(
+        &pool,
+        &Options {
+            raw_retention_days: 2,
+            hourly_retention_days: 1,
+            ..opts(None, false)
+        },
+    )
+    .await;
+    assert_eq!((short.days, short.differences.len()), (3, 0), "{short}");
+    let notes = short.notes.join("\n");
+    assert!(
+        notes.contains("not checked: their raw rows are past the raw retention (2 days)")
+            && notes.contains("hourly rollups of")
+            && notes.contains("past the hourly retention (1 days)"),
+        "{notes}"
+    );
+    assert!(short.rows_checked < clean.rows_checked, "{short}");
     wait_for_check(&env, 0).await;
 
     // -- corruption: exactly these five are reported --
