@@ -898,6 +898,13 @@ async fn repair_day(
         attempt += 1;
         // A fresh snapshot under the lock: the corrections are computed from it.
         let r = match read_day(client, tenant, day, hourly).await {
+            // Retention dropped the day meanwhile: its rollups are all that is left of it.
+            Ok(snapshot) if !snapshot.partition => Ok((
+                0,
+                vec![format!(
+                    "{tenant} {day}: not repaired: the day's raw partition is gone"
+                )],
+            )),
             Ok(snapshot) => apply(client, tenant, &snapshot).await.map_err(Error::from),
             Err(e) => Err(e),
         };
