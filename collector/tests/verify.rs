@@ -373,6 +373,37 @@ async fn verify_reports_every_corruption_and_repair_restores_the_rollups() {
         "{r}"
     );
     assert_eq!(r.days, 8, "{r}");
+
+    // -- `metadata.calls` as floats: 1e15 reads back as `1000000000000000.0` (a float, as
+    // ingest saw it); 1e16 reads back as an integer, so whether it was itemized is unknown --
+    let key = env.key(Some("edge"), &[Scope::Ingest]).await;
+    for calls in [json!(1e15), json!(2.0), json!(1e16)] {
+        let mut e = event(
+            "edge",
+            json!({"event_type": "agent.completed", "agent_id": "a1", "provider": null}),
+        );
+        e["metadata"] = json!({ "calls": calls });
+        post_all(&env, &key, &[e]).await;
+    }
+    let stored: Vec<String> = env
+        .db
+        .query(
+            "SELECT metadata->>'calls' FROM events WHERE tenant_id = 'edge' ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("edge rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(stored, ["1000000000000000.0", "2.0", "10000000000000000"]);
+    let r = run(&pool, &opts(Some("edge"), false)).await;
+    assert_eq!(r.differences, [], "{r}");
+    assert_eq!(r.unreadable.len(), 1, "{r}");
+    assert!(
+        r.unreadable[0].contains("metadata.calls: 10000000000000000 may have been sent"),
+        "{r}"
+    );
     env.shutdown().await;
 }
 

@@ -663,6 +663,11 @@ fn to_daily<D: Clone + Default>(
     out
 }
 
+/// From here on a `metadata.calls` read back as an integer may have been a float when ingest
+/// decided `is_itemized`: serde_json writes an integral float below 1e16 with its `.0` (which
+/// jsonb keeps), but `1e16` and up in exponent form, which jsonb stores as a plain integer.
+const AMBIGUOUS_CALLS: u64 = 10_000_000_000_000_000;
+
 fn bad_row(id: Uuid, what: impl fmt::Display) -> Error {
     Error::Data(format!("events row {id}: {what}"))
 }
@@ -719,6 +724,15 @@ fn event_of(tenant: &str, row: &Row) -> Result<(AnalyticsEvent, Option<Baselines
     });
     let calls: Option<Json<serde_json::Value>> = col(row, 18, id)?;
     if let Some(Json(calls)) = calls {
+        if calls.as_u64().is_some_and(|n| n >= AMBIGUOUS_CALLS) {
+            return Err(bad_row(
+                id,
+                format!(
+                    "metadata.calls: {calls} may have been sent as an integer (itemized) or as a \
+                     float (not itemized); the stored row cannot tell"
+                ),
+            ));
+        }
         e.metadata.insert("calls".into(), calls);
     }
     let baselines: Option<Json<serde_json::Value>> = col(row, 19, id)?;
