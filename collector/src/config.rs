@@ -45,6 +45,10 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 1_024;
 pub const DEFAULT_LOG: &str = "info";
 /// How often retention and partition upkeep run.
 pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3_600);
+/// The daily accuracy check (`store::verify`) first runs this long after start, so a start
+/// stays cheap, then every `DEFAULT_VERIFY_INTERVAL`.
+pub const DEFAULT_VERIFY_DELAY: Duration = Duration::from_secs(600);
+pub const DEFAULT_VERIFY_INTERVAL: Duration = Duration::from_secs(86_400);
 
 /// Inclusive bounds of a numeric setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +109,16 @@ pub const MAX_FUTURE_HOURS: Bounds = Bounds {
     min: 0,
     max: 24 * 7,
 };
+/// Seconds before the first accuracy check: at most a day.
+pub const VERIFY_DELAY_SECS: Bounds = Bounds {
+    min: 0,
+    max: 86_400,
+};
+/// Seconds between accuracy checks: at least one, at most a week.
+pub const VERIFY_INTERVAL_SECS: Bounds = Bounds {
+    min: 1,
+    max: 7 * 86_400,
+};
 
 /// Everything `Server::start` needs. Its `Debug` shows the database URL without a password.
 #[derive(Clone)]
@@ -128,6 +142,10 @@ pub struct ServerConfig {
     pub monthly_budget_usd: Option<rust_decimal::Decimal>,
     /// The plans' tiers (JSON); `None`: the documented default set.
     pub tiers_file: Option<PathBuf>,
+    /// When the accuracy check over the days still in raw retention first runs after start, and
+    /// how often after that (read-only; its result is in `/metrics`).
+    pub verify_delay: Duration,
+    pub verify_interval: Duration,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -147,6 +165,8 @@ impl fmt::Debug for ServerConfig {
             .field("savings_baselines", &self.savings_baselines)
             .field("monthly_budget_usd", &self.monthly_budget_usd)
             .field("tiers_file", &self.tiers_file)
+            .field("verify_delay", &self.verify_delay)
+            .field("verify_interval", &self.verify_interval)
             .finish()
     }
 }
@@ -206,6 +226,8 @@ impl ServerConfig {
             savings_baselines: vec![crate::pricing::MOST_EXPENSIVE.to_string()],
             monthly_budget_usd: None,
             tiers_file: None,
+            verify_delay: DEFAULT_VERIFY_DELAY,
+            verify_interval: DEFAULT_VERIFY_INTERVAL,
         }
     }
 
@@ -237,6 +259,16 @@ impl ServerConfig {
                 n(self.max_commit_events),
             ),
             ("queue_capacity", QUEUE_CAPACITY, n(self.queue_capacity)),
+            (
+                "verify_delay (s)",
+                VERIFY_DELAY_SECS,
+                self.verify_delay.as_secs(),
+            ),
+            (
+                "verify_interval (s)",
+                VERIFY_INTERVAL_SECS,
+                self.verify_interval.as_secs(),
+            ),
         ];
         for (name, bounds, value) in checks {
             bounds
@@ -352,7 +384,7 @@ mod tests {
     #[test]
     fn huge_settings_are_refused_by_name() {
         type Tweak = fn(&mut ServerConfig);
-        let cases: [(Tweak, &str); 10] = [
+        let cases: [(Tweak, &str); 12] = [
             (|c| c.raw_retention_days = u32::MAX, "config.raw_retention_days: must be between 1 and 3650, got 4294967295"),
             (|c| c.hourly_retention_days = 0, "config.hourly_retention_days: must be between 1 and 3650, got 0"),
             (|c| c.commit_interval = Duration::MAX, "config.commit_interval (ms): must be between 0 and 10000, got 18446744073709551615"),
@@ -363,6 +395,8 @@ mod tests {
             (|c| c.queue_capacity = usize::MAX, "config.queue_capacity: must be between 1 and 1000000, got 18446744073709551615"),
             (|c| c.max_future = TimeDelta::MAX, "config.max_future: must be between 0 and 168 hours, got 9223372036854775 s"),
             (|c| c.max_future = TimeDelta::hours(-1), "config.max_future: must be between 0 and 168 hours, got -3600 s"),
+            (|c| c.verify_delay = Duration::MAX, "config.verify_delay (s): must be between 0 and 86400, got 18446744073709551615"),
+            (|c| c.verify_interval = Duration::ZERO, "config.verify_interval (s): must be between 1 and 604800, got 0"),
         ];
         for (tweak, want) in cases {
             let mut c = ServerConfig::new("postgresql://x");

@@ -16,6 +16,9 @@ pub enum Error {
     /// No database connection could be had from the pool.
     #[error("database unavailable: {0}")]
     Pool(String),
+    /// A stored row cannot be read back as the collector wrote it (names the row and field).
+    #[error("stored data: {0}")]
+    Data(String),
     /// A task of the running server failed or did not stop in time.
     #[error("server: {0}")]
     Server(String),

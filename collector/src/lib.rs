@@ -130,11 +130,6 @@ impl Server {
             metrics.clone(),
             commits.clone(),
         );
-        let upkeep = tokio::spawn(upkeep(
-            pool.clone(),
-            config.raw_retention_days,
-            config.hourly_retention_days,
-        ));
         let (stop_watcher, watcher_stop) = tokio::sync::watch::channel(false);
         let watcher = billing::watch::spawn(
             pool.clone(),
@@ -143,6 +138,7 @@ impl Server {
             &commits,
             watcher_stop,
         );
+        let upkeep = tokio::spawn(upkeep(pool.clone(), config.clone(), metrics.clone()));
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(state::AppState {
@@ -216,17 +212,31 @@ impl Server {
     }
 }
 
-async fn upkeep(pool: deadpool_postgres::Pool, raw_days: u32, hourly_days: u32) {
+/// Partitions and retention every `MAINTENANCE_INTERVAL`; the accuracy check over the days
+/// still in raw retention `verify_delay` after start, then every `verify_interval`.
+async fn upkeep(pool: deadpool_postgres::Pool, cfg: ServerConfig, metrics: Arc<metrics::Metrics>) {
+    let (raw_days, hourly_days) = (cfg.raw_retention_days, cfg.hourly_retention_days);
     let mut tick = tokio::time::interval(config::MAINTENANCE_INTERVAL);
     tick.tick().await; // the first round ran in `start`
+    let verify = tokio::time::sleep(cfg.verify_delay);
+    tokio::pin!(verify);
     loop {
-        tick.tick().await;
-        let round = async {
-            let client = pool.get().await?;
-            store::retention::run_once(&client, raw_days, hourly_days).await
-        };
-        if let Err(e) = round.await {
-            tracing::warn!("upkeep (partitions, retention) failed, will retry: {e}");
+        tokio::select! {
+            _ = tick.tick() => {
+                let round = async {
+                    let client = pool.get().await?;
+                    store::retention::run_once(&client, raw_days, hourly_days).await
+                };
+                if let Err(e) = round.await {
+                    tracing::warn!("upkeep (partitions, retention) failed, will retry: {e}");
+                }
+            }
+            _ = &mut verify => {
+                store::verify::daily_check(&pool, raw_days, hourly_days, &metrics).await;
+                verify
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + cfg.verify_interval);
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `agenttally-collector`: command-line entry point. `serve` runs the collector (with an embedded
 //! PostgreSQL unless a database URL is given); `keys create` makes an API key; `report` prints
-//! what is stored.
+//! what is stored; `verify` recomputes the rollups from the raw rows and reports (or repairs)
+//! every difference.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use agenttally_collector::config::{self, ServerConfig};
+use agenttally_collector::store::verify;
 use agenttally_collector::{EmbeddedOptions, EmbeddedPostgres, Error, Scope, Server};
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::layer::SubscriberExt;
@@ -43,6 +45,9 @@ enum Command {
         #[command(subcommand)]
         command: TiersCommand,
     },
+    /// Recompute the rollups of whole UTC days from the raw rows and print every difference
+    /// (exit code 1 while any remains); `--repair` corrects them.
+    Verify(VerifyArgs),
     /// Print the connection URL of the running embedded cluster (for `psql` and backups). It
     /// holds the cluster's password: only the data directory's owner can read it.
     DatabaseUrl(DbArgs),
@@ -55,6 +60,35 @@ struct ReportArgs {
     tenants: Vec<String>,
     #[command(flatten)]
     db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The tenant to check. Default: every tenant with rollups or raw rows in the window.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// The first day of the window, through today (UTC): a number of days back (`7d`: from
+    /// 00:00 UTC seven days ago) or a date (`2026-11-01`).
+    #[arg(long, default_value = "7d", value_parser = parse_since)]
+    since: verify::Since,
+    /// Correct every differing rollup row (safe while the collector ingests).
+    #[arg(long)]
+    repair: bool,
+    /// The collector's raw retention: daily rollups are checked only for days whose raw rows
+    /// are all still kept.
+    #[arg(long, env = "AGENTTALLY_RAW_RETENTION_DAYS", default_value_t = config::DEFAULT_RAW_RETENTION_DAYS,
+          value_parser = bounded::<u32>(config::RETENTION_DAYS))]
+    raw_retention_days: u32,
+    /// The collector's hourly retention: hourly rollups are checked only within it.
+    #[arg(long, env = "AGENTTALLY_HOURLY_RETENTION_DAYS", default_value_t = config::DEFAULT_HOURLY_RETENTION_DAYS,
+          value_parser = bounded::<u32>(config::RETENTION_DAYS))]
+    hourly_retention_days: u32,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+fn parse_since(s: &str) -> Result<verify::Since, String> {
+    s.parse()
 }
 
 #[derive(Debug, Args)]
@@ -223,7 +257,7 @@ fn main() -> ExitCode {
         }
     };
     match rt.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -245,12 +279,13 @@ fn open_db(db: &DbArgs) -> Result<(String, Option<EmbeddedPostgres>), Error> {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Error> {
+async fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(args).await?,
+        Command::Verify(args) => return verify(args).await,
         Command::Migrate(db) => {
             let (url, _pg) = tokio::task::block_in_place(|| open_db(&db))?;
-            agenttally_collector::migrate(&url).await
+            agenttally_collector::migrate(&url).await?;
         }
         Command::Report(args) => {
             let (url, _pg) = tokio::task::block_in_place(|| open_db(&args.db))?;
@@ -259,7 +294,6 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 "{}",
                 agenttally_collector::report::report(&url, &args.tenants).await?
             );
-            Ok(())
         }
         Command::Tiers {
             command: TiersCommand::Set(args),
@@ -273,12 +307,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
             )
             .await?;
             println!("tenant {} is on tier {}", args.tenant, args.tier);
-            Ok(())
         }
         Command::DatabaseUrl(db) => {
             let (url, _pg) = tokio::task::block_in_place(|| open_db(&db))?;
             println!("{url}");
-            Ok(())
         }
         Command::Keys {
             command: KeysCommand::Create(args),
@@ -291,9 +323,37 @@ async fn run(cli: Cli) -> Result<(), Error> {
             };
             let key = agenttally_collector::create_key(&url, tenant, &args.scopes).await?;
             println!("{key}");
-            Ok(())
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `verify`: exit code 0 when no difference remains (none found, or all repaired); 1 when one
+/// does, when a tenant-day could not be checked, or on an error.
+async fn verify(args: VerifyArgs) -> Result<ExitCode, Error> {
+    let (url, _pg) = tokio::task::block_in_place(|| open_db(&args.db))?;
+    agenttally_collector::migrate(&url).await?;
+    let pool = agenttally_collector::store::connect_pool(&url, 1)?;
+    let mut opts = verify::Options {
+        tenant: args.tenant,
+        since: args.since,
+        raw_retention_days: args.raw_retention_days,
+        hourly_retention_days: args.hourly_retention_days,
+        repair: args.repair,
+    };
+    let mut report = verify::run(&pool, &opts).await?;
+    print!("{report}");
+    if args.repair && !report.is_clean() {
+        // Check again: the exit code says what is left.
+        opts.repair = false;
+        report = verify::run(&pool, &opts).await?;
+        print!("after repair: {report}");
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn serve(args: ServeArgs) -> Result<(), Error> {

@@ -1,5 +1,6 @@
 //! Prometheus metrics in the text exposition format, kept in atomics (no registry crate needed
-//! for a handful of series): ingested, duplicates, rejected by reason, latencies, queue depth.
+//! for a handful of series): ingested, duplicates, rejected by reason, latencies, queue depth,
+//! and the result of the last accuracy check.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -74,6 +75,11 @@ pub struct Metrics {
     /// Time from a batch request's arrival to its response.
     pub batch_latency: LatencyHistogram,
     pub commit_latency: LatencyHistogram,
+    /// The last accuracy check (`store::verify`): when it ended (Unix seconds, 0 before the
+    /// first), the rollup rows it compared and the differences it found.
+    pub verify_last_run: AtomicI64,
+    pub verify_rows_checked: AtomicU64,
+    pub verify_differences: AtomicU64,
 }
 
 impl Metrics {
@@ -164,6 +170,27 @@ impl Metrics {
             &mut out,
             "agenttally_writer_commit_duration_seconds",
             "Time to store one commit group.",
+        );
+        let gauge = |out: &mut String, name: &str, help: &str, v: String| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(
+            &mut out,
+            "agenttally_verify_last_run_timestamp_seconds",
+            "When the last accuracy check (rollups recomputed from raw rows) ended; 0: none yet.",
+            self.verify_last_run.load(Ordering::Relaxed).to_string(),
+        );
+        gauge(
+            &mut out,
+            "agenttally_verify_rows_checked",
+            "Rollup rows the last accuracy check compared.",
+            self.verify_rows_checked.load(Ordering::Relaxed).to_string(),
+        );
+        gauge(
+            &mut out,
+            "agenttally_verify_differences",
+            "Differences between stored and recomputed rollup rows the last accuracy check found.",
+            self.verify_differences.load(Ordering::Relaxed).to_string(),
         );
         out
     }

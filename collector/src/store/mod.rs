@@ -1,6 +1,6 @@
 //! PostgreSQL storage: the connection pool, the embedded migrations, the tenant transaction
 //! (`tenant_tx`, the only way to run tenant data statements), the group-commit writer, rollups,
-//! retention and the small named queries for API keys.
+//! retention, the accuracy checks (`verify`) and the small named queries for API keys.
 
 pub mod committed;
 pub mod histogram;
@@ -10,6 +10,7 @@ pub mod retention;
 pub mod rollups;
 pub mod savings;
 pub mod tenant;
+pub mod verify;
 pub mod writer;
 
 pub use tenant::{tenant_tx, TenantTx};

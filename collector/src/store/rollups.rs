@@ -108,7 +108,7 @@ impl Delta {
     }
 
     /// Add another delta (of the same key).
-    fn merge(&mut self, o: &Delta) {
+    pub fn merge(&mut self, o: &Delta) {
         self.events += o.events;
         self.successes += o.successes;
         self.cost_usd = self

@@ -56,6 +56,24 @@ impl Delta {
             }
         }
     }
+
+    /// Add another delta (of the same key).
+    pub fn merge(&mut self, o: &Delta) {
+        self.tasks += o.tasks;
+        self.compared += o.compared;
+        self.actual_unpriced += o.actual_unpriced;
+        self.baseline_unpriced += o.baseline_unpriced;
+        self.unpriced_tokens += o.unpriced_tokens;
+        self.estimated += o.estimated;
+        self.actual_usd = self
+            .actual_usd
+            .checked_add(o.actual_usd)
+            .unwrap_or(self.actual_usd);
+        self.baseline_usd = self
+            .baseline_usd
+            .checked_add(o.baseline_usd)
+            .unwrap_or(self.baseline_usd);
+    }
 }
 
 /// Deltas by key, in key order (the order rows are written in).

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::{Object, Transaction};
 use tokio_postgres::types::ToSql;
+use tokio_postgres::IsolationLevel;
 use tokio_postgres::Statement;
 
 /// Switches to the non-superuser role that row-level security applies to, until the
@@ -49,6 +50,26 @@ impl<'c> TenantTx<'c> {
     pub async fn begin(client: &'c mut Object) -> Result<TenantTx<'c>, tokio_postgres::Error> {
         let set_tenant = client.prepare_cached(SET_TENANT_SQL).await?;
         let tx = client.transaction().await?;
+        Ok(TenantTx {
+            tx,
+            set_tenant,
+            role_set: AtomicBool::new(false),
+        })
+    }
+
+    /// Like `begin`, but a read-only REPEATABLE READ transaction: every statement sees the one
+    /// snapshot taken by the first, so raw rows and rollups read in it agree with each other
+    /// (the writer commits both in one transaction) however much ingest goes on meanwhile.
+    pub async fn begin_snapshot(
+        client: &'c mut Object,
+    ) -> Result<TenantTx<'c>, tokio_postgres::Error> {
+        let set_tenant = client.prepare_cached(SET_TENANT_SQL).await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
         Ok(TenantTx {
             tx,
             set_tenant,
