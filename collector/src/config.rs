@@ -43,6 +43,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(75);
 pub const MAX_CONCURRENT_REQUESTS: usize = 1_024;
 /// Log filter used when neither `AGENTTALLY_LOG` nor `RUST_LOG` is set.
 pub const DEFAULT_LOG: &str = "info";
+/// How often tenants' negotiated prices are reloaded (a change made by `prices set` reaches
+/// every collector within this).
+pub const DEFAULT_PRICE_REFRESH: Duration = Duration::from_secs(10);
 /// How often retention and partition upkeep run.
 pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3_600);
 /// The daily accuracy check (`store::verify`) first runs this long after start, so a start
@@ -142,6 +145,8 @@ pub struct ServerConfig {
     pub monthly_budget_usd: Option<rust_decimal::Decimal>,
     /// The plans' tiers (JSON); `None`: the documented default set.
     pub tiers_file: Option<PathBuf>,
+    /// How often tenants' negotiated prices are reloaded from the database.
+    pub price_refresh: Duration,
     /// When the accuracy check over the days still in raw retention first runs after start, and
     /// how often after that (read-only; its result is in `/metrics`).
     pub verify_delay: Duration,
@@ -165,6 +170,7 @@ impl fmt::Debug for ServerConfig {
             .field("savings_baselines", &self.savings_baselines)
             .field("monthly_budget_usd", &self.monthly_budget_usd)
             .field("tiers_file", &self.tiers_file)
+            .field("price_refresh", &self.price_refresh)
             .field("verify_delay", &self.verify_delay)
             .field("verify_interval", &self.verify_interval)
             .finish()
@@ -226,6 +232,7 @@ impl ServerConfig {
             savings_baselines: vec![crate::pricing::MOST_EXPENSIVE.to_string()],
             monthly_budget_usd: None,
             tiers_file: None,
+            price_refresh: DEFAULT_PRICE_REFRESH,
             verify_delay: DEFAULT_VERIFY_DELAY,
             verify_interval: DEFAULT_VERIFY_INTERVAL,
         }

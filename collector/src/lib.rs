@@ -89,6 +89,7 @@ pub struct Server {
     http: JoinHandle<std::io::Result<()>>,
     writer: JoinHandle<()>,
     upkeep: JoinHandle<()>,
+    price_reload: JoinHandle<()>,
     commits: store::committed::CommitFeed,
     /// The tier-limit watcher, and its stop signal (it holds a writer handle: stopped first).
     watcher: JoinHandle<()>,
@@ -100,7 +101,9 @@ impl Server {
     /// listen on `config.listen` (port 0 picks one).
     pub async fn start(config: ServerConfig) -> Result<Server> {
         config.validate().map_err(Error::Config)?;
-        let prices = Arc::new(pricing::load_book(config.price_file.as_deref())?);
+        let prices = Arc::new(pricing::Prices::new(pricing::load_book(
+            config.price_file.as_deref(),
+        )?));
         let tiers = Arc::new(billing::tiers::Tiers::load(config.tiers_file.as_deref())?);
         let savings = Arc::new(pricing::SavingsPricer::new(
             prices.clone(),
@@ -115,6 +118,8 @@ impl Server {
         {
             let mut client = pool.get().await?;
             store::migrations::apply(&mut client).await?;
+            let tenants = prices.reload(&**client).await?;
+            tracing::info!("negotiated prices loaded for {tenants} tenant(s)");
             store::retention::run_once(
                 &client,
                 config.raw_retention_days,
@@ -130,6 +135,11 @@ impl Server {
             metrics.clone(),
             commits.clone(),
         );
+        let price_reload = tokio::spawn(reload_prices(
+            pool.clone(),
+            prices.clone(),
+            config.price_refresh,
+        ));
         let (stop_watcher, watcher_stop) = tokio::sync::watch::channel(false);
         let watcher = billing::watch::spawn(
             pool.clone(),
@@ -166,6 +176,7 @@ impl Server {
             http,
             writer: writer_task,
             upkeep,
+            price_reload,
             commits,
             watcher,
             stop_watcher,
@@ -201,6 +212,7 @@ impl Server {
         };
         let result = tokio::time::timeout(timeout, drain).await;
         self.upkeep.abort();
+        self.price_reload.abort();
         match result {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => Err(Error::Io(e)),
@@ -214,6 +226,49 @@ impl Server {
 
 /// Partitions and retention every `MAINTENANCE_INTERVAL`; the accuracy check over the days
 /// still in raw retention `verify_delay` after start, then every `verify_interval`.
+/// Reload tenants' negotiated prices every `every` (a failed round keeps the books as they are).
+async fn reload_prices(
+    pool: deadpool_postgres::Pool,
+    prices: Arc<pricing::Prices>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // loaded in `start`
+    loop {
+        tick.tick().await;
+        let round = async {
+            let client = pool.get().await?;
+            prices.reload(&**client).await
+        };
+        if let Err(e) = round.await {
+            tracing::warn!("reloading negotiated prices failed, keeping the current ones: {e}");
+        }
+    }
+}
+
+/// Store `tenant`'s negotiated prices (a LiteLLM-format file's models) in effect from `from`;
+/// returns the models stored. Running collectors pick them up within their price refresh.
+pub async fn set_tenant_prices(
+    database_url: &str,
+    tenant: &str,
+    text: &str,
+    from: chrono::DateTime<chrono::Utc>,
+) -> Result<usize> {
+    if !agenttally::event::is_valid_tenant_id(tenant) {
+        return Err(Error::Config(format!(
+            "--tenant: must be 1-128 characters of A-Z a-z 0-9 . _ : -, got `{tenant}`"
+        )));
+    }
+    migrate(database_url).await?;
+    let pool = store::connect_pool(database_url, 1)?;
+    let mut client = pool.get().await?;
+    let tx = store::tenant_tx(&mut client, tenant).await?;
+    let n = pricing::set_tenant_prices(tx.pg(), tenant, text, from).await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
 async fn upkeep(pool: deadpool_postgres::Pool, cfg: ServerConfig, metrics: Arc<metrics::Metrics>) {
     let (raw_days, hourly_days) = (cfg.raw_retention_days, cfg.hourly_retention_days);
     let mut tick = tokio::time::interval(config::MAINTENANCE_INTERVAL);

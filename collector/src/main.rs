@@ -40,6 +40,12 @@ enum Command {
     Migrate(DbArgs),
     /// Print what is stored per tenant: runs, cost by provider, routing savings.
     Report(ReportArgs),
+    /// Set a tenant's negotiated prices (effective-dated, layered over the collector's book for
+    /// that tenant only).
+    Prices {
+        #[command(subcommand)]
+        command: PricesCommand,
+    },
     /// Set a tenant's billing tier (an admin's setting; a later subscription event replaces it).
     Tiers {
         #[command(subcommand)]
@@ -163,6 +169,36 @@ fn budget_usd(s: &str) -> Result<rust_decimal::Decimal, String> {
         return Err(format!("must not be negative, got `{s}`"));
     }
     Ok(d)
+}
+
+#[derive(Debug, Subcommand)]
+enum PricesCommand {
+    /// Store the models of a LiteLLM-format file as the tenant's prices from a date on.
+    Set(SetPricesArgs),
+}
+
+#[derive(Debug, Args)]
+struct SetPricesArgs {
+    #[arg(long)]
+    tenant: String,
+    /// LiteLLM-format JSON (`{"gpt-4o": {"input_cost_per_token": 2e-06, ...}}`).
+    #[arg(long)]
+    file: PathBuf,
+    /// In effect from this UTC date (`2026-12-01`) or instant (RFC 3339); default now.
+    #[arg(long, value_parser = effective_from)]
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// A date (`2026-12-01`, midnight UTC) or an RFC 3339 instant.
+fn effective_from(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| format!("must be a date like 2026-12-01 or an RFC 3339 time, got `{s}`"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,6 +329,25 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             print!(
                 "{}",
                 agenttally_collector::report::report(&url, &args.tenants).await?
+            );
+        }
+        Command::Prices {
+            command: PricesCommand::Set(args),
+        } => {
+            let text = std::fs::read_to_string(&args.file).map_err(|e| {
+                Error::Config(format!(
+                    "--file: cannot read `{}`: {e}",
+                    args.file.display()
+                ))
+            })?;
+            let (url, _pg) = tokio::task::block_in_place(|| open_db(&args.db))?;
+            let from = args.from.unwrap_or_else(chrono::Utc::now);
+            let n =
+                agenttally_collector::set_tenant_prices(&url, &args.tenant, &text, from).await?;
+            println!(
+                "tenant {}: {n} model price(s) in effect from {}",
+                args.tenant,
+                from.to_rfc3339()
             );
         }
         Command::Tiers {

@@ -1,13 +1,18 @@
 //! Pricing at ingest: the collector's price book (sdk-core's built-in book, with an optional
-//! LiteLLM-format file layered over it) and the rule for which events it prices. The prices
-//! themselves are sdk-core's (`PriceBook::price_event`): one definition of a price.
+//! LiteLLM-format file layered over it), each tenant's negotiated prices layered over that
+//! (`tenant_prices`, effective-dated, reloaded periodically), and the rule for which events it
+//! prices. The prices themselves are sdk-core's (`PriceBook::price_event`): one definition of a
+//! price.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
-use agenttally::pricing::{Baseline, Cost, PriceBook};
+use agenttally::pricing::{Baseline, Cost, PriceBook, TenantPriceBooks};
 use agenttally::{AnalyticsEvent, CostStatus, EventType};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use tokio_postgres::GenericClient;
 
 use crate::error::{Error, Result};
 
@@ -40,6 +45,125 @@ pub fn load_book(price_file: Option<&Path>) -> Result<PriceBook> {
     Ok(builtin.with_overrides(&file))
 }
 
+/// The books events are priced with: the collector's book, and per tenant its negotiated
+/// prices layered over it. Swapped whole on reload; readers take a snapshot (an `Arc`).
+#[derive(Debug)]
+pub struct Prices {
+    books: RwLock<Arc<TenantPriceBooks>>,
+}
+
+impl Prices {
+    /// Every tenant on `base` until its overrides are loaded.
+    pub fn new(base: PriceBook) -> Self {
+        Prices {
+            books: RwLock::new(Arc::new(TenantPriceBooks::new(base))),
+        }
+    }
+
+    /// The books as they are now.
+    pub fn books(&self) -> Arc<TenantPriceBooks> {
+        self.books
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The shared base book.
+    pub fn base(&self) -> PriceBook {
+        self.books().base().clone()
+    }
+
+    /// Rebuild every tenant's overrides from `tenant_prices` (read as the collector's own user,
+    /// across tenants); returns the tenants with overrides. A row that no longer imports is
+    /// skipped and logged, never fatal.
+    pub async fn reload(&self, client: &impl GenericClient) -> Result<usize> {
+        let rows = client
+            .query(
+                "SELECT tenant_id, model, effective_from, entry FROM tenant_prices
+                 ORDER BY tenant_id, model, effective_from",
+                &[],
+            )
+            .await?;
+        let base = self.base();
+        let mut overrides: BTreeMap<String, PriceBook> = BTreeMap::new();
+        for r in &rows {
+            let (tenant, model, from): (String, String, DateTime<Utc>) =
+                (r.get(0), r.get(1), r.get(2));
+            let entry: serde_json::Value = r.get(3);
+            let book = overrides
+                .entry(tenant.clone())
+                .or_insert_with(|| PriceBook::new(format!("tenant:{tenant}")));
+            if let Err(e) = add_override(book, &model, &entry, from) {
+                tracing::warn!("tenant_prices of `{tenant}`, `{model}` from {from}: {e}");
+            }
+        }
+        let mut books = TenantPriceBooks::new(base);
+        let n = overrides.len();
+        for (tenant, o) in overrides {
+            books.set_overrides(tenant, &o);
+        }
+        *self.books.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(books);
+        Ok(n)
+    }
+}
+
+/// Add the LiteLLM `entry` of `model`, in effect from `from`, to `book`.
+fn add_override(
+    book: &mut PriceBook,
+    model: &str,
+    entry: &serde_json::Value,
+    from: DateTime<Utc>,
+) -> std::result::Result<(), String> {
+    let text = serde_json::json!({ model: entry }).to_string();
+    let (one, report) = PriceBook::from_litellm_json(&text).map_err(|e| e.to_string())?;
+    if !report.skipped.is_empty() {
+        return Err(format!("not imported: {:?}", report.skipped_by_reason()));
+    }
+    for key in one.model_keys() {
+        for e in one.entries(key) {
+            let e = e.clone().effective_from(from);
+            book.insert(e).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Store `tenant`'s negotiated prices: every model of the LiteLLM-format `text`, in effect from
+/// `from` (replacing an earlier setting of the same model and date). The whole file is checked
+/// first: an entry the import skips is an error naming it, and nothing is stored.
+pub async fn set_tenant_prices(
+    client: &impl GenericClient,
+    tenant: &str,
+    text: &str,
+    from: DateTime<Utc>,
+) -> Result<usize> {
+    let (book, report) =
+        PriceBook::from_litellm_json(text).map_err(|e| Error::Config(format!("--file: {e}")))?;
+    if !report.skipped.is_empty() {
+        return Err(Error::Config(format!(
+            "--file: entries not imported: {:?}",
+            report.skipped
+        )));
+    }
+    let raw: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+        .map_err(|e| Error::Config(format!("--file: not a JSON object: {e}")))?;
+    let mut n = 0;
+    for key in book.model_keys() {
+        let Some(entry) = raw.get(key) else { continue };
+        client
+            .execute(
+                "INSERT INTO tenant_prices (tenant_id, model, effective_from, entry)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (tenant_id, model, effective_from)
+                 DO UPDATE SET entry = EXCLUDED.entry, set_at = now()",
+                &[&tenant, &key, &from, &tokio_postgres::types::Json(entry)],
+            )
+            .await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// Price `event` if the sender did not: an event with neither `cost_usd` nor `cost_status` is
 /// priced from its usage (an unknown model becomes `unpriced`, cost absent); a cost the sender
 /// gave is kept (`reported` when it came without a status); a status without a cost (the sender
@@ -62,7 +186,7 @@ pub const MAX_BASELINES: usize = 8;
 /// be summed from rollups afterwards, since long-context tiers make a cost non-linear in tokens.
 #[derive(Debug, Clone)]
 pub struct SavingsPricer {
-    book: Arc<PriceBook>,
+    prices: Arc<Prices>,
     baselines: Vec<(String, Baseline)>,
 }
 
@@ -80,7 +204,8 @@ pub struct BaselineCost {
 impl SavingsPricer {
     /// Baselines named `names` (`most_expensive` or a model the book prices), in order; the
     /// first is the default of the savings endpoint. Errors name the setting and the rule.
-    pub fn new(book: Arc<PriceBook>, names: &[String]) -> Result<Self> {
+    pub fn new(prices: Arc<Prices>, names: &[String]) -> Result<Self> {
+        let book = prices.base();
         if names.is_empty() || names.len() > MAX_BASELINES {
             return Err(Error::Config(format!(
                 "savings_baseline: give 1 to {MAX_BASELINES} baselines, got {}",
@@ -111,7 +236,7 @@ impl SavingsPricer {
             }
             baselines.push((name.to_string(), b));
         }
-        Ok(SavingsPricer { book, baselines })
+        Ok(SavingsPricer { prices, baselines })
     }
 
     /// The raw row's `baselines` of one task: `{"<name>": {"status", "usd", "model"}}`, the
@@ -144,10 +269,15 @@ impl SavingsPricer {
             || (e.event_type.is_agent_outcome() && !crate::store::rollups::is_itemized(e))
     }
 
-    /// Each baseline's price of `e`'s usage at its timestamp and tier, in `names()` order;
-    /// `None` when `e` is not a savings task. A task without usage has nothing to price on a
-    /// baseline: unpriced.
-    pub fn price(&self, e: &AnalyticsEvent) -> Option<Vec<BaselineCost>> {
+    /// The books baselines are priced with now (each tenant's own book).
+    pub fn books(&self) -> Arc<TenantPriceBooks> {
+        self.prices.books()
+    }
+
+    /// Each baseline's price of `e`'s usage at its timestamp and tier with `book` (its tenant's),
+    /// in `names()` order; `None` when `e` is not a savings task. A task without usage has
+    /// nothing to price on a baseline: unpriced.
+    pub fn price(&self, book: &PriceBook, e: &AnalyticsEvent) -> Option<Vec<BaselineCost>> {
         if !Self::is_task(e) {
             return None;
         }
@@ -157,7 +287,7 @@ impl SavingsPricer {
                 .map(|(_, b)| match &e.usage {
                     Some(u) => {
                         let (model, Cost { status, usd, .. }) =
-                            self.book.baseline_cost(b, u, e.tier(), e.timestamp);
+                            book.baseline_cost(b, u, e.tier(), e.timestamp);
                         BaselineCost {
                             status,
                             usd,
@@ -220,7 +350,7 @@ mod tests {
 
     #[test]
     fn baselines_are_checked_when_configured() {
-        let book = Arc::new(PriceBook::builtin());
+        let book = Arc::new(Prices::new(PriceBook::builtin()));
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         for (given, want) in [
             (names(&[]), "savings_baseline: give 1 to 8 baselines, got 0"),
@@ -246,12 +376,15 @@ mod tests {
 
     #[test]
     fn only_spend_events_are_tasks_and_no_usage_is_unpriced() {
+        let builtin = PriceBook::builtin();
         let p = SavingsPricer::new(
-            Arc::new(PriceBook::builtin()),
+            Arc::new(Prices::new(builtin.clone())),
             &["openai_codex".to_string(), MOST_EXPENSIVE.to_string()],
         )
         .expect("pricer");
-        let costs = p.price(&call("gpt-4o")).expect("a call is a task");
+        let costs = p
+            .price(&builtin, &call("gpt-4o"))
+            .expect("a call is a task");
         // 1,100 tokens on openai_codex at 0.06 per 1k.
         assert_eq!(costs[0].usd.map(|d| d.to_string()), Some("0.066".into()));
         assert_eq!(costs[0].status, CostStatus::Priced);
@@ -262,7 +395,7 @@ mod tests {
 
         let mut no_usage = call("gpt-4o");
         no_usage.usage = None;
-        let costs = p.price(&no_usage).expect("still a task");
+        let costs = p.price(&builtin, &no_usage).expect("still a task");
         assert!(costs
             .iter()
             .all(|c| c.status == CostStatus::Unpriced && c.usd.is_none()));
@@ -270,15 +403,19 @@ mod tests {
         let start = agenttally::AgentEvent::started("t", "agent")
             .build()
             .expect("start");
-        assert_eq!(p.price(&start), None);
+        assert_eq!(p.price(&builtin, &start), None);
         let mut itemized = agenttally::AgentEvent::completed("t", "agent")
             .build()
             .expect("done");
         itemized.metadata.insert("calls".into(), 2.into());
-        assert_eq!(p.price(&itemized), None, "its calls are the tasks");
+        assert_eq!(
+            p.price(&builtin, &itemized),
+            None,
+            "its calls are the tasks"
+        );
         itemized.metadata.insert("calls".into(), 0.into());
         assert!(
-            p.price(&itemized).is_some(),
+            p.price(&builtin, &itemized).is_some(),
             "summary-only: the run is the task"
         );
     }

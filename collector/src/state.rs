@@ -5,14 +5,13 @@
 use std::fmt;
 use std::sync::Arc;
 
-use agenttally::pricing::PriceBook;
 use axum::extract::FromRef;
 use deadpool_postgres::Pool;
 
 use crate::auth::AuthState;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
-use crate::pricing::SavingsPricer;
+use crate::pricing::{Prices, SavingsPricer};
 use crate::store::writer::WriterHandle;
 
 /// Everything a handler needs.
@@ -21,8 +20,9 @@ pub struct AppState {
     pub writer: WriterHandle,
     pub auth: AuthState,
     pub metrics: Arc<Metrics>,
-    /// The book events without a cost are priced with at ingest (`crate::pricing`).
-    pub prices: Arc<PriceBook>,
+    /// The books events without a cost are priced with at ingest, per tenant
+    /// (`crate::pricing`).
+    pub prices: Arc<Prices>,
     /// The savings baselines spend events are priced on at ingest, with that book.
     pub savings: Arc<SavingsPricer>,
     /// The plans billing usage is measured against.
@@ -47,7 +47,7 @@ impl fmt::Debug for AppState {
             .field("config", &self.config)
             .field("pool_size", &status.max_size)
             .field("auth", &self.auth)
-            .field("prices", &self.prices.version())
+            .field("prices", &self.prices.books().base().version())
             .finish_non_exhaustive()
     }
 }
@@ -56,6 +56,7 @@ impl fmt::Debug for AppState {
 mod tests {
     use super::*;
     use crate::store;
+    use agenttally::pricing::PriceBook;
 
     #[tokio::test]
     async fn debug_never_shows_the_database_password() {
@@ -64,7 +65,7 @@ mod tests {
         let pool = store::connect_pool(url, 1).expect("pool");
         let config = ServerConfig::new(url);
         let metrics = Arc::new(Metrics::default());
-        let prices = Arc::new(PriceBook::builtin());
+        let prices = Arc::new(Prices::new(PriceBook::builtin()));
         let savings = Arc::new(
             SavingsPricer::new(prices.clone(), &config.savings_baselines).expect("pricer"),
         );

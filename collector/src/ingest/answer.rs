@@ -58,10 +58,11 @@ pub async fn store_and_answer(
     } = admitted;
     let indexes: Vec<(usize, Uuid)> = valid.iter().map(|(i, e)| (*i, e.id)).collect();
     // Priced here, not in a route, so every ingest route stores the same costs.
+    let books = st.prices.books();
     let events: Vec<AnalyticsEvent> = valid
         .into_iter()
         .map(|(_, mut e)| {
-            crate::pricing::price_at_ingest(&st.prices, &mut e);
+            crate::pricing::price_at_ingest(books.for_tenant(&e.tenant_id), &mut e);
             e
         })
         .collect();

@@ -15,6 +15,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (3, "savings", include_str!("migrations/0003_savings.sql")),
     (4, "billing", include_str!("migrations/0004_billing.sql")),
+    (
+        5,
+        "tenant_prices",
+        include_str!("migrations/0005_tenant_prices.sql"),
+    ),
 ];
 
 /// Apply every migration not yet recorded. Safe to run from several collectors at once: an

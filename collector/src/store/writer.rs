@@ -650,7 +650,9 @@ async fn store_tenant<'e>(
         Claim::Optimistic => {
             let hourly = rollups::deltas(Grain::Hourly, events.iter().copied());
             let daily = rollups::daily_from_hourly(&hourly);
-            baselines = events.iter().map(|e| pricer.price(e)).collect();
+            let books = pricer.books();
+            let book = books.for_tenant(tenant);
+            baselines = events.iter().map(|e| pricer.price(book, e)).collect();
             let (r_tenant, r_claim, r_insert, r_hourly, r_daily) = tokio::join!(
                 biased;
                 tx.switch_tenant(tenant),
@@ -695,7 +697,9 @@ async fn store_tenant<'e>(
             }
             let hourly = rollups::deltas(Grain::Hourly, fresh.iter().copied());
             let daily = rollups::daily_from_hourly(&hourly);
-            baselines = fresh.iter().map(|e| pricer.price(e)).collect();
+            let books = pricer.books();
+            let book = books.for_tenant(tenant);
+            baselines = fresh.iter().map(|e| pricer.price(book, e)).collect();
             let (r_insert, r_hourly, r_daily) = tokio::join!(
                 biased;
                 insert_rows(tx, &st.insert, pricer, tenant, &fresh, &baselines),
