@@ -1,16 +1,17 @@
-//! The hot path: what `track()` does between validation and return. A bounded lock-free
-//! lock-free segmented queue that events move into, plus an atomic memory budget: no lock, no
-//! I/O, no serialization; an allocation only for each new block of 31 slots.
+//! The hot path: what `track()` does between validation and return. A lock-free segmented
+//! queue that events move into (`segqueue.rs`), bounded by an atomic memory budget: no lock, no
+//! I/O, no serialization; no allocation either while the worker keeps up, since the queue reuses
+//! the blocks of 31 slots the worker drained.
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::SegQueue;
 use uuid::Uuid;
 
 use super::config::{ClientBuilder, OverflowPolicy};
+use super::segqueue::SegQueue;
 use super::spool::{Spool, SpoolConfig};
 use super::stats::{load, Counters, Dropped, Stats};
 use super::{AutoPrice, Encoded};
@@ -73,7 +74,9 @@ pub(crate) fn encode(event: &AnalyticsEvent) -> Vec<u8> {
     crate::event::json::to_vec(event)
 }
 
-/// Memory of one queue slot: the item and the slot's state word (blocks of 31 slots).
+/// Memory of one queue slot: the item and the slot's state word (blocks of 31 slots). The blocks
+/// kept for reuse (at most 4 per queue, ~14 KB each) are a fixed cost outside the budget, like
+/// the unused slots of the block being filled.
 const SLOT: usize = std::mem::size_of::<Item>() + std::mem::size_of::<usize>();
 
 /// `spool` policy: events waiting for the worker to write them to disk, at most.
@@ -100,8 +103,8 @@ const CLOSED: usize = 1 << (usize::BITS - 1);
 
 /// State shared by `track()` callers and the worker.
 pub(crate) struct Shared {
-    /// Unbounded in itself (blocks of slots allocated as it grows, freed as it drains); bounded
-    /// by `max_queue_events` and the `bytes` budget.
+    /// Unbounded in itself (blocks of slots allocated as it grows, at most a few drained ones
+    /// kept for reuse, the rest freed); bounded by `max_queue_events` and the `bytes` budget.
     pub queue: SegQueue<Item>,
     /// `spool` policy: events the full queue could not take, for the worker to write to disk.
     pub overflow: Option<SegQueue<Item>>,
