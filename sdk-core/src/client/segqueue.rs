@@ -250,7 +250,22 @@ impl<T> SegQueue<T> {
     }
 
     /// Push `value` at the tail.
+    // Inlined, with the index claim out of line: the write into the slot then happens in the
+    // caller, and the push path costs one call.
+    #[inline]
     pub(crate) fn push(&self, value: T) {
+        let slot = self.claim();
+        // SAFETY: `claim` gave this thread the slot, unwritten, in a block that stays alive
+        // until the slot is read, which cannot happen before WRITE is set.
+        unsafe {
+            (*slot).value.get().write(MaybeUninit::new(value));
+            (*slot).state.fetch_or(WRITE, Ordering::Release);
+        }
+    }
+
+    /// Claim the slot at the tail for a push (installing the next block when it is the block's
+    /// last one); the caller writes the value and sets WRITE.
+    fn claim(&self) -> *const Slot<T> {
         let backoff = Backoff::new();
         let mut tail = self.tail.index.load(Ordering::Acquire);
         let mut block = self.tail.block.load(Ordering::Acquire);
@@ -317,10 +332,7 @@ impl<T> SegQueue<T> {
                         self.park(next_block);
                     }
 
-                    let slot = (*block).slots.get_unchecked(offset);
-                    slot.value.get().write(MaybeUninit::new(value));
-                    slot.state.fetch_or(WRITE, Ordering::Release);
-                    return;
+                    return (*block).slots.get_unchecked(offset);
                 },
                 Err(t) => {
                     tail = t;
