@@ -1,7 +1,7 @@
 //! The hot path: what `track()` does between validation and return. A lock-free segmented
 //! queue that events move into (`segqueue.rs`), bounded by an atomic memory budget: no lock, no
 //! I/O, no serialization; no allocation either while the worker keeps up, since the queue reuses
-//! the blocks of 31 slots the worker drained.
+//! the blocks of 127 slots the worker drained.
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
@@ -74,8 +74,8 @@ pub(crate) fn encode(event: &AnalyticsEvent) -> Vec<u8> {
     crate::event::json::to_vec(event)
 }
 
-/// Memory of one queue slot: the item and the slot's state word (blocks of 31 slots). The blocks
-/// kept for reuse (at most 4 per queue, ~14 KB each) are a fixed cost outside the budget, like
+/// Memory of one queue slot: the item and the slot's state word (blocks of 127 slots). The blocks
+/// kept for reuse (at most 2 per queue, ~57 KB each) are a fixed cost outside the budget, like
 /// the unused slots of the block being filled.
 const SLOT: usize = std::mem::size_of::<Item>() + std::mem::size_of::<usize>();
 
