@@ -11,9 +11,9 @@
 //!   initial value, not the whole block (~57 KB for an `Item`).
 //! - Larger blocks: 127 slots instead of 31. A block allocation on the `track()` thread goes to
 //!   the glibc arena that the worker is freeing delivered events into, so it consolidates their
-//!   chunks and, when the worker holds the arena lock, waits for it or wakes it (a futex call);
-//!   profiled with 31-slot blocks and the worker busy, that was about a tenth of `track()`'s
-//!   time. A quarter as many allocations cost a quarter as much per event.
+//!   chunks, faults in fresh pages, and, when the worker waits for the arena lock, wakes it (a
+//!   futex call); in profiles of the interleaved bench with 31-slot blocks that was 6% to 18% of
+//!   `track()`'s CPU time. A quarter as many allocations cost a quarter as much per event.
 //!
 //! Everything else (indices, slot states, the destroy protocol, `len`) is crossbeam's; the parts
 //! this crate does not use (`push_mut`, `pop_mut`, `IntoIterator`) are left out.
