@@ -681,4 +681,56 @@ mod tests {
         assert!(q.is_empty());
         assert!(q.spare_count() <= SPARES);
     }
+
+    /// Several consumers popping at full speed, so that blocks are retired while other readers
+    /// are still in them (the DESTROY hand-off), with values that own heap memory: each value is
+    /// seen once and dropped once.
+    #[test]
+    fn stress_many_consumers_every_value_once() {
+        const THREADS: usize = 3;
+        const PER: usize = if cfg!(miri) { 200 } else { 50_000 };
+        let q = Arc::new(SegQueue::<Box<usize>>::new());
+        let popped = Arc::new(AtomicUsize::new(0));
+        let producers: Vec<_> = (0..THREADS)
+            .map(|p| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    for i in 0..PER {
+                        q.push(Box::new(p * PER + i));
+                    }
+                })
+            })
+            .collect();
+        let consumers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (q, popped) = (q.clone(), popped.clone());
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    while popped.load(Ordering::Relaxed) < THREADS * PER {
+                        if let Some(v) = q.pop() {
+                            popped.fetch_add(1, Ordering::Relaxed);
+                            seen.push(*v);
+                        } else {
+                            std::hint::spin_loop();
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().expect("producer panicked");
+        }
+        let mut all: Vec<usize> = consumers
+            .into_iter()
+            .flat_map(|c| c.join().expect("consumer panicked"))
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all.len(), THREADS * PER);
+        assert!(
+            all.iter().enumerate().all(|(i, &v)| i == v),
+            "a value lost or seen twice"
+        );
+        assert!(q.is_empty());
+    }
 }
