@@ -10,6 +10,7 @@
 
 pub mod config;
 mod queue;
+mod segqueue;
 mod spool;
 pub mod stats;
 pub mod transport;

@@ -1,16 +1,17 @@
-//! The hot path: what `track()` does between validation and return. A bounded lock-free
-//! lock-free segmented queue that events move into, plus an atomic memory budget: no lock, no
-//! I/O, no serialization; an allocation only for each new block of 31 slots.
+//! The hot path: what `track()` does between validation and return. A lock-free segmented
+//! queue that events move into (`segqueue.rs`), bounded by an atomic memory budget: no lock, no
+//! I/O, no serialization; no allocation either while the worker keeps up, since the queue reuses
+//! the blocks of 127 slots the worker drained.
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::SegQueue;
 use uuid::Uuid;
 
 use super::config::{ClientBuilder, OverflowPolicy};
+use super::segqueue::SegQueue;
 use super::spool::{Spool, SpoolConfig};
 use super::stats::{load, Counters, Dropped, Stats};
 use super::{AutoPrice, Encoded};
@@ -73,17 +74,17 @@ pub(crate) fn encode(event: &AnalyticsEvent) -> Vec<u8> {
     crate::event::json::to_vec(event)
 }
 
-/// Memory of one queue slot: the item and the slot's state word (blocks of 31 slots).
+/// Memory of one queue slot: the item and the slot's state word (blocks of 127 slots). The blocks
+/// kept for reuse (at most 2 per queue, ~57 KB each) are a fixed cost outside the budget, like
+/// the unused slots of the block being filled.
 const SLOT: usize = std::mem::size_of::<Item>() + std::mem::size_of::<usize>();
 
 /// `spool` policy: events waiting for the worker to write them to disk, at most.
 const OVERFLOW_EVENTS: usize = 4096;
 
-/// Why `push` did not queue an item (a refused item comes back by value, unboxed: no allocation
-/// on the hot path).
-#[allow(clippy::large_enum_variant)]
+/// Why `reserve` refused room for an event.
 enum Refused {
-    Full(Item),
+    Full,
     Closed,
 }
 
@@ -100,8 +101,8 @@ const CLOSED: usize = 1 << (usize::BITS - 1);
 
 /// State shared by `track()` callers and the worker.
 pub(crate) struct Shared {
-    /// Unbounded in itself (blocks of slots allocated as it grows, freed as it drains); bounded
-    /// by `max_queue_events` and the `bytes` budget.
+    /// Unbounded in itself (blocks of slots allocated as it grows, at most a few drained ones
+    /// kept for reuse, the rest freed); bounded by `max_queue_events` and the `bytes` budget.
     pub queue: SegQueue<Item>,
     /// `spool` policy: events the full queue could not take, for the worker to write to disk.
     pub overflow: Option<SegQueue<Item>>,
@@ -182,7 +183,7 @@ impl Shared {
 
     pub(crate) fn close(&self) {
         // SeqCst with the budget add and load: a `track()` either sees the close or is seen by
-        // the worker's last look at the budget (see `push`).
+        // the worker's last look at the budget (see `reserve`).
         self.state.fetch_or(CLOSED, SeqCst);
     }
 
@@ -218,21 +219,21 @@ impl Shared {
             event.id = Uuid::now_v7();
         }
         self.auto_price(&mut event);
-        let measured = validate::validate_measured(&event)?;
+        let metadata = validate::validate_measured(&event)?;
         if self.disabled {
             return Ok(());
         }
-        let item = Item {
-            held: SLOT + size::heap(&event, measured.metadata.heap),
-            event,
-            at: Instant::now(),
-        };
-        match self.push(item) {
+        let held = SLOT + size::heap(&event, metadata.heap);
+        let at = Instant::now();
+        // Room first, then the item: a refused event is not copied into an item on the way in
+        // and out of `reserve` (the event is ~400 bytes).
+        match self.reserve(held) {
             Ok(()) => {
+                self.queue.push(Item { event, held, at });
                 self.accepted();
                 Ok(())
             }
-            Err(Refused::Full(item)) => self.overflowed(item),
+            Err(Refused::Full) => self.overflowed(Item { event, held, at }),
             Err(Refused::Closed) => Err(closed()),
         }
     }
@@ -255,22 +256,21 @@ impl Shared {
         }
     }
 
-    /// Queue `item` within both budgets; returns the queue length before it.
-    // The refused item comes back by value for the overflow policy; boxing it would put an
-    // allocation on the hot path.
-    #[allow(clippy::result_large_err)]
-    fn push(&self, item: Item) -> Result<(), Refused> {
-        let add = ONE_EVENT | item.held as u64;
+    /// Reserve room for one event holding `held` bytes within both budgets. On `Ok` the caller
+    /// pushes the event at once (see the closed check below).
+    #[inline]
+    fn reserve(&self, held: usize) -> Result<(), Refused> {
+        let add = ONE_EVENT | held as u64;
         let old = self.budget.fetch_add(add, SeqCst);
         let (events, bytes) = ((old >> EVENT_SHIFT) as usize, (old & BYTES) as usize);
         // An event larger than the whole budget still goes into an empty queue. The worker
         // applies the events it took off the queue once per batch, so a full count is confirmed
         // against the queue itself (off the hot path: only when the count says full).
-        if (bytes + item.held > self.max_bytes && bytes > 0)
+        if (bytes + held > self.max_bytes && bytes > 0)
             || (events >= self.max_events && self.queue.len() >= self.max_events)
         {
             self.budget.fetch_sub(add, AcqRel);
-            return Err(Refused::Full(item));
+            return Err(Refused::Full);
         }
         // Reserved, then the closed check: the worker looks at the budget after closing, so
         // either it sees this reservation and waits for the push, or this sees the close.
@@ -278,7 +278,6 @@ impl Shared {
             self.budget.fetch_sub(add, AcqRel);
             return Err(Refused::Closed);
         }
-        self.queue.push(item);
         Ok(())
     }
 
@@ -309,7 +308,7 @@ impl Shared {
     }
 
     #[cold]
-    fn overflowed(&self, mut item: Item) -> Result<(), Error> {
+    fn overflowed(&self, item: Item) -> Result<(), Error> {
         let _entered = self.enter()?;
         match self.policy {
             OverflowPolicy::DropNewest => {}
@@ -321,12 +320,13 @@ impl Shared {
                         self.release(1, old.held);
                         self.counters.dropped_evicted.fetch_add(1, Relaxed);
                     }
-                    match self.push(item) {
+                    match self.reserve(item.held) {
                         Ok(()) => {
+                            self.queue.push(item);
                             self.accepted();
                             return Ok(());
                         }
-                        Err(Refused::Full(back)) => item = back,
+                        Err(Refused::Full) => {}
                         Err(Refused::Closed) => return Err(closed()),
                     }
                 }
