@@ -195,6 +195,39 @@ mod tests {
             assert!(PeakMetric::parse(&v).is_some(), "metric={v}");
         }
         assert_eq!(choices("/v1/metrics/summary", "format"), ["json", "csv"]);
+        let default = |path: &str, name: &str| -> Value {
+            doc["paths"][path]["get"]["parameters"]
+                .as_array()
+                .expect("parameters")
+                .iter()
+                .find(|p| p["name"] == name)
+                .map(|p| p["schema"]["default"].clone())
+                .unwrap_or_default()
+        };
+        // The defaults the handlers apply.
+        for (path, name, value) in [
+            ("/v1/metrics/summary", "format", serde_json::json!("json")),
+            (ts, "interval", serde_json::json!("day")),
+            (
+                "/v1/metrics/peaks",
+                "metric",
+                serde_json::json!("executions"),
+            ),
+            ("/v1/metrics/peaks", "limit", serde_json::json!(10)),
+            (
+                "/v1/metrics/recommendations",
+                "margin",
+                serde_json::json!("0.05"),
+            ),
+            (
+                "/v1/metrics/recommendations",
+                "min_tasks",
+                serde_json::json!(read_api::DEFAULT_MIN_TASKS),
+            ),
+        ] {
+            assert_eq!(default(path, name), value, "{path} {name}");
+        }
+        assert_eq!(read_api::DEFAULT_MARGIN.to_string(), "0.05");
     }
 
     #[test]

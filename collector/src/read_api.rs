@@ -642,7 +642,7 @@ pub async fn timeseries(
 
 /// How an answer is written (`format=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
-#[schema(rename_all = "lowercase")]
+#[schema(rename_all = "lowercase", default = "json")]
 pub enum Format {
     Json,
     Csv,

@@ -272,6 +272,7 @@ impl Metric {
 /// The width of a time-series bucket (`interval=`), in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(default = "day")]
 pub enum Interval {
     Hour,
     Day,

@@ -18,6 +18,7 @@ use crate::store::TenantTx;
 /// What the busiest hours are ranked by (`metric=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(default = "executions")]
 pub enum PeakMetric {
     Executions,
     Failures,
