@@ -37,8 +37,9 @@ if [ -z "$bin" ]; then
 fi
 
 step "collector on embedded PostgreSQL"
-work=$(mktemp -d /tmp/agenttally-schemathesis.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/agenttally-schemathesis.XXXXXX")
 log="$work/collector.log"
+: >"$log"
 # Two baselines and a budget, so every optional part of the answers is present.
 "$bin" serve --data-dir "$work/data" --listen 127.0.0.1:0 \
   --savings-baseline most_expensive,gpt-4o --monthly-budget-usd 5 >"$log" 2>&1 &
