@@ -3,9 +3,14 @@
 //! crate's internal error (`crate::error::Error`) is mapped here, so storage code never decides
 //! on a status.
 
+use std::collections::BTreeMap;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
+use utoipa::openapi::{HeaderBuilder, RefOr, ResponseBuilder};
+use utoipa::ToSchema;
 
 use crate::error::Error;
 use crate::store;
@@ -127,9 +132,79 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// What kind of error, stable for programs (`invalid_parameter`, `insufficient_scope`, ...).
+    #[schema(value_type = String)]
+    pub code: &'static str,
+    /// What was wrong, naming the parameter or field and the rule, for people.
+    pub message: String,
+}
+
+/// The error answers of a read route, for the OpenAPI document (`responses(..., ReadErrors)` in
+/// its `#[utoipa::path]`): 401, 403, 422 and 503 (with `Retry-After`), each with an `ErrorBody`.
+#[derive(Debug)]
+pub struct ReadErrors;
+
+impl utoipa::IntoResponses for ReadErrors {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
+        [
+            ("401", "No credential, or one that is not valid."),
+            (
+                "403",
+                "The credential lacks the scope, or may not act for this tenant.",
+            ),
+            (
+                "422",
+                "A parameter breaks a rule, or is unknown; the message names it.",
+            ),
+            ("503", UNAVAILABLE),
+        ]
+        .into_iter()
+        .map(|(status, description)| (status.to_string(), error_response(status, description)))
+        .collect()
+    }
+}
+
+const UNAVAILABLE: &str =
+    "The database is unavailable or the request took too long: retry after `Retry-After`.";
+
+/// An error answer with an `ErrorBody`, and `Retry-After` with a 503.
+fn error_response(status: &str, description: &str) -> RefOr<utoipa::openapi::response::Response> {
+    let mut r = ResponseBuilder::new().description(description).content(
+        "application/json",
+        utoipa::openapi::ContentBuilder::new()
+            .schema(Some(utoipa::openapi::Ref::from_schema_name(
+                ErrorBody::name(),
+            )))
+            .build(),
+    );
+    if status == "503" {
+        r = r.header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(Some(<u32 as utoipa::PartialSchema>::schema()))
+                .description(Some("Seconds to wait before retrying."))
+                .build(),
+        );
+    }
+    RefOr::T(r.build())
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             resp.headers_mut()

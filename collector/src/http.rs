@@ -1,13 +1,14 @@
-//! The router: which handler serves which route, and the layers around them all — request
-//! tracing, panics answered as a logged 500, a whole-request timeout and a limit on requests
-//! served at once.
+//! The router: which handler serves which route (`routes`, the one list the OpenAPI document is
+//! checked against), and the layers around them all — request tracing, panics answered as a
+//! logged 500, a whole-request timeout and a limit on requests served at once.
 
 use std::any::Any;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, StatusCode};
+use axum::handler::Handler;
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -17,23 +18,56 @@ use tower_http::trace::TraceLayer;
 use crate::api_error::ApiError;
 use crate::config::{MAX_CONCURRENT_REQUESTS, REQUEST_TIMEOUT};
 use crate::state::SharedState;
-use crate::{ingest, ops, read_api};
+use crate::{ingest, openapi, ops, read_api};
 
-/// The collector's routes.
+/// One route: its method and path, and the handler serving them.
+#[derive(Debug)]
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    handler: MethodRouter<SharedState>,
+}
+
+impl Route {
+    fn get<H: Handler<T, SharedState>, T: 'static>(path: &'static str, handler: H) -> Route {
+        Route {
+            method: Method::GET,
+            path,
+            handler: get(handler),
+        }
+    }
+
+    fn post<H: Handler<T, SharedState>, T: 'static>(path: &'static str, handler: H) -> Route {
+        Route {
+            method: Method::POST,
+            path,
+            handler: post(handler),
+        }
+    }
+}
+
+/// Every route the collector serves. Each must be described in the OpenAPI document
+/// (`openapi::ApiDoc`, whose tests compare it with this list).
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/v1/batch", ingest::post_batch),
+        Route::get("/v1/metrics/summary", read_api::summary),
+        Route::get("/v1/metrics/timeseries", read_api::timeseries),
+        Route::get("/v1/metrics/savings", read_api::savings),
+        Route::get("/v1/metrics/peaks", read_api::peaks),
+        Route::get("/v1/metrics/recommendations", read_api::recommendations),
+        Route::get("/v1/billing/usage", crate::billing::api::usage),
+        Route::get("/healthz", ops::healthz),
+        Route::get("/metrics", ops::metrics),
+        Route::get("/openapi.json", openapi::openapi_json),
+    ]
+}
+
+/// The collector's router.
 pub fn router(state: SharedState) -> Router {
-    let routes = Router::new()
-        .route("/v1/batch", post(ingest::post_batch))
-        .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(ops::metrics))
-        .route("/v1/metrics/summary", get(read_api::summary))
-        .route("/v1/metrics/timeseries", get(read_api::timeseries))
-        .route("/v1/metrics/savings", get(read_api::savings))
-        .route("/v1/metrics/peaks", get(read_api::peaks))
-        .route(
-            "/v1/metrics/recommendations",
-            get(read_api::recommendations),
-        )
-        .route("/v1/billing/usage", get(crate::billing::api::usage))
+    let routes = routes()
+        .into_iter()
+        .fold(Router::new(), |r, route| r.route(route.path, route.handler))
         // The batch handler reads the body itself, with its own caps.
         .layer(DefaultBodyLimit::disable())
         .fallback(not_found)

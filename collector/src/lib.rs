@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod pricing;
 pub mod query;

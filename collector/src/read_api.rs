@@ -1,7 +1,8 @@
-//! The read API: `GET /v1/metrics/summary`, `/v1/metrics/timeseries` and `/v1/metrics/savings`
-//! (scope `read`), answered from the rollups through the named queries of `crate::query`, for the
+//! The read API: `GET /v1/metrics/{summary,timeseries,savings,peaks,recommendations}` (scope
+//! `read`), answered from the rollups through the named queries of `crate::query`, for the
 //! tenant the credential acts on (`auth::Tenant`). Parameters are checked here; a bad one is a 422
-//! naming it.
+//! naming it. Each handler's `#[utoipa::path]` and the `*Params` types describe the same
+//! parameters for the OpenAPI document (`crate::openapi`, whose tests compare both).
 
 use std::collections::HashMap;
 
@@ -13,25 +14,72 @@ use axum::Json;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, ReadErrors};
 use crate::auth::{Scope, Tenant};
 use crate::error::Error;
 use crate::query::csv::{self, Table};
-use crate::query::metrics::{self, GroupBy, Interval, Metric, Range};
-use crate::query::peaks::{self, PeakMetric};
-use crate::query::recommend::{self, Policy};
-use crate::query::savings;
+use crate::query::metrics::{self, GroupBy, Interval, Metric, Range, Series, Summary};
+use crate::query::peaks::{self, PeakMetric, Peaks};
+use crate::query::recommend::{self, Policy, Recommendations};
+use crate::query::savings::{self, Savings};
 use crate::state::SharedState;
 use crate::store::rollups::Grain;
 use crate::store::tenant_tx;
 
+/// The query parameters each read route accepts (any other is a 422).
+pub const ACCEPTED_PARAMS: &[(&str, &[&str])] = &[
+    ("/v1/metrics/summary", SUMMARY_PARAMS),
+    ("/v1/metrics/timeseries", SERIES_PARAMS),
+    ("/v1/metrics/savings", SAVINGS_PARAMS),
+    ("/v1/metrics/peaks", PEAKS_PARAMS),
+    ("/v1/metrics/recommendations", RECOMMEND_PARAMS),
+    ("/v1/billing/usage", crate::billing::api::USAGE_PARAMS),
+];
+
 /// The range used when `from` / `to` are not given: the last 30 days.
 pub const DEFAULT_RANGE_DAYS: i64 = 30;
+
+/// The parameters every read endpoint takes (documentation of the query string; the handlers
+/// read it as a map, to name unknown parameters).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RangeParams {
+    /// Start of the range, inclusive (RFC 3339); default: `to` − 30 days. With `from` and `to`
+    /// at 00:00 UTC the daily rollups are read; otherwise the hourly ones (widened to whole hours,
+    /// and the range must start within their retention, else 422 naming `from`).
+    pub from: Option<DateTime<Utc>>,
+    /// End of the range, exclusive (RFC 3339), after `from`; default: now.
+    pub to: Option<DateTime<Utc>>,
+    /// The tenant to read: required with a platform key; with a tenant key, its own tenant
+    /// (another is a 403).
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    pub tenant_id: Option<String>,
+    /// `json` (default) or `csv`: a `text/csv` download of the same figures.
+    #[param(inline)]
+    pub format: Option<Format>,
+}
 
 /// The parameters `summary` reads.
 const SUMMARY_PARAMS: &[&str] = &["from", "to", "tenant_id", "format"];
 
+/// The metrics summary of the range: executions and outcomes, spend, API calls, tokens,
+/// durations.
+#[utoipa::path(
+    get,
+    path = "/v1/metrics/summary",
+    tag = "metrics",
+    security(("bearer" = [])),
+    params(RangeParams),
+    responses(
+        (status = 200, description = "The summary (`format=csv`: `field,value` rows).", content(
+            (Summary = "application/json"),
+            (String = "text/csv"),
+        )),
+        ReadErrors,
+    )
+)]
 pub async fn summary(
     State(st): State<SharedState>,
     tenant: Tenant,
@@ -254,9 +302,34 @@ fn choice<T>(
     }
 }
 
+/// The parameters `savings` reads besides `RangeParams`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SavingsParams {
+    /// `most_expensive` or a model the collector prices at ingest (`--savings-baseline`);
+    /// default: the first configured. Any other is a 422 naming `baseline`.
+    pub baseline: Option<String>,
+}
+
 /// The parameters `savings` reads.
 const SAVINGS_PARAMS: &[&str] = &["from", "to", "tenant_id", "baseline", "format"];
 
+/// What routing saved against a baseline, gross and over successful tasks, with breakdowns by
+/// provider, task type and month.
+#[utoipa::path(
+    get,
+    path = "/v1/metrics/savings",
+    tag = "metrics",
+    security(("bearer" = [])),
+    params(SavingsParams, RangeParams),
+    responses(
+        (status = 200, description = "The savings (`format=csv`: `scope,key,<figures>` rows).", content(
+            (Savings = "application/json"),
+            (String = "text/csv"),
+        )),
+        ReadErrors,
+    )
+)]
 pub async fn savings(
     State(st): State<SharedState>,
     tenant: Tenant,
@@ -309,12 +382,40 @@ pub async fn savings(
     })
 }
 
+/// The parameters `peaks` reads besides `RangeParams`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PeaksParams {
+    /// What the busiest slots are ranked by; default `executions`.
+    #[param(inline)]
+    pub metric: Option<PeakMetric>,
+    /// How many top hours to list.
+    #[param(default = 10, minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+}
+
 /// The parameters `peaks` reads.
 const PEAKS_PARAMS: &[&str] = &["from", "to", "tenant_id", "metric", "limit", "format"];
 
 /// Most top hours `peaks` lists.
 pub const MAX_TOP_HOURS: usize = 100;
 
+/// Peak usage: activity by UTC hour of day and day of week, the busiest of each, and the top
+/// hours of the range (always from the hourly rollups).
+#[utoipa::path(
+    get,
+    path = "/v1/metrics/peaks",
+    tag = "metrics",
+    security(("bearer" = [])),
+    params(PeaksParams, RangeParams),
+    responses(
+        (status = 200, description = "The peaks (`format=csv`: `scope,key,<activity>` rows).", content(
+            (Peaks = "application/json"),
+            (String = "text/csv"),
+        )),
+        ReadErrors,
+    )
+)]
 pub async fn peaks(
     State(st): State<SharedState>,
     tenant: Tenant,
@@ -366,6 +467,19 @@ pub async fn peaks(
     })
 }
 
+/// The parameters `recommendations` reads besides `RangeParams`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecommendParams {
+    /// How far below the best success rate a candidate's may be: a decimal from 0 to 1
+    /// (0.05 = 5 points).
+    #[param(default = "0.05", pattern = r"^(0(\.[0-9]+)?|1(\.0+)?)$")]
+    pub margin: Option<String>,
+    /// Tasks a provider/model needs in the range to be judged.
+    #[param(default = 20, minimum = 1, maximum = 1_000_000)]
+    pub min_tasks: Option<u32>,
+}
+
 /// The parameters `recommendations` reads.
 const RECOMMEND_PARAMS: &[&str] = &["from", "to", "tenant_id", "margin", "min_tasks", "format"];
 
@@ -373,6 +487,23 @@ const RECOMMEND_PARAMS: &[&str] = &["from", "to", "tenant_id", "margin", "min_ta
 pub const DEFAULT_MARGIN: Decimal = Decimal::from_parts(5, 0, 0, false, 2);
 pub const DEFAULT_MIN_TASKS: i64 = 20;
 
+/// Per task type, the cheapest provider/model within `margin` of the best success rate and its
+/// projected monthly saving; with a monthly budget configured, whether this month's spend is
+/// on course to pass it.
+#[utoipa::path(
+    get,
+    path = "/v1/metrics/recommendations",
+    tag = "metrics",
+    security(("bearer" = [])),
+    params(RecommendParams, RangeParams),
+    responses(
+        (status = 200, description = "The recommendations (`format=csv`: one row per task type and candidate).", content(
+            (Recommendations = "application/json"),
+            (String = "text/csv"),
+        )),
+        ReadErrors,
+    )
+)]
 pub async fn recommendations(
     State(st): State<SharedState>,
     tenant: Tenant,
@@ -439,6 +570,37 @@ const SERIES_PARAMS: &[&str] = &[
     "format",
 ];
 
+/// The parameters `timeseries` reads besides `RangeParams`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SeriesParams {
+    /// What the series measures.
+    #[param(inline)]
+    pub metric: Metric,
+    /// The width of a bucket (UTC); default `day`. `hour` reads the hourly rollups. At most
+    /// 10,000 buckets per series (else 422 naming `interval`).
+    #[param(inline)]
+    pub interval: Option<Interval>,
+    /// A dimension to group by; no grouping by default.
+    #[param(inline)]
+    pub group_by: Option<GroupBy>,
+}
+
+/// A metric per bucket over the range, every bucket present, optionally one series per group.
+#[utoipa::path(
+    get,
+    path = "/v1/metrics/timeseries",
+    tag = "metrics",
+    security(("bearer" = [])),
+    params(SeriesParams, RangeParams),
+    responses(
+        (status = 200, description = "The series (`format=csv`: `t,group,value,unpriced_events` rows).", content(
+            (Series = "application/json"),
+            (String = "text/csv"),
+        )),
+        ReadErrors,
+    )
+)]
 pub async fn timeseries(
     State(st): State<SharedState>,
     tenant: Tenant,
@@ -480,8 +642,9 @@ pub async fn timeseries(
 }
 
 /// How an answer is written (`format=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(rename_all = "lowercase", default = "json")]
+pub enum Format {
     Json,
     Csv,
 }

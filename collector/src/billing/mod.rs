@@ -14,9 +14,10 @@ use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 use tokio_postgres::GenericClient;
+use utoipa::ToSchema;
 
 use crate::error::Result;
-use crate::query::metrics::{decimal_string, OUTCOME_ROWS, SPEND_ROWS, TOKENS_SUM};
+use crate::query::metrics::{decimal_string, DecimalString, OUTCOME_ROWS, SPEND_ROWS, TOKENS_SUM};
 use crate::store::TenantTx;
 use tiers::{Tier, Tiers, METRICS};
 
@@ -135,54 +136,64 @@ fn cents(d: Decimal) -> Decimal {
 }
 
 /// One limited metric this period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct MetricUsage {
     pub metric: &'static str,
     /// Used so far (a count, or USD for `cost_usd`), as a decimal string.
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub used: Decimal,
     /// `null`: unlimited.
     #[serde(serialize_with = "crate::query::savings::optional_decimal_string")]
+    #[schema(value_type = Option<DecimalString>, required = true)]
     pub limit: Option<Decimal>,
     /// `used / limit × 100`, to 2 places.
     #[serde(serialize_with = "crate::query::savings::optional_decimal_string")]
+    #[schema(value_type = Option<DecimalString>, required = true)]
     pub percent_used: Option<Decimal>,
     /// `used` at this period's pace so far, extended to its end (counts rounded up).
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub projected: Decimal,
     /// What the projected use above the limit costs at the tier's overage rate, to the cent.
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub projected_overage_usd: Decimal,
 }
 
 /// A past period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct PastPeriod {
     pub period: String,
     pub executions: i64,
     pub tokens: i64,
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub cost_usd: Decimal,
     pub unpriced_events: i64,
     /// Under the tenant's current tier, to the cent.
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub overage_usd: Decimal,
 }
 
 /// A tier and what the projected period would cost on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct TierCost {
     pub name: String,
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub monthly_price_usd: Decimal,
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub projected_overage_usd: Decimal,
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub projected_total_usd: Decimal,
 }
 
 /// The answer of `GET /v1/billing/usage`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct BillingUsage {
     pub tenant_id: String,
     /// `YYYY-MM`: the current period, a UTC calendar month.
@@ -190,23 +201,28 @@ pub struct BillingUsage {
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
     /// `null`: no plan (none recorded and no default tier): no limits.
+    #[schema(required = true)]
     pub tier: Option<String>,
     /// `event` (latest subscription event), `admin`, `default` (none recorded: the configured
     /// default tier) or `none`.
     pub tier_source: String,
     #[serde(serialize_with = "crate::query::savings::optional_decimal_string")]
+    #[schema(value_type = Option<DecimalString>, required = true)]
     pub monthly_price_usd: Option<Decimal>,
     pub usage: Vec<MetricUsage>,
     /// Spend events of the period without a known cost.
     pub unpriced_events: i64,
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub projected_overage_usd: Decimal,
     /// Price plus projected overage.
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub projected_total_usd: Decimal,
     /// Up to 12 previous periods with data, oldest first.
     pub history: Vec<PastPeriod>,
     /// The tier whose price plus projected overage is lowest (ties: the cheaper price).
+    #[schema(required = true)]
     pub recommended_tier: Option<TierCost>,
     /// Every tier, as for `recommended_tier`.
     pub tier_costs: Vec<TierCost>,

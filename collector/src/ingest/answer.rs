@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use agenttally::AnalyticsEvent;
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::api_error::ApiError;
@@ -22,7 +23,7 @@ pub struct Admitted {
 }
 
 /// The answer to a batch.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, ToSchema)]
 pub struct BatchResponse {
     /// Events newly stored by this request.
     pub accepted: usize,
@@ -33,10 +34,12 @@ pub struct BatchResponse {
 }
 
 /// One refused event.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, ToSchema)]
 pub struct RejectedEvent {
+    /// Position in the batch.
     pub index: usize,
     /// The event's id whenever it could be read (`null` only when it could not).
+    #[schema(required = true)]
     pub id: Option<Uuid>,
     /// What was wrong, naming the field (`batch[3].duration_ms: must be >= 0, got -5`).
     pub error: String,

@@ -13,11 +13,13 @@ mod admit;
 mod answer;
 mod body;
 mod gzip;
+mod schema;
 
 pub use admit::{admit, Window};
 pub use answer::{store_and_answer, Admitted, BatchResponse, RejectedEvent, Rejection};
 pub use body::read_batch;
 pub use gzip::{gunzip_capped, GunzipError};
+pub use schema::BatchEnvelope;
 
 use std::time::Instant;
 
@@ -28,10 +30,36 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, ErrorBody};
 use crate::auth::{Principal, Scope};
 use crate::state::{AppState, SharedState};
 
+/// Store a batch of events.
+///
+/// Each event is judged by itself: the answer lists the stored ones (`accepted`), those stored
+/// before (`duplicates`) and those refused (`rejected`, naming the field and the rule).
+#[utoipa::path(
+    post,
+    path = "/v1/batch",
+    tag = "ingest",
+    security(("bearer" = [])),
+    request_body(
+        content = BatchEnvelope,
+        content_type = "application/json",
+        description = "A batch of events, optionally gzip-compressed (`Content-Encoding: gzip`)."
+    ),
+    responses(
+        (status = 200, description = "The batch was committed; per-event outcomes.", body = BatchResponse),
+        (status = 400, description = "The body is not a batch (not JSON, not the envelope, bad gzip, empty).", body = ErrorBody),
+        (status = 401, description = "No credential, or one that is not valid.", body = ErrorBody),
+        (status = 403, description = "The credential lacks the `ingest` scope, or no event is for a tenant it may write.", body = ErrorBody),
+        (status = 408, description = "The body was not received in time.", body = ErrorBody),
+        (status = 413, description = "The body is over its cap.", body = ErrorBody),
+        (status = 415, description = "A Content-Type other than JSON, or a Content-Encoding other than identity or gzip.", body = ErrorBody),
+        (status = 503, description = "Nothing of the batch was acknowledged: resend it after `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+    )
+)]
 pub async fn post_batch(
     State(st): State<SharedState>,
     principal: Result<Principal, ApiError>,

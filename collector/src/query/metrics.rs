@@ -8,6 +8,9 @@ use chrono::{DateTime, Datelike, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use tokio_postgres::types::Json;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::ToSchema;
 
 use crate::error::Result;
 use crate::store::histogram::Histogram;
@@ -47,41 +50,70 @@ pub struct Range {
     pub grain: Grain,
 }
 
+/// The rollups a range was read from: whole buckets of an hour or a day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Granularity {
+    Hour,
+    Day,
+}
+
+impl From<Grain> for Granularity {
+    fn from(g: Grain) -> Self {
+        match g {
+            Grain::Hourly => Granularity::Hour,
+            Grain::Daily => Granularity::Day,
+        }
+    }
+}
+
 /// The answer of `GET /v1/metrics/summary`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Summary {
     pub tenant_id: String,
-    /// The range covered: whole buckets of `granularity` (`hour` or `day`), `to` exclusive.
+    /// The range covered: whole buckets of `granularity`, `from` inclusive.
     pub from: DateTime<Utc>,
+    /// The end of the range covered, exclusive.
     pub to: DateTime<Utc>,
-    pub granularity: &'static str,
+    pub granularity: Granularity,
     pub executions: i64,
     pub successes: i64,
     pub failures: i64,
     /// `successes / executions`; `null` without executions.
+    #[schema(required = true)]
     pub success_rate: Option<f64>,
     /// Spend: provider calls plus terminal agent events that are not itemized. A decimal
     /// string; with `unpriced_events` beside it.
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub cost_usd: Decimal,
     /// Events counted in `cost_usd` whose cost is unknown (`cost_status = unpriced`).
     pub unpriced_events: i64,
     pub api_calls: i64,
+    /// API calls by provider.
     pub api_calls_by_provider: BTreeMap<String, i64>,
     /// Spend by provider (`""`: spend events naming none, e.g. summary-only runs).
     pub spend_by_provider: BTreeMap<String, ProviderSpend>,
-    /// Token counts by bucket, counted as spend is.
+    /// Token counts by bucket (`input_tokens`, `cached_input_tokens`, `cache_write_tokens`,
+    /// `cache_write_1h_tokens`, `output_tokens`, `reasoning_tokens`), counted as spend is.
+    #[schema(value_type = BTreeMap<String, i64>)]
     pub tokens: BTreeMap<&'static str, i64>,
     /// Over executions carrying a duration; `null` when none does.
+    #[schema(required = true)]
     pub avg_duration_ms: Option<f64>,
+    /// `null` when no execution carries a duration.
+    #[schema(required = true)]
     pub p95_duration_ms: Option<f64>,
+    /// `null` when no execution carries a queue time.
+    #[schema(required = true)]
     pub p95_queue_ms: Option<f64>,
 }
 
 /// One provider's share of spend.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
 pub struct ProviderSpend {
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub cost_usd: Decimal,
     pub unpriced_events: i64,
     /// Prompt plus output tokens.
@@ -114,10 +146,7 @@ pub async fn summary(tx: &TenantTx<'_>, tenant: &str, range: &Range) -> Result<S
         tenant_id: tenant.to_string(),
         from: range.from,
         to: range.to,
-        granularity: match range.grain {
-            Grain::Hourly => "hour",
-            Grain::Daily => "day",
-        },
+        granularity: range.grain.into(),
         executions: 0,
         successes: 0,
         failures: 0,
@@ -183,6 +212,29 @@ pub async fn summary(tx: &TenantTx<'_>, tenant: &str, range: &Range) -> Result<S
     Ok(s)
 }
 
+/// What `decimal_string` writes: the pattern of a decimal in a JSON string.
+pub const DECIMAL_PATTERN: &str = r"^-?[0-9]+(\.[0-9]+)?$";
+
+/// The schema of a decimal written as a JSON string (`decimal_string`): exact, never an
+/// exponent. Money, rates and percentages are given this way.
+#[derive(Debug)]
+pub struct DecimalString;
+
+impl utoipa::PartialSchema for DecimalString {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(DECIMAL_PATTERN))
+            .description(Some(
+                "A decimal number as a string (exact; JSON numbers would pass through floats).",
+            ))
+            .examples(["0.0035"])
+            .into()
+    }
+}
+
+impl ToSchema for DecimalString {}
+
 /// Money as a decimal string (`"0.0035"`): JSON numbers would pass through floats in clients.
 pub(crate) fn decimal_string<S: serde::Serializer>(
     d: &Decimal,
@@ -201,7 +253,8 @@ fn histogram(row: &tokio_postgres::Row, col: usize) -> Histogram {
 }
 
 /// What a time series measures (`metric=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(rename_all = "snake_case")]
 pub enum Metric {
     CostUsd,
     Executions,
@@ -229,7 +282,9 @@ impl Metric {
 }
 
 /// The width of a time-series bucket (`interval=`), in UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(default = "day")]
 pub enum Interval {
     Hour,
     Day,
@@ -279,7 +334,8 @@ impl Interval {
 }
 
 /// A rollup dimension to group a series by (`group_by=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(rename_all = "snake_case")]
 pub enum GroupBy {
     Provider,
     Model,
@@ -310,26 +366,47 @@ impl GroupBy {
 }
 
 /// One point of a series.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Point {
+    /// The bucket's start.
     pub t: DateTime<Utc>,
     /// The group's value (`""` for an absent dimension); `null` without `group_by`.
+    #[schema(required = true)]
     pub group: Option<String>,
     /// A number; `cost_usd` as a decimal string; `p95_duration_ms` is `null` for a bucket with
     /// no execution (there is no latency to report, and 0 would be a false one).
+    #[schema(schema_with = point_value)]
     pub value: serde_json::Value,
     /// With `cost_usd` only: events counted in the value whose cost is unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub unpriced_events: Option<i64>,
 }
 
+/// The schema of `Point::value`: a number, a decimal string (`cost_usd`) or `null`
+/// (`p95_duration_ms` without executions).
+fn point_value() -> Schema {
+    utoipa::openapi::schema::AnyOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(<DecimalString as utoipa::PartialSchema>::schema())
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "A number; `cost_usd` as a decimal string; `p95_duration_ms` is null in a bucket \
+             without executions.",
+        ))
+        .into()
+}
+
 /// The answer of `GET /v1/metrics/timeseries`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Series {
     pub tenant_id: String,
+    /// The range covered (whole buckets of `interval`), `from` inclusive.
     pub from: DateTime<Utc>,
+    /// The end of the range covered, exclusive.
     pub to: DateTime<Utc>,
-    pub interval: &'static str,
+    pub interval: Interval,
+    /// One point per bucket and group, in time order.
     pub points: Vec<Point>,
 }
 
@@ -437,7 +514,7 @@ pub async fn timeseries(
         tenant_id: tenant.to_string(),
         from: range.from,
         to: range.to,
-        interval: interval.unit(),
+        interval,
         points,
     })
 }

@@ -7,13 +7,18 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::ToSchema;
 
-use super::metrics::{decimal_string, Range, OUTCOMES};
+use super::metrics::{decimal_string, DecimalString, Range, OUTCOMES};
 use crate::error::Result;
 use crate::store::TenantTx;
 
 /// What the busiest hours are ranked by (`metric=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(default = "executions")]
 pub enum PeakMetric {
     Executions,
     Failures,
@@ -35,16 +40,6 @@ impl PeakMetric {
             _ => return None,
         })
     }
-
-    fn name(self) -> &'static str {
-        match self {
-            PeakMetric::Executions => "executions",
-            PeakMetric::Failures => "failures",
-            PeakMetric::ApiCalls => "api_calls",
-            PeakMetric::CostUsd => "cost_usd",
-            PeakMetric::Tokens => "tokens",
-        }
-    }
 }
 
 /// The fields of `Activity`, in order (the columns of the CSV form).
@@ -58,13 +53,14 @@ pub const ACTIVITY: &[&str] = &[
 ];
 
 /// Activity of one slot (an hour of day, a weekday, or one hour of the range).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Activity {
     pub executions: i64,
     pub failures: i64,
     pub api_calls: i64,
     /// Spend, as the summary counts it; with `unpriced_events` beside it.
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub cost_usd: Decimal,
     pub unpriced_events: i64,
     /// Prompt plus output tokens of spend events.
@@ -93,23 +89,28 @@ impl Activity {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The activity of one hour of day, over every day of the range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct HourOfDay {
     /// 0–23, UTC.
+    #[schema(minimum = 0, maximum = 23)]
     pub hour: u32,
     #[serde(flatten)]
     pub activity: Activity,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The activity of one day of the week, over every week of the range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct DayOfWeek {
     /// `monday` … `sunday` (UTC days).
+    #[schema(schema_with = weekday)]
     pub day: &'static str,
     #[serde(flatten)]
     pub activity: Activity,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The activity of one hour of the range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct TopHour {
     /// The hour's start.
     pub t: DateTime<Utc>,
@@ -118,20 +119,24 @@ pub struct TopHour {
 }
 
 /// The answer of `GET /v1/metrics/peaks`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Peaks {
     pub tenant_id: String,
+    /// The range covered (whole hours), `from` inclusive.
     pub from: DateTime<Utc>,
+    /// The end of the range covered, exclusive.
     pub to: DateTime<Utc>,
     /// What the busiest slots are ranked by.
-    pub metric: &'static str,
+    pub metric: PeakMetric,
     /// All 24 hours, 0 first.
     pub by_hour_of_day: Vec<HourOfDay>,
     /// All 7 days, Monday first.
     pub by_day_of_week: Vec<DayOfWeek>,
     /// Hours of day with any activity, busiest first (ties: earlier hour first), at most 3.
+    #[schema(schema_with = busiest_hours)]
     pub busiest_hours_of_day: Vec<u32>,
     /// Days with any activity, busiest first (ties: earlier in the week first), at most 3.
+    #[schema(schema_with = busiest_days)]
     pub busiest_days_of_week: Vec<&'static str>,
     /// The busiest hours of the range, busiest first (ties: earlier first), at most `limit`.
     pub top_hours: Vec<TopHour>,
@@ -146,6 +151,31 @@ const DAYS: [&str; 7] = [
     "saturday",
     "sunday",
 ];
+
+/// The schema of a day of the week as the answers name it.
+fn weekday() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(DAYS))
+        .into()
+}
+
+/// The schema of `busiest_hours_of_day`.
+fn busiest_hours() -> Schema {
+    let hour = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(0))
+        .maximum(Some(23));
+    ArrayBuilder::new().items(hour).max_items(Some(3)).into()
+}
+
+/// The schema of `busiest_days_of_week`.
+fn busiest_days() -> Schema {
+    ArrayBuilder::new()
+        .items(RefOr::T(weekday()))
+        .max_items(Some(3))
+        .into()
+}
 
 /// Peaks of the tenant `tx` acts for over `range` (hourly rollups, whole hours).
 pub async fn peaks(
@@ -223,7 +253,7 @@ pub async fn peaks(
         tenant_id: tenant.to_string(),
         from: range.from,
         to: range.to,
-        metric: metric.name(),
+        metric,
         by_hour_of_day: by_hour
             .into_iter()
             .map(|(hour, activity)| HourOfDay { hour, activity })

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, TimeZone, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::metrics::{decimal_string, Range, OUTCOMES};
+use super::metrics::{decimal_string, DecimalString, Range, OUTCOMES};
 use crate::error::Result;
 use crate::store::TenantTx;
 
@@ -26,7 +27,7 @@ pub struct Policy {
 }
 
 /// One provider/model that ran tasks of a type.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Candidate {
     pub provider: String,
     pub model: String,
@@ -34,56 +35,68 @@ pub struct Candidate {
     pub successes: i64,
     /// `successes / tasks`, exact.
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub success_rate: Decimal,
     /// Spend of the tasks whose cost is known, and how many those are.
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub cost_usd: Decimal,
     pub costed_tasks: i64,
     /// `cost_usd / costed_tasks`; `null` without a known cost.
     #[serde(serialize_with = "super::savings::optional_decimal_string")]
+    #[schema(value_type = Option<DecimalString>, required = true)]
     pub avg_cost_usd: Option<Decimal>,
     /// Enough tasks to be judged (`min_tasks`).
     pub eligible: bool,
 }
 
 /// The advice for one task type.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct TaskTypeAdvice {
     pub task_type: String,
     pub tasks: i64,
     /// Average known cost per task across every candidate.
     #[serde(serialize_with = "super::savings::optional_decimal_string")]
+    #[schema(value_type = Option<DecimalString>, required = true)]
     pub current_avg_cost_usd: Option<Decimal>,
     /// The best success rate among eligible candidates.
     #[serde(serialize_with = "super::savings::optional_decimal_string")]
+    #[schema(value_type = Option<DecimalString>, required = true)]
     pub best_success_rate: Option<Decimal>,
     /// The cheapest eligible candidate within the margin of the best success rate.
+    #[schema(required = true)]
     pub recommended: Option<Candidate>,
     /// `(current − recommended) average cost × tasks per month` at this range's pace, to the
     /// cent; 0 when routing is already there or dearer.
     #[serde(serialize_with = "super::savings::optional_decimal_string")]
+    #[schema(value_type = Option<DecimalString>, required = true)]
     pub projected_monthly_saving_usd: Option<Decimal>,
     /// Why there is no recommendation, when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub reason: Option<String>,
     /// Every provider/model seen, cheapest first.
     pub candidates: Vec<Candidate>,
 }
 
 /// The month's spend against the budget.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Budget {
     /// `YYYY-MM`, UTC.
     pub month: String,
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub monthly_budget_usd: Decimal,
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub month_to_date_usd: Decimal,
     /// Month-to-date spend at its pace so far, extended to the whole month (to the cent).
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub projected_usd: Decimal,
     /// `projected / budget × 100`, to 2 places.
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub projected_percent_of_budget: Decimal,
     /// Spend events of the month whose cost is unknown (the spend is at least this much).
     pub unpriced_events: i64,
@@ -92,19 +105,22 @@ pub struct Budget {
 }
 
 /// The answer of `GET /v1/metrics/recommendations`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Recommendations {
     pub tenant_id: String,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub margin: Decimal,
     pub min_tasks: i64,
     pub by_task_type: Vec<TaskTypeAdvice>,
     /// The sum of the task types' projected savings.
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub projected_monthly_saving_usd: Decimal,
     /// `null` when no monthly budget is configured.
+    #[schema(required = true)]
     pub budget: Option<Budget>,
 }
 

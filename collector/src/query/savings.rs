@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::metrics::{decimal_string, Range};
+use super::metrics::{decimal_string, DecimalString, Granularity, Range};
 use crate::error::Result;
 use crate::store::rollups::Grain;
 use crate::store::TenantTx;
@@ -36,7 +37,7 @@ pub const FIGURES: &[&str] = &[
 
 /// Savings figures of a group of tasks (spend events). Sums cover the *compared* tasks, whose
 /// actual and baseline costs are both known; the others are counted beside them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Figures {
     pub tasks: i64,
     pub successful_tasks: i64,
@@ -50,26 +51,35 @@ pub struct Figures {
     /// Compared tasks priced with a fallback (`estimated`) on either side.
     pub estimated_tasks: i64,
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub actual_usd: Decimal,
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub baseline_usd: Decimal,
     /// `baseline_usd − actual_usd`: negative when routing cost more (never clamped).
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub savings_usd: Decimal,
     /// `savings / baseline × 100`, exact; `null` when the baseline is 0.
     #[serde(serialize_with = "optional_decimal_string")]
+    #[schema(value_type = Option<DecimalString>, required = true)]
     pub savings_percent: Option<Decimal>,
     /// The same over compared successful tasks only: a failed task saves nothing.
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub successful_actual_usd: Decimal,
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub successful_baseline_usd: Decimal,
     #[serde(serialize_with = "decimal_string")]
+    #[schema(value_type = DecimalString)]
     pub successful_savings_usd: Decimal,
     #[serde(serialize_with = "optional_decimal_string")]
+    #[schema(value_type = Option<DecimalString>, required = true)]
     pub successful_savings_percent: Option<Decimal>,
     /// All compared actual spend (failures included) / compared successful tasks.
     #[serde(serialize_with = "optional_decimal_string")]
+    #[schema(value_type = Option<DecimalString>, required = true)]
     pub cost_per_successful_task: Option<Decimal>,
     #[serde(skip)]
     compared_successful: i64,
@@ -141,14 +151,16 @@ impl Figures {
     }
 }
 
-/// The answer of `GET /v1/metrics/savings`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The answer of `GET /v1/metrics/savings`: the figures of the whole range, beside the
+/// breakdowns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Savings {
     pub tenant_id: String,
-    /// The range covered: whole buckets of `granularity` (`hour` or `day`), `to` exclusive.
+    /// The range covered: whole buckets of `granularity`, `from` inclusive.
     pub from: DateTime<Utc>,
+    /// The end of the range covered, exclusive.
     pub to: DateTime<Utc>,
-    pub granularity: &'static str,
+    pub granularity: Granularity,
     /// The baseline compared against (`most_expensive` or a model).
     pub baseline: String,
     #[serde(flatten)]
@@ -203,10 +215,7 @@ pub async fn savings(
         tenant_id: tenant.to_string(),
         from: range.from,
         to: range.to,
-        granularity: match range.grain {
-            Grain::Hourly => "hour",
-            Grain::Daily => "day",
-        },
+        granularity: range.grain.into(),
         baseline: baseline.to_string(),
         total: Figures::default(),
         by_provider: BTreeMap::new(),
