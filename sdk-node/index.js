@@ -194,10 +194,77 @@ function failureCode(err) {
   return typeof err === 'object' ? 'Error' : typeof err
 }
 
+// The packed form of an event for the addon's track function (the layout is src/track.rs's):
+// per field a slot tag, strings concatenated in slot order into one `text`, numbers beside.
+const S_EVENT_TYPE = 0
+const S_TENANT_ID = 1
+const S_CORRELATION_ID = 2
+const S_USER_ID = 3
+const S_AGENT_ID = 4
+const S_WORKFLOW_ID = 5
+const S_COST_USD = 6
+const S_PROVIDER = 7
+const S_MODEL = 8
+const S_TASK_TYPE = 9
+const S_ERROR_CODE = 10
+const S_SERVICE_TIER = 11
+const S_TIMESTAMP = 12
+const S_DURATION_MS = 13
+const S_QUEUE_MS = 14
+const S_SUCCESS = 15
+const S_USAGE = 16
+const S_DURATION_VALUE = 17
+const S_QUEUE_VALUE = 18
+const S_TIMESTAMP_MS = 19
+const S_USAGE_BUCKETS = 20
+const SLOTS = 27
+/** Tag of a value of another type than the field's (it goes to the addon as it is). */
+const ODD = -1
+/** Tag of a timestamp given as a Date. */
+const DATE = -2
+/** Values of another type in the call being packed (packing runs none of the caller's code). */
+let odd = 0
+
+/** A string field: its tag (0 absent, length + 1, or ODD), and the text it adds. */
+function put(s, slot, v) {
+  if (typeof v === 'string') {
+    s[slot] = v.length + 1
+    return v
+  }
+  if (v == null) {
+    s[slot] = 0
+  } else {
+    s[slot] = ODD
+    odd++
+  }
+  return ''
+}
+
+function putDate(s, millis) {
+  s[S_TIMESTAMP] = DATE
+  s[S_TIMESTAMP_MS] = millis
+  return ''
+}
+
+/** durationMs, queueMs: tag 1 and the number in its value slot. */
+function putNumber(s, slot, valueSlot, v) {
+  if (typeof v === 'number') {
+    s[slot] = 1
+    s[valueSlot] = v
+  } else if (v == null) {
+    s[slot] = 0
+  } else {
+    s[slot] = ODD
+    odd++
+  }
+}
+
 /** The delivery client. Settings left out keep sdk-core's defaults; durations are milliseconds. */
 class Client {
   #native
   #entry
+  #slots
+  #track
 
   constructor(options = {}) {
     const o = options ?? {}
@@ -238,6 +305,8 @@ class Client {
     } catch (err) {
       throw adopt(err)
     }
+    this.#slots = new Float64Array(new ArrayBuffer(SLOTS * 8))
+    this.#track = this.#native.tracker(this.#slots)
     this.#entry = { native: this.#native, exitTimeout }
     live.add(this.#entry)
   }
@@ -245,27 +314,126 @@ class Client {
   /** Validate, price (with a price book) and queue one event; returns its id. Never blocks. */
   track(event) {
     if (event === null || typeof event !== 'object') throw notAnObject('event', event, 'VALIDATION')
+    // Each property is read once, all before a slot is written: a getter that calls track()
+    // would otherwise overwrite this call's slots.
+    const {
+      eventType,
+      tenantId,
+      correlationId,
+      userId,
+      agentId,
+      workflowId,
+      durationMs,
+      queueMs,
+      costUsd,
+      provider,
+      model,
+      taskType,
+      usage,
+      success,
+      errorCode,
+      metadata,
+      timestamp,
+      serviceTier,
+    } = event
+    let usageArg
+    let u0 = 0
+    let u1 = 0
+    let u2 = 0
+    let u3 = 0
+    let u4 = 0
+    let u5 = 0
+    let u6 = 0
+    let usageTag = 0
+    if (usage != null) {
+      usageArg = usage
+      if (typeof usage === 'object' && !Array.isArray(usage)) {
+        // Canonical buckets with non-negative integers travel as numbers; anything else (a
+        // provider's usage object, a value that breaks the rule) as the object, for the addon.
+        usageTag = 1
+        usageArg = undefined
+        for (const k in usage) {
+          const v = usage[k]
+          if (v === undefined) continue
+          if (typeof v !== 'number' || !(v >= 0 && v <= Number.MAX_SAFE_INTEGER && v % 1 === 0)) {
+            usageTag = 0
+          } else if (k === 'input_tokens') u0 = v
+          else if (k === 'cached_input_tokens') u1 = v
+          else if (k === 'cache_write_tokens') u2 = v
+          else if (k === 'cache_write_1h_tokens') u3 = v
+          else if (k === 'output_tokens') u4 = v
+          else if (k === 'reasoning_tokens') u5 = v
+          else if (k === 'requests') u6 = v
+          else usageTag = 0
+          if (usageTag === 0) {
+            usageArg = usage
+            break
+          }
+        }
+      }
+    }
+    let date = false
+    let millis = 0
+    if (timestamp instanceof Date) {
+      date = true
+      millis = +timestamp
+    }
+
+    // No code of the caller's runs from here on.
+    const s = this.#slots
+    odd = 0
+    const text =
+      put(s, S_EVENT_TYPE, eventType) +
+      put(s, S_TENANT_ID, tenantId) +
+      put(s, S_CORRELATION_ID, correlationId) +
+      put(s, S_USER_ID, userId) +
+      put(s, S_AGENT_ID, agentId) +
+      put(s, S_WORKFLOW_ID, workflowId) +
+      put(s, S_COST_USD, costUsd) +
+      put(s, S_PROVIDER, provider) +
+      put(s, S_MODEL, model) +
+      put(s, S_TASK_TYPE, taskType) +
+      put(s, S_ERROR_CODE, errorCode) +
+      put(s, S_SERVICE_TIER, serviceTier) +
+      (date ? putDate(s, millis) : put(s, S_TIMESTAMP, timestamp))
+    putNumber(s, S_DURATION_MS, S_DURATION_VALUE, durationMs)
+    putNumber(s, S_QUEUE_MS, S_QUEUE_VALUE, queueMs)
+    s[S_SUCCESS] = success === true ? 1 : success === false ? 2 : success == null ? 0 : (odd++, ODD)
+    s[S_USAGE] = usageTag
+    if (usageTag === 1) {
+      s[S_USAGE_BUCKETS] = u0
+      s[S_USAGE_BUCKETS + 1] = u1
+      s[S_USAGE_BUCKETS + 2] = u2
+      s[S_USAGE_BUCKETS + 3] = u3
+      s[S_USAGE_BUCKETS + 4] = u4
+      s[S_USAGE_BUCKETS + 5] = u5
+      s[S_USAGE_BUCKETS + 6] = u6
+    }
+    // Values of another type go to the addon as they are (in slot order), which names the
+    // field and the rule they break.
+    const others =
+      odd === 0
+        ? undefined
+        : [
+            eventType,
+            tenantId,
+            correlationId,
+            userId,
+            agentId,
+            workflowId,
+            costUsd,
+            provider,
+            model,
+            taskType,
+            errorCode,
+            serviceTier,
+            timestamp,
+            durationMs,
+            queueMs,
+            success,
+          ]
     try {
-      return this.#native.track(
-        event.eventType,
-        event.tenantId,
-        event.correlationId,
-        event.userId,
-        event.agentId,
-        event.workflowId,
-        event.durationMs,
-        event.queueMs,
-        event.costUsd,
-        event.provider,
-        event.model,
-        event.taskType,
-        event.usage,
-        event.success,
-        event.errorCode,
-        event.metadata,
-        event.timestamp,
-        event.serviceTier,
-      )
+      return this.#track(text, usageArg, metadata, others)
     } catch (err) {
       throw adopt(err)
     }

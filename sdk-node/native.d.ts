@@ -12,8 +12,12 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 /** The delivery client. Every setting left `undefined` keeps sdk-core's default. */
 export declare class NativeClient {
   constructor(endpoint: unknown, apiKey: unknown, flushAt: unknown, flushInterval: unknown, maxQueueEvents: unknown, maxQueueBytes: unknown, overflow: unknown, spoolDir: unknown, gzip: unknown, disabled: unknown, priceBook: PriceBook | undefined | null, requestTimeout: unknown, maxRetryTime: unknown, maxInFlight: unknown)
-  /** Validate, price (with a price book) and queue one event; returns its id. Never blocks. */
-  track(eventType: unknown, tenantId: unknown, correlationId: unknown, userId: unknown, agentId: unknown, workflowId: unknown, durationMs: unknown, queueMs: unknown, costUsd: unknown, provider: unknown, model: unknown, taskType: unknown, usage: unknown, success: unknown, errorCode: unknown, metadata: unknown, timestamp: unknown, serviceTier: unknown): string
+  /**
+   * The client's `track(text, usage, metadata, odd)`: validate, price (with a price book)
+   * and queue one event packed by `index.js` into `text`, the arguments and `slots` (see
+   * `track.rs`); returns its id. Never blocks.
+   */
+  tracker(slots: Float64Array): (text: string, usage: unknown, metadata: unknown, odd: unknown[] | undefined) => string
   /**
    * Resolves once every event accepted before the call is delivered; rejects with `TIMEOUT`
    * after `timeout` milliseconds (`undefined`: as long as it takes).

@@ -1,7 +1,7 @@
 //! `NativeClient` and `NativeRun`: sdk-core's client behind napi classes. The JavaScript layer
 //! (`index.js`) gives them the documented API (option objects, `run(...)`, `AgentTallyError`,
-//! the exit hook); arguments arrive here positionally so that a `track` call crosses into Rust
-//! once, with no property lookups through N-API.
+//! the exit hook); arguments arrive here positionally, with no property lookups through N-API.
+//! `track` is not a method: it is the function `tracker()` returns (see `track.rs`).
 //!
 //! Nothing here holds the event loop: the worker is sdk-core's own thread. `flush` and `shutdown`
 //! wait on a thread of their own and settle a Promise, so the main thread never waits; the
@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use agenttally::client::{OverflowPolicy, Stats as CoreStats};
-use agenttally::{EventBuilder, EventType, ServiceTier};
+use agenttally::ServiceTier;
 use napi::bindgen_prelude::*;
 use napi::Env;
 use napi_derive::napi;
@@ -19,6 +19,7 @@ use rust_decimal::Decimal;
 use crate::convert::{self, Kind};
 use crate::errors;
 use crate::pricing::PriceBook;
+use crate::track;
 
 /// The delivery client. Every setting left `undefined` keeps sdk-core's default.
 #[derive(Debug)]
@@ -46,13 +47,18 @@ fn closed(what: &str) -> agenttally::Error {
 impl Drop for NativeClient {
     fn drop(&mut self) {
         if let Some(c) = self.inner.take() {
-            let spawned = std::thread::Builder::new()
-                .name("agenttally-drop".into())
-                .spawn(move || drop(c));
-            // Without a thread the handle has been dropped in place (bounded by the drop timeout).
-            drop(spawned);
+            drop_off_thread(c);
         }
     }
+}
+
+/// Drop a handle of the client on a thread of its own: the last one delivers what is queued.
+pub(crate) fn drop_off_thread(c: agenttally::Client) {
+    let spawned = std::thread::Builder::new()
+        .name("agenttally-drop".into())
+        .spawn(move || drop(c));
+    // Without a thread the handle has been dropped in place (bounded by the drop timeout).
+    drop(spawned);
 }
 
 /// The error `Promise` settles with, converted on the JavaScript thread.
@@ -166,93 +172,14 @@ impl NativeClient {
         })
     }
 
-    /// Validate, price (with a price book) and queue one event; returns its id. Never blocks.
-    #[napi]
-    #[allow(clippy::too_many_arguments)]
-    pub fn track(
-        &self,
-        env: Env,
-        event_type: Unknown<'_>,
-        tenant_id: Unknown<'_>,
-        correlation_id: Unknown<'_>,
-        user_id: Unknown<'_>,
-        agent_id: Unknown<'_>,
-        workflow_id: Unknown<'_>,
-        duration_ms: Unknown<'_>,
-        queue_ms: Unknown<'_>,
-        cost_usd: Unknown<'_>,
-        provider: Unknown<'_>,
-        model: Unknown<'_>,
-        task_type: Unknown<'_>,
-        usage: Unknown<'_>,
-        success: Unknown<'_>,
-        error_code: Unknown<'_>,
-        metadata: Unknown<'_>,
-        timestamp: Unknown<'_>,
-        service_tier: Unknown<'_>,
-    ) -> Result<String> {
-        let env = &env;
-        let s = |v: &Unknown<'_>, field: &str| convert::opt_string(env, v, Kind::Event, field);
-        let event_type: EventType = convert::string(env, &event_type, "event.event_type")?
-            .parse()
-            .map_err(|e| errors::invalid(env, "event.event_type", rule_of(e)))?;
-        let tenant_id = convert::string(env, &tenant_id, "event.tenant_id")?;
-        let success = convert::opt_bool(env, &success, Kind::Event, "event.success")?;
-        let mut b = EventBuilder::new(event_type, tenant_id).success(success.unwrap_or(true));
-        if let Some(v) = s(&correlation_id, "event.correlation_id")? {
-            b = b.correlation_id(v);
-        }
-        if let Some(v) = s(&user_id, "event.user_id")? {
-            b = b.user_id(v);
-        }
-        if let Some(v) = s(&agent_id, "event.agent_id")? {
-            b = b.agent_id(v);
-        }
-        if let Some(v) = s(&workflow_id, "event.workflow_id")? {
-            b = b.workflow_id(v);
-        }
-        if let Some(v) = convert::opt_decimal(env, &cost_usd, "event.cost_usd")? {
-            b = b.cost_usd(v);
-        }
-        let provider = s(&provider, "event.provider")?;
-        if !is_absent(&usage)? {
-            b = b.usage(convert::usage(
-                env,
-                &usage,
-                provider.as_deref(),
-                "event.usage",
-            )?);
-        }
-        if let Some(v) = provider {
-            b = b.provider(v);
-        }
-        if let Some(v) = s(&model, "event.model")? {
-            b = b.model(v);
-        }
-        if let Some(v) = s(&task_type, "event.task_type")? {
-            b = b.task_type(v);
-        }
-        if let Some(v) = s(&error_code, "event.error_code")? {
-            b = b.error_code(v);
-        }
-        if let Some(v) = convert::opt_timestamp(env, &timestamp, "event.timestamp")? {
-            b = b.timestamp(v);
-        }
-        if let Some(v) = s(&service_tier, "event.service_tier")? {
-            b = b.service_tier(tier(env, &v, "event.service_tier")?);
-        }
-        let mut event = b.build_unchecked();
-        // Set as given (negative included) so that sdk-core's validation names the field.
-        event.duration_ms = convert::opt_int(env, &duration_ms, Kind::Event, "event.duration_ms")?;
-        event.queue_ms = convert::opt_int(env, &queue_ms, Kind::Event, "event.queue_ms")?;
-        if !is_absent(&metadata)? {
-            event.metadata = convert::object(env, &metadata, "event.metadata")?;
-        }
-        let id = event.id;
-        self.client(env)?
-            .track(event)
-            .map_err(|e| errors::to_js(env, e))?;
-        Ok(id.to_string())
+    /// The client's `track(text, usage, metadata, odd)`: validate, price (with a price book)
+    /// and queue one event packed by `index.js` into `text`, the arguments and `slots` (see
+    /// `track.rs`); returns its id. Never blocks.
+    #[napi(
+        ts_return_type = "(text: string, usage: unknown, metadata: unknown, odd: unknown[] | undefined) => string"
+    )]
+    pub fn tracker<'env>(&self, env: &'env Env, slots: Float64Array) -> Result<Unknown<'env>> {
+        track::function(env, self.client(env)?.clone(), slots)
     }
 
     /// Resolves once every event accepted before the call is delivered; rejects with `TIMEOUT`
@@ -311,14 +238,7 @@ impl NativeClient {
     }
 }
 
-fn is_absent(v: &Unknown<'_>) -> Result<bool> {
-    Ok(matches!(
-        v.get_type()?,
-        napi::ValueType::Undefined | napi::ValueType::Null
-    ))
-}
-
-fn rule_of(e: agenttally::Error) -> String {
+pub(crate) fn rule_of(e: agenttally::Error) -> String {
     match e {
         agenttally::Error::Invalid { rule, .. } => rule,
         other => other.to_string(),

@@ -114,15 +114,22 @@ fn number(env: &Env, v: &Unknown<'_>, kind: Kind, field: &str) -> Result<Option<
 
 /// An integer (negative values pass, so that sdk-core's validation names the field).
 pub fn opt_int(env: &Env, v: &Unknown<'_>, kind: Kind, field: &str) -> Result<Option<i64>> {
-    match number(env, v, kind, field)? {
-        None => Ok(None),
-        Some(n) if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER => Ok(Some(n as i64)),
-        Some(n) => Err(wrong(
+    number(env, v, kind, field)?
+        .map(|n| int(env, n, kind, field))
+        .transpose()
+}
+
+/// A number that must be an integer exact in a JavaScript number.
+pub fn int(env: &Env, n: f64, kind: Kind, field: &str) -> Result<i64> {
+    if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER {
+        Ok(n as i64)
+    } else {
+        Err(wrong(
             env,
             kind,
             field,
             format!("must be an integer, got {n}"),
-        )),
+        ))
     }
 }
 
@@ -169,20 +176,7 @@ pub fn opt_millis(
 /// and has already lost the exact value.
 pub fn opt_decimal(env: &Env, v: &Unknown<'_>, field: &str) -> Result<Option<Decimal>> {
     match v.get_type()? {
-        ValueType::String => {
-            let text = read_string(v)?;
-            let t = text.trim();
-            Decimal::from_str_exact(t)
-                .or_else(|_| Decimal::from_scientific(t))
-                .map(Some)
-                .map_err(|e| {
-                    errors::invalid(
-                        env,
-                        field,
-                        format!("must be a decimal string, got `{text}` ({e})"),
-                    )
-                })
-        }
+        ValueType::String => decimal(env, &read_string(v)?, field).map(Some),
         ValueType::Undefined | ValueType::Null => Ok(None),
         _ => Err(errors::invalid(
             env,
@@ -195,36 +189,28 @@ pub fn opt_decimal(env: &Env, v: &Unknown<'_>, field: &str) -> Result<Option<Dec
     }
 }
 
+/// Money from its decimal text, exactly.
+pub fn decimal(env: &Env, text: &str, field: &str) -> Result<Decimal> {
+    let t = text.trim();
+    Decimal::from_str_exact(t)
+        .or_else(|_| Decimal::from_scientific(t))
+        .map_err(|e| {
+            errors::invalid(
+                env,
+                field,
+                format!("must be a decimal string, got `{text}` ({e})"),
+            )
+        })
+}
+
 /// A point in time: a `Date` or RFC 3339 text with an offset.
 pub fn opt_timestamp(env: &Env, v: &Unknown<'_>, field: &str) -> Result<Option<DateTime<Utc>>> {
     match v.get_type()? {
         ValueType::Undefined | ValueType::Null => Ok(None),
-        ValueType::String => {
-            let text = read_string(v)?;
-            DateTime::parse_from_rfc3339(&text)
-                .map(|t| Some(t.with_timezone(&Utc)))
-                .map_err(|e| {
-                    errors::invalid(
-                        env,
-                        field,
-                        format!(
-                            "must be a Date or RFC 3339 text with an offset, got `{text}` ({e})"
-                        ),
-                    )
-                })
-        }
+        ValueType::String => timestamp_text(env, &read_string(v)?, field).map(Some),
         ValueType::Object if v.is_date()? => {
             // A Date's number value is its time in milliseconds since the epoch (NaN if invalid).
-            let ms = v.coerce_to_number()?.get_double()?;
-            let whole = ms.floor();
-            let nanos = ((ms - whole) * 1e6).round() as u32;
-            (whole.is_finite() && whole.abs() <= MAX_SAFE_INTEGER)
-                .then(|| DateTime::from_timestamp_millis(whole as i64))
-                .flatten()
-                .map(|t| Some(t + chrono::Duration::nanoseconds(i64::from(nanos))))
-                .ok_or_else(|| {
-                    errors::invalid(env, field, "must be a valid Date, got Invalid Date")
-                })
+            timestamp_millis(env, v.coerce_to_number()?.get_double()?, field).map(Some)
         }
         _ => Err(errors::invalid(
             env,
@@ -232,6 +218,30 @@ pub fn opt_timestamp(env: &Env, v: &Unknown<'_>, field: &str) -> Result<Option<D
             format!("must be a Date or RFC 3339 text, got {}", type_name(v)),
         )),
     }
+}
+
+/// A point in time from RFC 3339 text with an offset.
+pub fn timestamp_text(env: &Env, text: &str, field: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            errors::invalid(
+                env,
+                field,
+                format!("must be a Date or RFC 3339 text with an offset, got `{text}` ({e})"),
+            )
+        })
+}
+
+/// A point in time from a Date's time value (milliseconds since the epoch, NaN if invalid).
+pub fn timestamp_millis(env: &Env, ms: f64, field: &str) -> Result<DateTime<Utc>> {
+    let whole = ms.floor();
+    let nanos = ((ms - whole) * 1e6).round() as u32;
+    (whole.is_finite() && whole.abs() <= MAX_SAFE_INTEGER)
+        .then(|| DateTime::from_timestamp_millis(whole as i64))
+        .flatten()
+        .map(|t| t + chrono::Duration::nanoseconds(i64::from(nanos)))
+        .ok_or_else(|| errors::invalid(env, field, "must be a valid Date, got Invalid Date"))
 }
 
 /// A JSON value from plain data: null, boolean, number, string, arrays and plain objects.
@@ -326,9 +336,14 @@ fn canonical_fast(value: &Map<String, Value>) -> Option<Usage> {
         let i = USAGE_BUCKETS.iter().position(|b| b == k)?;
         *buckets.get_mut(i)? = v.as_u64()?;
     }
+    Some(from_buckets(buckets))
+}
+
+/// `Usage` from its buckets in the order of `USAGE_BUCKETS`.
+fn from_buckets(buckets: [u64; 7]) -> Usage {
     // USAGE_BUCKETS lists the buckets in wire order, the order of `Usage`'s fields.
     let [input, cached, write, write_1h, output, reasoning, requests] = buckets;
-    Some(Usage {
+    Usage {
         input_tokens: input,
         cached_input_tokens: cached,
         cache_write_tokens: write,
@@ -336,7 +351,27 @@ fn canonical_fast(value: &Map<String, Value>) -> Option<Usage> {
         output_tokens: output,
         reasoning_tokens: reasoning,
         requests,
-    })
+    }
+}
+
+/// Usage from numbers in the order of `USAGE_BUCKETS` (read in JavaScript from an object of
+/// canonical buckets), held to the rule of the object form: non-negative integers.
+pub fn usage_numbers(env: &Env, numbers: [f64; 7], field: &str) -> Result<Usage> {
+    let mut buckets = [0u64; 7];
+    for ((bucket, n), name) in buckets.iter_mut().zip(numbers).zip(USAGE_BUCKETS) {
+        if (0.0..=MAX_SAFE_INTEGER).contains(&n) && n.fract() == 0.0 {
+            *bucket = n as u64;
+        } else {
+            // Shown as the object form's error shows it (a JSON number).
+            let shown = json_number(n).map_or_else(|| n.to_string(), |v| v.to_string());
+            return Err(errors::invalid(
+                env,
+                &format!("{field}.{name}"),
+                format!("must be a non-negative integer, got {shown}"),
+            ));
+        }
+    }
+    Ok(from_buckets(buckets))
 }
 
 fn canonical(env: &Env, value: Map<String, Value>, field: &str) -> Result<Usage> {

@@ -43,3 +43,16 @@ pub fn invalid(env: &Env, field: &str, rule: impl std::fmt::Display) -> napi::Er
 pub fn config(env: &Env, setting: &str, rule: impl std::fmt::Display) -> napi::Error {
     to_js(env, Error::config(setting, rule.to_string()))
 }
+
+/// An `INTERNAL` error: the binding broke its own contract (a bug), not the caller.
+pub fn internal(env: &Env, message: impl std::fmt::Display) -> napi::Error {
+    let made = (|| -> Result<napi::Error> {
+        let error = napi::Error::new("INTERNAL", format!("internal: {message}"));
+        let mut obj = napi::JsError::from(error)
+            .into_unknown(*env)
+            .coerce_to_object()?;
+        obj.set_named_property("field", Null)?;
+        Ok(napi::Error::from(obj.to_unknown()))
+    })();
+    made.unwrap_or_else(|_| napi::Error::new(Status::GenericFailure, message.to_string()))
+}

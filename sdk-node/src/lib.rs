@@ -7,6 +7,7 @@ mod client;
 mod convert;
 mod errors;
 mod pricing;
+mod track;
 
 use napi_derive::napi;
 
