@@ -106,10 +106,15 @@ fn write_summary(out: &mut String, tenant: &str, s: &Summary) {
     let rate = s
         .success_rate
         .map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
+    let by_type = |t: &str| s.executions_by_type.get(t).copied().unwrap_or(0);
+    // Scripts and tests read this line: keep its shape.
     let _ = writeln!(
         out,
-        "  runs: {} (succeeded {}, failed or timed out {}), success rate {rate}",
-        s.executions, s.successes, s.failures
+        "  runs: {} (completed {}, failed {}, timed out {}), success rate {rate}",
+        s.executions,
+        by_type("agent.completed"),
+        by_type("agent.failed"),
+        by_type("agent.timeout")
     );
     let _ = writeln!(
         out,

@@ -149,6 +149,20 @@ async fn check(env: &Env, tenant: &str, got: &Value) -> Value {
         raw["successes"].as_i64().expect("ok"),
     );
     assert_eq!(got["failures"], json!(n - ok));
+    let by_type = got["executions_by_type"].as_object().expect("by type");
+    for t in ["agent.completed", "agent.failed", "agent.timeout"] {
+        let raw_n = env
+            .db
+            .query_one(
+                "SELECT count(*) FROM events WHERE tenant_id = $1 AND event_type = $2
+                   AND ts >= $3 AND ts < $4",
+                &[&tenant, &t, &at(got, "from"), &at(got, "to")],
+            )
+            .await
+            .expect("count")
+            .get::<_, i64>(0);
+        assert_eq!(by_type[t], json!(raw_n), "{t}");
+    }
     let rate = got["success_rate"].as_f64().expect("rate");
     assert!((rate - ok as f64 / n as f64).abs() < 1e-12, "{rate}");
     assert_eq!(got["tokens"]["input_tokens"], raw["input_tokens"]);

@@ -79,6 +79,9 @@ pub struct Summary {
     pub executions: i64,
     pub successes: i64,
     pub failures: i64,
+    /// Executions by terminal event type (`agent.completed`, `agent.failed`, `agent.timeout`;
+    /// each present, 0 when none).
+    pub executions_by_type: BTreeMap<String, i64>,
     /// `successes / executions`; `null` without executions.
     #[schema(required = true)]
     pub success_rate: Option<f64>,
@@ -150,6 +153,7 @@ pub async fn summary(tx: &TenantTx<'_>, tenant: &str, range: &Range) -> Result<S
         executions: 0,
         successes: 0,
         failures: 0,
+        executions_by_type: OUTCOMES.iter().map(|t| (t.to_string(), 0)).collect(),
         success_rate: None,
         cost_usd: Decimal::ZERO,
         unpriced_events: 0,
@@ -172,6 +176,9 @@ pub async fn summary(tx: &TenantTx<'_>, tenant: &str, range: &Range) -> Result<S
         let api_call = event_type == "provider.api_call";
         if outcome {
             s.executions += events;
+            *s.executions_by_type
+                .entry(event_type.to_string())
+                .or_default() += events;
             s.successes += r.get::<_, i64>(4);
             duration_count += r.get::<_, i64>(13);
             duration_sum = duration_sum.saturating_add(r.get::<_, i64>(14));
