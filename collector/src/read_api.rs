@@ -284,6 +284,30 @@ pub fn series_range(
     Ok(range)
 }
 
+/// A numeric parameter within `allowed`, or `default` when absent; 422 naming it and `rule`
+/// otherwise.
+fn number_in<T: std::str::FromStr + PartialOrd>(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: T,
+    allowed: std::ops::RangeInclusive<T>,
+    rule: &str,
+) -> Result<T, ApiError> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<T>()
+            .ok()
+            .filter(|n| allowed.contains(n))
+            .ok_or_else(|| {
+                ApiError::unprocessable(
+                    "invalid_parameter",
+                    format!("{name}: must be {rule}, got `{v}`"),
+                )
+            }),
+    }
+}
+
 /// The value of a required or optional enumerated parameter, 422 naming it when unknown.
 fn choice<T>(
     params: &HashMap<String, String>,
@@ -425,19 +449,13 @@ pub async fn peaks(
     let format = format(&params)?;
     let metric = choice(&params, "metric", PeakMetric::NAMES, PeakMetric::parse)?
         .unwrap_or(PeakMetric::Executions);
-    let limit = match params.get("limit") {
-        None => 10,
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_TOP_HOURS).contains(n))
-            .ok_or_else(|| {
-                ApiError::unprocessable(
-                    "invalid_parameter",
-                    format!("limit: must be an integer from 1 to {MAX_TOP_HOURS}, got `{v}`"),
-                )
-            })?,
-    };
+    let limit = number_in(
+        &params,
+        "limit",
+        10,
+        1..=MAX_TOP_HOURS,
+        &format!("an integer from 1 to {MAX_TOP_HOURS}"),
+    )?;
     // Hours of day need hourly buckets: always the hourly rollups.
     let now = Utc::now();
     let (from, to) = instants(
@@ -511,32 +529,20 @@ pub async fn recommendations(
 ) -> Result<Response, ApiError> {
     let params = read_params(&tenant, params, RECOMMEND_PARAMS)?;
     let format = format(&params)?;
-    let margin = match params.get("margin") {
-        None => DEFAULT_MARGIN,
-        Some(v) => v
-            .parse::<Decimal>()
-            .ok()
-            .filter(|m| *m >= Decimal::ZERO && *m <= Decimal::ONE)
-            .ok_or_else(|| {
-                ApiError::unprocessable(
-                    "invalid_parameter",
-                    format!("margin: must be a success-rate margin from 0 to 1 (0.05 = 5 points), got `{v}`"),
-                )
-            })?,
-    };
-    let min_tasks = match params.get("min_tasks") {
-        None => DEFAULT_MIN_TASKS,
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=1_000_000).contains(n))
-            .ok_or_else(|| {
-                ApiError::unprocessable(
-                    "invalid_parameter",
-                    format!("min_tasks: must be an integer from 1 to 1000000, got `{v}`"),
-                )
-            })?,
-    };
+    let margin = number_in(
+        &params,
+        "margin",
+        DEFAULT_MARGIN,
+        Decimal::ZERO..=Decimal::ONE,
+        "a success-rate margin from 0 to 1 (0.05 = 5 points)",
+    )?;
+    let min_tasks = number_in(
+        &params,
+        "min_tasks",
+        DEFAULT_MIN_TASKS,
+        1..=1_000_000,
+        "an integer from 1 to 1000000",
+    )?;
     let now = Utc::now();
     let range = range(
         params.get("from").map(String::as_str),
