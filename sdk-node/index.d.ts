@@ -24,6 +24,9 @@ export type ServiceTier = 'standard' | 'batch' | 'flex' | 'priority'
 export interface ClientOptions {
   endpoint?: string
   apiKey?: string
+  /** A PEM file of the CA certificates that verify an `https://` endpoint, instead of the
+   * built-in roots (a private CA, a self-signed collector). */
+  caFile?: string
   flushAt?: number
   flushInterval?: number
   maxQueueEvents?: number

@@ -289,6 +289,7 @@ class Client {
       this.#native = new NativeClient(
         o.endpoint,
         o.apiKey,
+        o.caFile,
         o.flushAt,
         o.flushInterval,
         o.maxQueueEvents,

@@ -11,7 +11,7 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** The delivery client. Every setting left `undefined` keeps sdk-core's default. */
 export declare class NativeClient {
-  constructor(endpoint: unknown, apiKey: unknown, flushAt: unknown, flushInterval: unknown, maxQueueEvents: unknown, maxQueueBytes: unknown, overflow: unknown, spoolDir: unknown, gzip: unknown, disabled: unknown, priceBook: PriceBook | undefined | null, requestTimeout: unknown, maxRetryTime: unknown, maxInFlight: unknown)
+  constructor(endpoint: unknown, apiKey: unknown, caFile: unknown, flushAt: unknown, flushInterval: unknown, maxQueueEvents: unknown, maxQueueBytes: unknown, overflow: unknown, spoolDir: unknown, gzip: unknown, disabled: unknown, priceBook: PriceBook | undefined | null, requestTimeout: unknown, maxRetryTime: unknown, maxInFlight: unknown)
   /**
    * The client's `track(text, usage, metadata, odd)`: validate, price (with a price book)
    * and queue one event packed by `index.js` into `text`, the arguments and `slots` (see

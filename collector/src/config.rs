@@ -151,6 +151,8 @@ pub struct ServerConfig {
     /// how often after that (read-only; its result is in `/metrics`).
     pub verify_delay: Duration,
     pub verify_interval: Duration,
+    /// Serve HTTPS with this certificate chain and key; `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -173,6 +175,7 @@ impl fmt::Debug for ServerConfig {
             .field("price_refresh", &self.price_refresh)
             .field("verify_delay", &self.verify_delay)
             .field("verify_interval", &self.verify_interval)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -235,6 +238,7 @@ impl ServerConfig {
             price_refresh: DEFAULT_PRICE_REFRESH,
             verify_delay: DEFAULT_VERIFY_DELAY,
             verify_interval: DEFAULT_VERIFY_INTERVAL,
+            tls: None,
         }
     }
 
@@ -293,6 +297,23 @@ impl ServerConfig {
         Ok(())
     }
 }
+
+/// The certificate chain and private key the collector serves HTTPS with (PEM files; loaded by
+/// `tls::server_config`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The server certificate first, then any intermediates (`--tls-cert`).
+    pub cert: PathBuf,
+    /// The private key of the first certificate: PKCS#8, PKCS#1 (RSA) or SEC1 (EC) (`--tls-key`).
+    pub key: PathBuf,
+}
+
+/// Longest a client may take to complete its TLS handshake once connected; a silent client is
+/// disconnected after it instead of holding a task.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS handshakes in progress at once; while this many are, new connections wait in the
+/// kernel's accept queue.
+pub const MAX_TLS_HANDSHAKES: usize = 1_024;
 
 /// The log filter from `AGENTTALLY_LOG`, else `RUST_LOG`, else `DEFAULT_LOG`: a level (`debug`)
 /// or per-target directives (`info,agenttally_collector=debug,tower_http=debug`). `Err` names

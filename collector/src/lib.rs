@@ -18,6 +18,7 @@ pub mod read_api;
 pub mod report;
 pub mod state;
 pub mod store;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,6 +87,7 @@ pub async fn set_tier(
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
+    https: bool,
     stop: oneshot::Sender<()>,
     http: JoinHandle<std::io::Result<()>>,
     writer: JoinHandle<()>,
@@ -98,10 +100,12 @@ pub struct Server {
 }
 
 impl Server {
-    /// Check the settings (`ServerConfig::validate`), migrate, start the writer and upkeep, and
-    /// listen on `config.listen` (port 0 picks one).
+    /// Check the settings (`ServerConfig::validate`, the TLS files), migrate, start the writer
+    /// and upkeep, and listen on `config.listen` (port 0 picks one), over HTTPS with
+    /// `config.tls`.
     pub async fn start(config: ServerConfig) -> Result<Server> {
         config.validate().map_err(Error::Config)?;
+        let tls_config = config.tls.as_ref().map(tls::server_config).transpose()?;
         let prices = Arc::new(pricing::Prices::new(pricing::load_book(
             config.price_file.as_deref(),
         )?));
@@ -164,15 +168,25 @@ impl Server {
         });
         let app = http::router(state);
         let (stop, stopped) = oneshot::channel::<()>();
-        let http = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let stopped = async move {
+            let _ = stopped.await;
+        };
+        let https = tls_config.is_some();
+        let http = match tls_config {
+            None => tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }),
+            Some(config) => tokio::spawn(async move {
+                axum::serve(tls::TlsListener::new(listener, config), app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }),
+        };
         Ok(Server {
             addr,
+            https,
             stop,
             http,
             writer: writer_task,
@@ -187,6 +201,12 @@ impl Server {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The base URL clients use: `http://ADDR`, or `https://ADDR` when serving TLS.
+    pub fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// What each commit stores from now on, per tenant, delivered after the commit.

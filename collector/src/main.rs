@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agenttally_collector::config::{self, ServerConfig};
+use agenttally_collector::config::{self, ServerConfig, TlsFiles};
 use agenttally_collector::store::verify;
 use agenttally_collector::{EmbeddedOptions, EmbeddedPostgres, Error, Scope, Server};
 use clap::{Args, Parser, Subcommand};
@@ -157,6 +157,13 @@ struct ServeArgs {
     /// docs/billing.md). Default: the built-in free / pro / enterprise set.
     #[arg(long, env = "AGENTTALLY_TIERS_FILE")]
     tiers_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (server certificate first, then
+    /// intermediates); needs --tls-key. TLS 1.3 and 1.2 only.
+    #[arg(long, env = "AGENTTALLY_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1); needs --tls-cert.
+    #[arg(long, env = "AGENTTALLY_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// A budget: a non-negative decimal amount of USD.
@@ -412,6 +419,15 @@ async fn verify(args: VerifyArgs) -> Result<ExitCode, Error> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), Error> {
+    // clap makes the flags come in pairs.
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    if let Some(files) = &tls {
+        // Unusable files are refused before the embedded cluster is started.
+        agenttally_collector::tls::server_config(files)?;
+    }
     let (url, pg) = tokio::task::block_in_place(|| open_db(&args.db))?;
     let mut cfg = ServerConfig::new(url);
     cfg.listen = args.listen;
@@ -423,9 +439,16 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     cfg.savings_baselines = args.savings_baseline;
     cfg.monthly_budget_usd = args.monthly_budget_usd;
     cfg.tiers_file = args.tiers_file;
+    cfg.tls = tls;
+    let https = cfg.tls.is_some();
     let server = Server::start(cfg).await?;
-    // Tests and scripts read the bound address from this line.
-    println!("listening on {}", server.addr());
+    // Tests and scripts read the bound address from this line (plain HTTP: the address alone,
+    // as it always was; HTTPS: the URL, so nobody takes it for plain HTTP).
+    if https {
+        println!("listening on {}", server.url());
+    } else {
+        println!("listening on {}", server.addr());
+    }
     let _ = std::io::stdout().flush();
     shutdown_signal().await;
     tracing::info!("shutting down: draining the writer");

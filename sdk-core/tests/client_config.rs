@@ -81,3 +81,45 @@ fn memory_transport_can_fail_and_records_batches() {
     assert_eq!(sink.batches().len(), 1);
     assert_eq!(c.stats().retried, 2);
 }
+
+#[cfg(feature = "tls")]
+#[test]
+fn a_ca_file_that_cannot_be_used_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let https = || Client::builder().endpoint("https://127.0.0.1:9");
+    let err = |b: agenttally::ClientBuilder| {
+        let e = b.build().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(e.field(), Some("ca_file"), "{e}");
+        e.to_string()
+    };
+
+    let missing = dir.path().join("missing.pem");
+    let msg = err(https().ca_file(&missing));
+    assert!(msg.starts_with("config.ca_file: `"), "{msg}");
+    assert!(msg.contains("missing.pem` cannot be read"), "{msg}");
+
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "no certificate here\n").unwrap();
+    let msg = err(https().ca_file(&empty));
+    assert!(msg.contains("holds no PEM certificate"), "{msg}");
+
+    let broken = dir.path().join("broken.pem");
+    std::fs::write(
+        &broken,
+        "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let msg = err(https().ca_file(&broken));
+    assert!(msg.contains("is not a PEM certificate file"), "{msg}");
+
+    // Well-formed PEM whose content is no X.509 certificate.
+    let bogus = dir.path().join("bogus.pem");
+    std::fs::write(
+        &bogus,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let msg = err(https().ca_file(&bogus));
+    assert!(msg.contains("bogus.pem"), "{msg}");
+}

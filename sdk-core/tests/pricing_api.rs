@@ -1,9 +1,10 @@
-//! Name resolution, explanations, per-tenant overrides and pricing events in place, through the
-//! public API only.
+//! Name resolution, explanations, per-tenant overrides, pricing events in place and savings
+//! summaries from sums, through the public API only.
 #![allow(clippy::unwrap_used)]
 
 use agenttally::pricing::{
-    CostStatus, PriceBook, PriceEntry, RateKind, Resolution, ServiceTier, TenantPriceBooks, Usage,
+    CostStatus, PriceBook, PriceEntry, RateKind, Resolution, SavingsSummary, SavingsSums,
+    ServiceTier, TenantPriceBooks, Usage,
 };
 use agenttally::{AgentEvent, EventType, ProviderEvent};
 use chrono::{DateTime, TimeZone, Utc};
@@ -273,4 +274,39 @@ fn invalid_entries_are_rejected() {
     assert!(err.to_string().contains("effective_to"), "{err}");
     assert!(book.insert(PriceEntry::new("")).is_err());
     assert!(book.is_empty());
+}
+
+#[test]
+fn a_summary_from_sums_derives_the_savings_figures() {
+    let mut sums = SavingsSums {
+        tasks: 5,
+        successful_tasks: 3,
+        compared_tasks: 4,
+        compared_successful_tasks: 2,
+        unpriced_tokens: 70,
+        actual_usd: dec("3.00"),
+        baseline_usd: dec("4.000"),
+        successful_actual_usd: dec("1"),
+        successful_baseline_usd: dec("0.5"),
+        ..SavingsSums::default()
+    };
+    sums += &SavingsSums {
+        tasks: 1,
+        actual_unpriced: 1,
+        ..SavingsSums::default()
+    };
+    let s = SavingsSummary::from_sums(&sums);
+    assert_eq!((s.tasks, s.successful_tasks, s.compared_tasks), (6, 3, 4));
+    assert_eq!((s.actual_unpriced, s.unpriced_tokens), (1, 70));
+    assert_eq!(s.actual_usd.to_string(), "3");
+    assert_eq!(s.savings_usd.to_string(), "1");
+    assert_eq!(s.savings_percent, Some(dec("25")));
+    // Routing cost more on the successful tasks: negative, never clamped.
+    assert_eq!(s.successful_savings_usd.to_string(), "-0.5");
+    assert_eq!(s.successful_savings_percent, Some(dec("-100")));
+    assert_eq!(s.cost_per_successful_task, Some(dec("1.5")));
+
+    let none = SavingsSummary::from_sums(&SavingsSums::default());
+    assert_eq!(none.savings_percent, None);
+    assert_eq!(none.cost_per_successful_task, None);
 }

@@ -98,6 +98,7 @@ impl NativeClient {
         env: Env,
         endpoint: Unknown<'_>,
         api_key: Unknown<'_>,
+        ca_file: Unknown<'_>,
         flush_at: Unknown<'_>,
         flush_interval: Unknown<'_>,
         max_queue_events: Unknown<'_>,
@@ -118,6 +119,9 @@ impl NativeClient {
         }
         if let Some(v) = convert::opt_string(env, &api_key, Kind::Config, "api_key")? {
             b = b.api_key(v);
+        }
+        if let Some(v) = convert::opt_string(env, &ca_file, Kind::Config, "ca_file")? {
+            b = b.ca_file(v);
         }
         if let Some(v) = convert::opt_count(env, &flush_at, "flush_at")? {
             b = b.flush_at(v);

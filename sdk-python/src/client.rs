@@ -90,7 +90,7 @@ fn abandon_inherited(st: &mut State) {
 #[pymethods]
 impl Client {
     #[new]
-    #[pyo3(signature = (*, endpoint=None, api_key=None, flush_at=None, flush_interval=None,
+    #[pyo3(signature = (*, endpoint=None, api_key=None, ca_file=None, flush_at=None, flush_interval=None,
         max_queue_events=None, max_queue_bytes=None, overflow=None, spool_dir=None, gzip=None,
         disabled=None, price_book=None, request_timeout=None, max_retry_time=None,
         max_in_flight=None, exit_timeout=None))]
@@ -98,6 +98,7 @@ impl Client {
     fn new(
         endpoint: Option<String>,
         api_key: Option<String>,
+        ca_file: Option<std::path::PathBuf>,
         flush_at: Option<usize>,
         flush_interval: Option<&Bound<'_, PyAny>>,
         max_queue_events: Option<usize>,
@@ -118,6 +119,9 @@ impl Client {
         }
         if let Some(v) = api_key {
             b = b.api_key(v);
+        }
+        if let Some(v) = ca_file {
+            b = b.ca_file(v);
         }
         if let Some(v) = flush_at {
             b = b.flush_at(v);

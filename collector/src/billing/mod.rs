@@ -10,14 +10,15 @@ pub mod watch;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
-use rust_decimal::{Decimal, RoundingStrategy};
+use chrono::{DateTime, Months, Utc};
+use rust_decimal::Decimal;
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 use utoipa::ToSchema;
 
 use crate::error::Result;
 use crate::query::metrics::{decimal_string, DecimalString, OUTCOME_ROWS, SPEND_ROWS, TOKENS_SUM};
+use crate::query::period::{cents, days, month, month_name, percent};
 use crate::store::TenantTx;
 use tiers::{Tier, Tiers, METRICS};
 
@@ -43,19 +44,6 @@ impl Usage {
     }
 }
 
-/// The period (UTC calendar month) holding `t`: its start and the next one's.
-pub fn period(t: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-    let first = NaiveDate::from_ymd_opt(t.year(), t.month(), 1).unwrap_or_default();
-    let next = first.checked_add_months(Months::new(1)).unwrap_or(first);
-    let at = |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default());
-    (at(first), at(next))
-}
-
-/// `YYYY-MM` of a period start.
-pub fn period_name(start: DateTime<Utc>) -> String {
-    format!("{:04}-{:02}", start.year(), start.month())
-}
-
 /// Usage by period (`YYYY-MM`) over `[from, to)` (whole UTC days) from the daily rollups.
 pub async fn usage_by_month(
     tx: &impl GenericClient,
@@ -79,7 +67,7 @@ pub async fn usage_by_month(
         .map(|r| {
             let cost: Decimal = r.get(3);
             (
-                period_name(r.get(0)),
+                month_name(&r.get::<_, DateTime<Utc>>(0)),
                 Usage {
                     executions: r.get(1),
                     tokens: r.get(2),
@@ -123,16 +111,6 @@ pub async fn record_tier(
         &[&tenant, &tier, &source, &at],
     )
     .await
-}
-
-/// Days between two instants, exact to the second.
-fn days(from: DateTime<Utc>, to: DateTime<Utc>) -> Decimal {
-    Decimal::from((to - from).num_seconds().max(1)) / Decimal::from(86_400)
-}
-
-fn cents(d: Decimal) -> Decimal {
-    d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
-        .normalize()
 }
 
 /// One limited metric this period.
@@ -255,10 +233,10 @@ pub async fn usage(
     tiers: &Tiers,
     now: DateTime<Utc>,
 ) -> Result<BillingUsage> {
-    let (start, end) = period(now);
+    let (start, end) = month(now);
     let history_from = start.checked_sub_months(Months::new(12)).unwrap_or(start);
     let mut months = usage_by_month(tx.pg(), tenant, history_from, end).await?;
-    let current = months.remove(&period_name(start)).unwrap_or_default();
+    let current = months.remove(&month_name(&start)).unwrap_or_default();
     let (tier, source) = match recorded_tier(tx, tenant).await? {
         Some((name, source, _)) if tiers.get(&name).is_some() => {
             (tiers.resolve(Some(&name)), source)
@@ -283,11 +261,7 @@ pub async fn usage(
                 metric: m,
                 used,
                 limit,
-                percent_used: limit.filter(|l| !l.is_zero()).map(|l| {
-                    (used * Decimal::ONE_HUNDRED / l)
-                        .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
-                        .normalize()
-                }),
+                percent_used: limit.and_then(|l| percent(used, l)),
                 projected: proj[m],
                 projected_overage_usd: cents(match (tier, limit) {
                     (Some(t), Some(l)) => t.overage_usd(m, proj[m] - l),
@@ -331,7 +305,7 @@ pub async fn usage(
         .collect();
     Ok(BillingUsage {
         tenant_id: tenant.to_string(),
-        period: period_name(start),
+        period: month_name(&start),
         period_start: start,
         period_end: end,
         tier: tier.map(|t| t.name.clone()),

@@ -21,8 +21,9 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::tiers::{Tiers, METRICS};
-use super::{period, period_name, recorded_tier, usage_by_month};
+use super::{recorded_tier, usage_by_month};
 use crate::error::Result;
+use crate::query::period::{month, month_name};
 use crate::store::committed::CommitFeed;
 use crate::store::tenant_tx;
 use crate::store::writer::{Outcome, WriterHandle};
@@ -114,8 +115,8 @@ pub async fn check(
     now: DateTime<Utc>,
     recorded: &mut HashSet<(String, String, &'static str, &'static str)>,
 ) -> Result<()> {
-    let (start, end) = period(now);
-    let period = period_name(start);
+    let (start, end) = month(now);
+    let period = month_name(&start);
     let mut client = pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let recorded_name = recorded_tier(&tx, tenant).await?.map(|(name, _, _)| name);

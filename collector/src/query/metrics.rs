@@ -134,17 +134,14 @@ pub async fn summary(tx: &TenantTx<'_>, tenant: &str, range: &Range) -> Result<S
                 sum(cache_write_tokens)::bigint, sum(cache_write_1h_tokens)::bigint,
                 sum(output_tokens)::bigint, sum(reasoning_tokens)::bigint,
                 sum(duration_count)::bigint, sum(duration_sum_ms)::bigint,
-                agenttally_hist_sum(duration_hist) FILTER (WHERE event_type = ANY($4)),
-                agenttally_hist_sum(queue_hist) FILTER (WHERE event_type = ANY($4))
+                agenttally_hist_sum(duration_hist) FILTER (WHERE {OUTCOME_ROWS}),
+                agenttally_hist_sum(queue_hist) FILTER (WHERE {OUTCOME_ROWS})
          FROM {table}
          WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3
          GROUP BY event_type, provider, itemized",
         table = range.grain.table()
     );
-    let outcomes: Vec<&str> = OUTCOMES.to_vec();
-    let rows = tx
-        .query(&sql, &[&tenant, &range.from, &range.to, &outcomes])
-        .await?;
+    let rows = tx.query(&sql, &[&tenant, &range.from, &range.to]).await?;
     let mut s = Summary {
         tenant_id: tenant.to_string(),
         from: range.from,
@@ -444,20 +441,15 @@ pub async fn timeseries(
         "SELECT date_trunc($4, bucket, 'UTC'), {group}, event_type, itemized,
                 sum(events)::bigint, sum(successes)::bigint, sum(cost_usd),
                 sum(unpriced_events)::bigint,
-                sum(input_tokens + cached_input_tokens + cache_write_tokens
-                    + cache_write_1h_tokens + output_tokens)::bigint,
-                agenttally_hist_sum(duration_hist) FILTER (WHERE event_type = ANY($5))
+                sum({TOKENS_SUM})::bigint,
+                agenttally_hist_sum(duration_hist) FILTER (WHERE {OUTCOME_ROWS})
          FROM {table}
          WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3
          GROUP BY 1, 2, 3, 4",
         table = range.grain.table()
     );
-    let outcomes: Vec<&str> = OUTCOMES.to_vec();
     let rows = tx
-        .query(
-            &sql,
-            &[&tenant, &range.from, &range.to, &interval.unit(), &outcomes],
-        )
+        .query(&sql, &[&tenant, &range.from, &range.to, &interval.unit()])
         .await?;
     let mut acc: BTreeMap<(DateTime<Utc>, String), Acc> = BTreeMap::new();
     let mut groups: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();

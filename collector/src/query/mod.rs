@@ -4,6 +4,7 @@
 pub mod csv;
 pub mod metrics;
 pub mod peaks;
+pub mod period;
 pub mod recommend;
 pub mod savings;
 pub mod summary;

@@ -11,7 +11,7 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
-use super::metrics::{decimal_string, DecimalString, Range, OUTCOMES};
+use super::metrics::{decimal_string, DecimalString, Range, OUTCOME_ROWS, SPEND_ROWS, TOKENS_SUM};
 use crate::error::Result;
 use crate::store::TenantTx;
 
@@ -185,25 +185,20 @@ pub async fn peaks(
     metric: PeakMetric,
     limit: usize,
 ) -> Result<Peaks> {
-    let rows = tx
-        .query(
-            "SELECT bucket,
-                    coalesce(sum(events) FILTER (WHERE event_type = ANY($4)), 0)::bigint,
-                    coalesce(sum(events - successes) FILTER (WHERE event_type = ANY($4)), 0)::bigint,
-                    coalesce(sum(events) FILTER (WHERE event_type = 'provider.api_call'), 0)::bigint,
-                    coalesce(sum(cost_usd) FILTER (WHERE spend), 0),
-                    coalesce(sum(unpriced_events) FILTER (WHERE spend), 0)::bigint,
-                    coalesce(sum(input_tokens + cached_input_tokens + cache_write_tokens
-                                 + cache_write_1h_tokens + output_tokens)
-                             FILTER (WHERE spend), 0)::bigint
-             FROM (SELECT *, event_type = 'provider.api_call'
-                             OR (event_type = ANY($4) AND NOT itemized) AS spend
-                   FROM rollup_hourly
-                   WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3) r
-             GROUP BY bucket",
-            &[&tenant, &range.from, &range.to, &OUTCOMES.to_vec()],
-        )
-        .await?;
+    let sql = format!(
+        "SELECT bucket,
+                coalesce(sum(events) FILTER (WHERE {OUTCOME_ROWS}), 0)::bigint,
+                coalesce(sum(events - successes) FILTER (WHERE {OUTCOME_ROWS}), 0)::bigint,
+                coalesce(sum(events) FILTER (WHERE event_type = 'provider.api_call'), 0)::bigint,
+                coalesce(sum(cost_usd) FILTER (WHERE spend), 0),
+                coalesce(sum(unpriced_events) FILTER (WHERE spend), 0)::bigint,
+                coalesce(sum({TOKENS_SUM}) FILTER (WHERE spend), 0)::bigint
+         FROM (SELECT *, {SPEND_ROWS} AS spend
+               FROM rollup_hourly
+               WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3) r
+         GROUP BY bucket"
+    );
+    let rows = tx.query(&sql, &[&tenant, &range.from, &range.to]).await?;
     let mut hours: Vec<(DateTime<Utc>, Activity)> = rows
         .iter()
         .map(|r| {

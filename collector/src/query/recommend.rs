@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, TimeZone, Utc};
-use rust_decimal::{Decimal, RoundingStrategy};
+use chrono::{DateTime, TimeDelta, Utc};
+use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::metrics::{decimal_string, DecimalString, Range, OUTCOMES};
+use super::metrics::{decimal_string, DecimalString, Range, SPEND_ROWS};
+use super::period::{cents, days, month, month_name, percent};
 use crate::error::Result;
 use crate::store::TenantTx;
 
@@ -129,25 +130,17 @@ fn days_per_month() -> Decimal {
     Decimal::new(304_375, 4)
 }
 
-fn cents(d: Decimal) -> Decimal {
-    d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
-        .normalize()
+/// Spend rows (`SPEND_ROWS`) of the tenant in `[$2, $3)` of rollup `table`, summed by task
+/// type, provider and model.
+fn spend_sql(table: &str) -> String {
+    format!(
+        "SELECT task_type, provider, model, sum(events)::bigint, sum(successes)::bigint,
+                sum(cost_usd), sum(costed_events)::bigint, sum(unpriced_events)::bigint
+         FROM {table}
+         WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3 AND {SPEND_ROWS}
+         GROUP BY 1, 2, 3"
+    )
 }
-
-/// Seconds in `[from, to)` as days.
-fn days(from: DateTime<Utc>, to: DateTime<Utc>) -> Decimal {
-    Decimal::from((to - from).num_seconds().max(1)) / Decimal::from(86_400)
-}
-
-/// Spend rows (provider calls and non-itemized terminal agent events) of the tenant in `range`,
-/// summed by task type, provider and model.
-const SPEND_SQL: &str = "
-    SELECT task_type, provider, model, sum(events)::bigint, sum(successes)::bigint,
-           sum(cost_usd), sum(costed_events)::bigint, sum(unpriced_events)::bigint
-    FROM {table}
-    WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3
-      AND (event_type = 'provider.api_call' OR (event_type = ANY($4) AND NOT itemized))
-    GROUP BY 1, 2, 3";
 
 /// Recommendations for the tenant `tx` acts for over `range`; the budget is this UTC month's
 /// as of `now`.
@@ -158,11 +151,8 @@ pub async fn recommendations(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Result<Recommendations> {
-    let outcomes = OUTCOMES.to_vec();
-    let sql = SPEND_SQL.replace("{table}", range.grain.table());
-    let rows = tx
-        .query(&sql, &[&tenant, &range.from, &range.to, &outcomes])
-        .await?;
+    let sql = spend_sql(range.grain.table());
+    let rows = tx.query(&sql, &[&tenant, &range.from, &range.to]).await?;
     let mut by_type: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
     for r in &rows {
         let (provider, model): (String, String) = (r.get(1), r.get(2));
@@ -303,16 +293,6 @@ pub fn table(v: &serde_json::Value) -> super::csv::Table {
     out
 }
 
-/// The first instant of the UTC month holding `t`, and of the next one.
-fn month_bounds(t: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-    let first = NaiveDate::from_ymd_opt(t.year(), t.month(), 1).unwrap_or_default();
-    let next = first
-        .checked_add_months(chrono::Months::new(1))
-        .unwrap_or(first);
-    let at = |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default());
-    (at(first), at(next))
-}
-
 /// This month's spend (daily rollups: today's bucket is updated as events arrive) projected
 /// linearly to the month's end.
 async fn budget(
@@ -321,10 +301,9 @@ async fn budget(
     monthly_budget_usd: Decimal,
     now: DateTime<Utc>,
 ) -> Result<Budget> {
-    let (start, end) = month_bounds(now);
-    let sql = SPEND_SQL.replace("{table}", "rollup_daily");
-    let outcomes = OUTCOMES.to_vec();
-    let rows = tx.query(&sql, &[&tenant, &start, &end, &outcomes]).await?;
+    let (start, end) = month(now);
+    let sql = spend_sql("rollup_daily");
+    let rows = tx.query(&sql, &[&tenant, &start, &end]).await?;
     let (mut spent, mut unpriced) = (Decimal::ZERO, 0i64);
     for r in &rows {
         spent += r.get::<_, Decimal>(5);
@@ -332,38 +311,15 @@ async fn budget(
     }
     let elapsed = days(start, now.max(start + TimeDelta::hours(1)));
     let projected = cents(spent * days(start, end) / elapsed);
-    let percent = if monthly_budget_usd.is_zero() {
-        Decimal::ZERO
-    } else {
-        (projected * Decimal::ONE_HUNDRED / monthly_budget_usd)
-            .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
-            .normalize()
-    };
     Ok(Budget {
-        month: format!("{:04}-{:02}", start.year(), start.month()),
+        month: month_name(&start),
         monthly_budget_usd: monthly_budget_usd.normalize(),
         month_to_date_usd: spent.normalize(),
         projected_usd: projected,
-        projected_percent_of_budget: percent,
+        // 0 for a zero budget (`alert` says whether it is passed).
+        projected_percent_of_budget: percent(projected, monthly_budget_usd)
+            .unwrap_or(Decimal::ZERO),
         unpriced_events: unpriced,
         alert: projected > monthly_budget_usd,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn month_bounds_and_pace() {
-        let t = Utc
-            .with_ymd_and_hms(2026, 12, 16, 12, 0, 0)
-            .single()
-            .expect("t");
-        let (a, b) = month_bounds(t);
-        assert_eq!(a.to_rfc3339(), "2026-12-01T00:00:00+00:00");
-        assert_eq!(b.to_rfc3339(), "2027-01-01T00:00:00+00:00");
-        assert_eq!(days(a, b), Decimal::from(31));
-        assert_eq!(cents(Decimal::new(12345, 3)), Decimal::new(1235, 2));
-    }
 }

@@ -1,16 +1,19 @@
 //! Savings of one tenant over a time range against one baseline, from the savings rollups:
 //! actual spend beside what the same calls would have cost on the baseline (priced per call at
 //! ingest), gross and over successful tasks only, signed, with breakdowns by provider, task type
-//! and month (docs/metrics.md). The figures mean what sdk-core's `SavingsSummary` means.
+//! and month (docs/metrics.md). The figures are sdk-core's `SavingsSummary`, derived from the
+//! rollups' sums by `SavingsSummary::from_sums`.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Utc};
+use agenttally::pricing::{SavingsSummary, SavingsSums};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::metrics::{decimal_string, DecimalString, Granularity, Range};
+use super::period::month_name;
 use crate::error::Result;
 use crate::store::rollups::Grain;
 use crate::store::TenantTx;
@@ -81,8 +84,31 @@ pub struct Figures {
     #[serde(serialize_with = "optional_decimal_string")]
     #[schema(value_type = Option<DecimalString>, required = true)]
     pub cost_per_successful_task: Option<Decimal>,
-    #[serde(skip)]
-    compared_successful: i64,
+}
+
+impl From<SavingsSummary> for Figures {
+    fn from(s: SavingsSummary) -> Self {
+        // Sums of bigint columns: far below i64::MAX.
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        Figures {
+            tasks: count(s.tasks),
+            successful_tasks: count(s.successful_tasks),
+            compared_tasks: count(s.compared_tasks),
+            actual_unpriced: count(s.actual_unpriced),
+            baseline_unpriced: count(s.baseline_unpriced),
+            unpriced_tokens: count(s.unpriced_tokens),
+            estimated_tasks: count(s.estimated_tasks),
+            actual_usd: s.actual_usd,
+            baseline_usd: s.baseline_usd,
+            savings_usd: s.savings_usd,
+            savings_percent: s.savings_percent,
+            successful_actual_usd: s.successful_actual_usd,
+            successful_baseline_usd: s.successful_baseline_usd,
+            successful_savings_usd: s.successful_savings_usd,
+            successful_savings_percent: s.successful_savings_percent,
+            cost_per_successful_task: s.cost_per_successful_task,
+        }
+    }
 }
 
 pub(crate) fn optional_decimal_string<S: serde::Serializer>(
@@ -92,62 +118,6 @@ pub(crate) fn optional_decimal_string<S: serde::Serializer>(
     match d {
         Some(d) => decimal_string(d, s),
         None => s.serialize_none(),
-    }
-}
-
-fn percent(part: Decimal, whole: Decimal) -> Option<Decimal> {
-    if whole.is_zero() {
-        return None;
-    }
-    part.checked_mul(Decimal::ONE_HUNDRED)?
-        .checked_div(whole)
-        .map(|d| d.normalize())
-}
-
-/// One row of the savings rollups, summed over buckets.
-struct Row {
-    success: bool,
-    tasks: i64,
-    compared: i64,
-    actual_unpriced: i64,
-    baseline_unpriced: i64,
-    unpriced_tokens: i64,
-    estimated: i64,
-    actual_usd: Decimal,
-    baseline_usd: Decimal,
-}
-
-impl Figures {
-    fn add(&mut self, r: &Row) {
-        self.tasks += r.tasks;
-        self.compared_tasks += r.compared;
-        self.actual_unpriced += r.actual_unpriced;
-        self.baseline_unpriced += r.baseline_unpriced;
-        self.unpriced_tokens += r.unpriced_tokens;
-        self.estimated_tasks += r.estimated;
-        self.actual_usd += r.actual_usd;
-        self.baseline_usd += r.baseline_usd;
-        if r.success {
-            self.successful_tasks += r.tasks;
-            self.compared_successful += r.compared;
-            self.successful_actual_usd += r.actual_usd;
-            self.successful_baseline_usd += r.baseline_usd;
-        }
-    }
-
-    fn finish(&mut self) {
-        self.actual_usd = self.actual_usd.normalize();
-        self.baseline_usd = self.baseline_usd.normalize();
-        self.successful_actual_usd = self.successful_actual_usd.normalize();
-        self.successful_baseline_usd = self.successful_baseline_usd.normalize();
-        self.savings_usd = (self.baseline_usd - self.actual_usd).normalize();
-        self.savings_percent = percent(self.savings_usd, self.baseline_usd);
-        self.successful_savings_usd =
-            (self.successful_baseline_usd - self.successful_actual_usd).normalize();
-        self.successful_savings_percent =
-            percent(self.successful_savings_usd, self.successful_baseline_usd);
-        self.cost_per_successful_task = (self.compared_successful > 0)
-            .then(|| (self.actual_usd / Decimal::from(self.compared_successful)).normalize());
     }
 }
 
@@ -211,48 +181,57 @@ pub async fn savings(
     let rows = tx
         .query(&sql, &[&tenant, &range.from, &range.to, &baseline])
         .await?;
-    let mut out = Savings {
+    let mut total = SavingsSums::default();
+    let mut by_provider: BTreeMap<String, SavingsSums> = BTreeMap::new();
+    let mut by_task_type: BTreeMap<String, SavingsSums> = BTreeMap::new();
+    let mut by_month: BTreeMap<String, SavingsSums> = BTreeMap::new();
+    for r in &rows {
+        let month: chrono::NaiveDateTime = r.get(3);
+        let sums = row_sums(r);
+        total += &sums;
+        *by_provider.entry(r.get(0)).or_default() += &sums;
+        *by_task_type.entry(r.get(1)).or_default() += &sums;
+        *by_month.entry(month_name(&month)).or_default() += &sums;
+    }
+    let figures = |groups: BTreeMap<String, SavingsSums>| {
+        groups
+            .into_iter()
+            .map(|(k, sums)| (k, SavingsSummary::from_sums(&sums).into()))
+            .collect()
+    };
+    Ok(Savings {
         tenant_id: tenant.to_string(),
         from: range.from,
         to: range.to,
         granularity: range.grain.into(),
         baseline: baseline.to_string(),
-        total: Figures::default(),
-        by_provider: BTreeMap::new(),
-        by_task_type: BTreeMap::new(),
-        by_month: BTreeMap::new(),
-    };
-    for r in &rows {
-        let provider: String = r.get(0);
-        let task_type: String = r.get(1);
-        let month: chrono::NaiveDateTime = r.get(3);
-        let row = Row {
-            success: r.get(2),
-            tasks: r.get(4),
-            compared: r.get(5),
-            actual_unpriced: r.get(6),
-            baseline_unpriced: r.get(7),
-            unpriced_tokens: r.get(8),
-            estimated: r.get(9),
-            actual_usd: r.get(10),
-            baseline_usd: r.get(11),
-        };
-        out.total.add(&row);
-        out.by_provider.entry(provider).or_default().add(&row);
-        out.by_task_type.entry(task_type).or_default().add(&row);
-        out.by_month
-            .entry(format!("{:04}-{:02}", month.year(), month.month()))
-            .or_default()
-            .add(&row);
+        total: SavingsSummary::from_sums(&total).into(),
+        by_provider: figures(by_provider),
+        by_task_type: figures(by_task_type),
+        by_month: figures(by_month),
+    })
+}
+
+/// One row of the query in `savings` as the sums it adds to its groups.
+fn row_sums(r: &tokio_postgres::Row) -> SavingsSums {
+    // Sums of non-negative counts.
+    let count = |i: usize| u64::try_from(r.get::<_, i64>(i)).unwrap_or(0);
+    let success: bool = r.get(2);
+    let (tasks, compared) = (count(4), count(5));
+    let (actual_usd, baseline_usd): (Decimal, Decimal) = (r.get(10), r.get(11));
+    let if_success = |d: Decimal| if success { d } else { Decimal::ZERO };
+    SavingsSums {
+        tasks,
+        successful_tasks: if success { tasks } else { 0 },
+        compared_tasks: compared,
+        compared_successful_tasks: if success { compared } else { 0 },
+        actual_unpriced: count(6),
+        baseline_unpriced: count(7),
+        unpriced_tokens: count(8),
+        estimated_tasks: count(9),
+        actual_usd,
+        baseline_usd,
+        successful_actual_usd: if_success(actual_usd),
+        successful_baseline_usd: if_success(baseline_usd),
     }
-    out.total.finish();
-    for f in out
-        .by_provider
-        .values_mut()
-        .chain(out.by_task_type.values_mut())
-        .chain(out.by_month.values_mut())
-    {
-        f.finish();
-    }
-    Ok(out)
 }

@@ -44,7 +44,7 @@ impl Env {
         cfg.commit_interval = Duration::from_millis(20);
         tweak(&mut cfg);
         let server = Server::start(cfg).await.expect("server start");
-        let base = format!("http://{}", server.addr());
+        let base = server.url();
         let (db, conn) = tokio_postgres::connect(&pg.database_url(), tokio_postgres::NoTls)
             .await
             .expect("connect");

@@ -90,6 +90,7 @@ pub enum SpoolFsync {
 pub struct ClientBuilder {
     pub(crate) endpoint: Option<String>,
     pub(crate) api_key: Option<String>,
+    pub(crate) ca_file: Option<PathBuf>,
     pub(crate) flush_at: usize,
     pub(crate) flush_interval: Duration,
     pub(crate) max_queue_events: usize,
@@ -116,6 +117,7 @@ impl std::fmt::Debug for ClientBuilder {
         f.debug_struct("ClientBuilder")
             .field("endpoint", &self.endpoint)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
             .field("flush_at", &self.flush_at)
             .field("flush_interval", &self.flush_interval)
             .field("max_queue_events", &self.max_queue_events)
@@ -141,6 +143,7 @@ impl Default for ClientBuilder {
         ClientBuilder {
             endpoint: None,
             api_key: None,
+            ca_file: None,
             flush_at: d::FLUSH_AT,
             flush_interval: d::FLUSH_INTERVAL,
             max_queue_events: d::MAX_QUEUE_EVENTS,
@@ -174,6 +177,15 @@ impl ClientBuilder {
     /// API key sent as `Authorization: Bearer <key>`.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(key.into());
+        self
+    }
+    /// Trust the CA certificates of this PEM file (one or more `-----BEGIN CERTIFICATE-----`
+    /// blocks) instead of the built-in roots when verifying an `https://` collector, e.g. a
+    /// private CA or a self-signed collector certificate. Without it, the server is verified
+    /// against the Mozilla root set compiled into the SDK (`webpki-roots`). Needs the `tls`
+    /// feature; a file that cannot be read or holds no valid certificate fails `build()`.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
         self
     }
     /// Send as soon as this many events are queued (also the most events per request, capped by
@@ -307,6 +319,12 @@ impl ClientBuilder {
                 }
                 _ => {}
             }
+        }
+        if self.ca_file.is_some() && !cfg!(feature = "tls") {
+            return Err(Error::config(
+                "ca_file",
+                "needs the `tls` feature of agenttally",
+            ));
         }
         if let Some(k) = &self.api_key {
             if k.is_empty() || k.chars().any(|c| c.is_control() || c == ' ') {

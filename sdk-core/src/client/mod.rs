@@ -115,11 +115,12 @@ impl Client {
         } else {
             let transport: Arc<dyn Transport> = match cfg.transport.clone() {
                 Some(t) => t,
-                None => Arc::new(HttpTransport::new(
+                None => Arc::new(HttpTransport::with_ca_file(
                     cfg.endpoint.as_deref().unwrap_or_default(),
                     cfg.api_key.as_deref(),
                     cfg.request_timeout,
                     cfg.gzip,
+                    cfg.ca_file.as_deref(),
                 )?),
             };
             // One blocking thread compresses bodies (one reused compressor, one malloc arena):

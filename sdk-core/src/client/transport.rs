@@ -62,12 +62,34 @@ impl HttpTransport {
         request_timeout: Duration,
         gzip: bool,
     ) -> Result<Self, crate::Error> {
-        let http = reqwest::Client::builder()
+        Self::with_ca_file(endpoint, api_key, request_timeout, gzip, None)
+    }
+
+    /// [`new`](Self::new), verifying an `https://` endpoint against the CA certificates of the
+    /// PEM file `ca_file` instead of the built-in roots (see `ClientBuilder::ca_file`).
+    pub fn with_ca_file(
+        endpoint: &str,
+        api_key: Option<&str>,
+        request_timeout: Duration,
+        gzip: bool,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, crate::Error> {
+        let mut builder = reqwest::Client::builder()
             .timeout(request_timeout)
             .connect_timeout(request_timeout)
-            .user_agent(concat!("agenttally-rust/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| crate::Error::config("endpoint", format!("HTTP client: {e}")))?;
+            .user_agent(concat!("agenttally-rust/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = ca_file {
+            builder = trust_only(builder, path)?;
+        }
+        let http = builder.build().map_err(|e| match ca_file {
+            // The CA certificates are the only input the build checks: a certificate that
+            // parsed as PEM but is no valid X.509 fails here.
+            Some(path) => crate::Error::config(
+                "ca_file",
+                format!("`{}`: {}", path.display(), error_chain(&e)),
+            ),
+            None => crate::Error::config("endpoint", format!("HTTP client: {}", error_chain(&e))),
+        })?;
         Ok(HttpTransport {
             http,
             url: format!(
@@ -80,6 +102,58 @@ impl HttpTransport {
             gzip: gzip.then(|| Arc::new(Gzip::new())),
         })
     }
+}
+
+/// `builder` trusting exactly the CA certificates of the PEM file at `path`.
+#[cfg(feature = "tls")]
+fn trust_only(
+    builder: reqwest::ClientBuilder,
+    path: &std::path::Path,
+) -> Result<reqwest::ClientBuilder, crate::Error> {
+    let fail =
+        |rule: String| crate::Error::config("ca_file", format!("`{}` {rule}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| fail(format!("cannot be read: {e}")))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        fail(format!(
+            "is not a PEM certificate file: {}",
+            error_chain(&e)
+        ))
+    })?;
+    if certs.is_empty() {
+        return Err(fail(
+            "holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)".to_string(),
+        ));
+    }
+    Ok(certs
+        .into_iter()
+        .fold(builder.tls_built_in_root_certs(false), |b, cert| {
+            b.add_root_certificate(cert)
+        }))
+}
+
+/// Without the `tls` feature there is no https, so no CA to trust (`build()` refuses the setting
+/// before this is reached).
+#[cfg(not(feature = "tls"))]
+fn trust_only(
+    _builder: reqwest::ClientBuilder,
+    _path: &std::path::Path,
+) -> Result<reqwest::ClientBuilder, crate::Error> {
+    Err(crate::Error::config(
+        "ca_file",
+        "needs the `tls` feature of agenttally",
+    ))
+}
+
+/// `e` and its sources, `: `-separated (reqwest's own message is often just "builder error").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// One gzip compressor, reused for every request body. A fresh compressor per body allocates and

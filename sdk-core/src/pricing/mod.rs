@@ -16,4 +16,6 @@ pub use book::{
 pub use builtin::{builtin_entries, BUILTIN_VERSION};
 pub use cost::{Cost, Explanation, LineItem};
 pub use litellm::{ImportReport, ImportWarning, SkipReason, Skipped};
-pub use savings::{display_round, Baseline, SavingsReport, SavingsSummary, Task, TaskSavings};
+pub use savings::{
+    display_round, Baseline, SavingsReport, SavingsSummary, SavingsSums, Task, TaskSavings,
+};

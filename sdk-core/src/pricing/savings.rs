@@ -108,8 +108,50 @@ pub fn display_round(d: Decimal, dp: u32) -> Decimal {
     d.round_dp_with_strategy(dp, RoundingStrategy::MidpointAwayFromZero)
 }
 
-impl SavingsSummary {
-    fn add(&mut self, t: &Task, s: &TaskSavings, compared_successful: &mut u64) {
+/// What a group of tasks adds up to: the counts and sums that
+/// [`SavingsSummary::from_sums`] derives the savings figures from. Groups add up with `+=`
+/// (the collector sums its savings rollups into these).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SavingsSums {
+    pub tasks: u64,
+    pub successful_tasks: u64,
+    /// Tasks whose actual and baseline costs are both known.
+    pub compared_tasks: u64,
+    /// Compared tasks that succeeded: the divisor of the cost per successful task.
+    pub compared_successful_tasks: u64,
+    pub actual_unpriced: u64,
+    pub baseline_unpriced: u64,
+    pub unpriced_tokens: u64,
+    pub estimated_tasks: u64,
+    /// Over the compared tasks.
+    pub actual_usd: Decimal,
+    pub baseline_usd: Decimal,
+    /// Over the compared successful tasks.
+    pub successful_actual_usd: Decimal,
+    pub successful_baseline_usd: Decimal,
+}
+
+impl std::ops::AddAssign<&SavingsSums> for SavingsSums {
+    fn add_assign(&mut self, o: &SavingsSums) {
+        self.tasks = self.tasks.saturating_add(o.tasks);
+        self.successful_tasks = self.successful_tasks.saturating_add(o.successful_tasks);
+        self.compared_tasks = self.compared_tasks.saturating_add(o.compared_tasks);
+        self.compared_successful_tasks = self
+            .compared_successful_tasks
+            .saturating_add(o.compared_successful_tasks);
+        self.actual_unpriced = self.actual_unpriced.saturating_add(o.actual_unpriced);
+        self.baseline_unpriced = self.baseline_unpriced.saturating_add(o.baseline_unpriced);
+        self.unpriced_tokens = self.unpriced_tokens.saturating_add(o.unpriced_tokens);
+        self.estimated_tasks = self.estimated_tasks.saturating_add(o.estimated_tasks);
+        self.actual_usd += o.actual_usd;
+        self.baseline_usd += o.baseline_usd;
+        self.successful_actual_usd += o.successful_actual_usd;
+        self.successful_baseline_usd += o.successful_baseline_usd;
+    }
+}
+
+impl SavingsSums {
+    fn add_task(&mut self, t: &Task, s: &TaskSavings) {
         self.tasks += 1;
         self.successful_tasks += u64::from(t.success);
         match (s.actual.usd, s.baseline.usd) {
@@ -123,7 +165,7 @@ impl SavingsSummary {
                 self.actual_usd += a;
                 self.baseline_usd += b;
                 if t.success {
-                    *compared_successful += 1;
+                    self.compared_successful_tasks += 1;
                     self.successful_actual_usd += a;
                     self.successful_baseline_usd += b;
                 }
@@ -135,20 +177,39 @@ impl SavingsSummary {
             }
         }
     }
+}
 
-    fn finish(&mut self, compared_successful: u64) {
-        self.actual_usd = self.actual_usd.normalize();
-        self.baseline_usd = self.baseline_usd.normalize();
-        self.successful_actual_usd = self.successful_actual_usd.normalize();
-        self.successful_baseline_usd = self.successful_baseline_usd.normalize();
-        self.savings_usd = (self.baseline_usd - self.actual_usd).normalize();
-        self.savings_percent = percent(self.savings_usd, self.baseline_usd);
-        self.successful_savings_usd =
-            (self.successful_baseline_usd - self.successful_actual_usd).normalize();
-        self.successful_savings_percent =
-            percent(self.successful_savings_usd, self.successful_baseline_usd);
-        self.cost_per_successful_task = (compared_successful > 0)
-            .then(|| (self.actual_usd / Decimal::from(compared_successful)).normalize());
+impl SavingsSummary {
+    /// The summary of a group of tasks from what they add up to — the one definition of the
+    /// derived figures: sums normalized, savings = baseline − actual (signed), percentages exact
+    /// (`None` on a zero baseline), cost per successful task = all compared actual cost /
+    /// compared successful tasks (`None` without any).
+    pub fn from_sums(sums: &SavingsSums) -> SavingsSummary {
+        let actual_usd = sums.actual_usd.normalize();
+        let baseline_usd = sums.baseline_usd.normalize();
+        let successful_actual_usd = sums.successful_actual_usd.normalize();
+        let successful_baseline_usd = sums.successful_baseline_usd.normalize();
+        let savings_usd = (baseline_usd - actual_usd).normalize();
+        let successful_savings_usd = (successful_baseline_usd - successful_actual_usd).normalize();
+        SavingsSummary {
+            tasks: sums.tasks,
+            successful_tasks: sums.successful_tasks,
+            compared_tasks: sums.compared_tasks,
+            actual_unpriced: sums.actual_unpriced,
+            baseline_unpriced: sums.baseline_unpriced,
+            unpriced_tokens: sums.unpriced_tokens,
+            estimated_tasks: sums.estimated_tasks,
+            actual_usd,
+            baseline_usd,
+            savings_usd,
+            savings_percent: percent(savings_usd, baseline_usd),
+            successful_actual_usd,
+            successful_baseline_usd,
+            successful_savings_usd,
+            successful_savings_percent: percent(successful_savings_usd, successful_baseline_usd),
+            cost_per_successful_task: (sums.compared_successful_tasks > 0)
+                .then(|| (actual_usd / Decimal::from(sums.compared_successful_tasks)).normalize()),
+        }
     }
 }
 
@@ -237,9 +298,9 @@ impl PriceBook {
     /// Price each task's actual cost (a reported one wins) and its baseline, and sum them.
     pub fn savings(&self, tasks: &[Task], baseline: &Baseline) -> SavingsReport {
         let mut report = SavingsReport::default();
-        let mut succ_total = 0;
-        let mut succ_provider: BTreeMap<String, u64> = BTreeMap::new();
-        let mut succ_type: BTreeMap<String, u64> = BTreeMap::new();
+        let mut total = SavingsSums::default();
+        let mut by_provider: BTreeMap<String, SavingsSums> = BTreeMap::new();
+        let mut by_task_type: BTreeMap<String, SavingsSums> = BTreeMap::new();
         for t in tasks {
             let actual = match t.actual_usd {
                 Some(usd) => Cost {
@@ -262,26 +323,20 @@ impl PriceBook {
             };
             let provider = t.provider.clone().unwrap_or_else(|| t.model.clone());
             let task_type = t.task_type.clone().unwrap_or_default();
-            report.total.add(t, &s, &mut succ_total);
-            report.by_provider.entry(provider.clone()).or_default().add(
-                t,
-                &s,
-                succ_provider.entry(provider).or_default(),
-            );
-            report
-                .by_task_type
-                .entry(task_type.clone())
-                .or_default()
-                .add(t, &s, succ_type.entry(task_type).or_default());
+            total.add_task(t, &s);
+            by_provider.entry(provider).or_default().add_task(t, &s);
+            by_task_type.entry(task_type).or_default().add_task(t, &s);
             report.tasks.push(s);
         }
-        report.total.finish(succ_total);
-        for (k, v) in report.by_provider.iter_mut() {
-            v.finish(succ_provider.get(k).copied().unwrap_or(0));
-        }
-        for (k, v) in report.by_task_type.iter_mut() {
-            v.finish(succ_type.get(k).copied().unwrap_or(0));
-        }
+        let summaries = |groups: BTreeMap<String, SavingsSums>| {
+            groups
+                .into_iter()
+                .map(|(k, sums)| (k, SavingsSummary::from_sums(&sums)))
+                .collect()
+        };
+        report.total = SavingsSummary::from_sums(&total);
+        report.by_provider = summaries(by_provider);
+        report.by_task_type = summaries(by_task_type);
         report
     }
 }

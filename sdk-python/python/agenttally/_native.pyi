@@ -35,6 +35,7 @@ class Client:
         *,
         endpoint: Optional[str] = None,
         api_key: Optional[str] = None,
+        ca_file: Optional[Union[str, os.PathLike[str]]] = None,
         flush_at: Optional[int] = None,
         flush_interval: Optional[_Seconds] = None,
         max_queue_events: Optional[int] = None,
