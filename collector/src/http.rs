@@ -7,67 +7,118 @@ use std::any::Any;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::{header, Method, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::access::{self, Access, Guard, Policy, ADMIN, INGEST, PUBLIC, READ};
 use crate::api_error::ApiError;
 use crate::config::{MAX_CONCURRENT_REQUESTS, REQUEST_TIMEOUT};
 use crate::state::SharedState;
 use crate::{ingest, openapi, ops, read_api};
 
-/// One route: its method and path, and the handler serving them.
+/// One route: its method and path, the handler serving them, and what it takes to call it
+/// (its row of the access table: scope, rate class, audit; `crate::access`).
 #[derive(Debug)]
 pub struct Route {
     pub method: Method,
     pub path: &'static str,
+    pub policy: Policy,
     handler: MethodRouter<SharedState>,
 }
 
 impl Route {
-    fn get<H: Handler<T, SharedState>, T: 'static>(path: &'static str, handler: H) -> Route {
+    fn new(
+        method: Method,
+        path: &'static str,
+        policy: Policy,
+        handler: MethodRouter<SharedState>,
+    ) -> Route {
         Route {
-            method: Method::GET,
+            method,
             path,
-            handler: get(handler),
+            policy,
+            handler,
         }
     }
 
-    fn post<H: Handler<T, SharedState>, T: 'static>(path: &'static str, handler: H) -> Route {
-        Route {
-            method: Method::POST,
-            path,
-            handler: post(handler),
-        }
+    fn get<H: Handler<T, SharedState>, T: 'static>(
+        path: &'static str,
+        policy: Policy,
+        handler: H,
+    ) -> Route {
+        Route::new(Method::GET, path, policy, get(handler))
+    }
+
+    fn post<H: Handler<T, SharedState>, T: 'static>(
+        path: &'static str,
+        policy: Policy,
+        handler: H,
+    ) -> Route {
+        Route::new(Method::POST, path, policy, post(handler))
+    }
+
+    fn delete<H: Handler<T, SharedState>, T: 'static>(
+        path: &'static str,
+        policy: Policy,
+        handler: H,
+    ) -> Route {
+        Route::new(Method::DELETE, path, policy, delete(handler))
     }
 }
 
-/// Every route the collector serves. Each must be described in the OpenAPI document
-/// (`openapi::ApiDoc`, whose tests compare it with this list).
+/// Every route the collector serves, with its access policy: the access table (documented in
+/// docs/security.md, which a test compares with it). Each must be described in the OpenAPI
+/// document (`openapi::ApiDoc`, whose tests compare it with this list). A route added here is
+/// authenticated, limited and audited by its policy, with no code in its handler.
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::post("/v1/batch", ingest::post_batch),
-        Route::get("/v1/metrics/summary", read_api::summary),
-        Route::get("/v1/metrics/timeseries", read_api::timeseries),
-        Route::get("/v1/metrics/savings", read_api::savings),
-        Route::get("/v1/metrics/peaks", read_api::peaks),
-        Route::get("/v1/metrics/recommendations", read_api::recommendations),
-        Route::get("/v1/billing/usage", crate::billing::api::usage),
-        Route::get("/healthz", ops::healthz),
-        Route::get("/metrics", ops::metrics),
-        Route::get("/openapi.json", openapi::openapi_json),
+        Route::post("/v1/batch", INGEST, ingest::post_batch),
+        Route::get("/v1/metrics/summary", READ, read_api::summary),
+        Route::get("/v1/metrics/timeseries", READ, read_api::timeseries),
+        Route::get("/v1/metrics/savings", READ, read_api::savings),
+        Route::get("/v1/metrics/peaks", READ, read_api::peaks),
+        Route::get(
+            "/v1/metrics/recommendations",
+            READ,
+            read_api::recommendations,
+        ),
+        Route::get("/v1/billing/usage", READ, crate::billing::api::usage),
+        Route::post("/v1/keys", ADMIN, access::keys::create),
+        Route::get("/v1/keys", ADMIN, access::keys::list),
+        Route::delete("/v1/keys/{prefix}", ADMIN, access::keys::revoke),
+        Route::get("/v1/audit", ADMIN, access::audit::list),
+        Route::get("/healthz", PUBLIC, ops::healthz),
+        Route::get("/metrics", PUBLIC, ops::metrics),
+        Route::get("/openapi.json", PUBLIC, openapi::openapi_json),
     ]
 }
 
-/// The collector's router.
+/// The collector's router: each route behind its access guard (`access::guard`).
 pub fn router(state: SharedState) -> Router {
     let routes = routes()
         .into_iter()
-        .fold(Router::new(), |r, route| r.route(route.path, route.handler))
+        .fold(Router::new(), |r, route| {
+            let handler = if route.policy.access == Access::Public {
+                route.handler
+            } else {
+                let guard = Guard {
+                    st: state.clone(),
+                    method: route.method.clone(),
+                    path: route.path,
+                    policy: route.policy,
+                };
+                route
+                    .handler
+                    .route_layer(middleware::from_fn_with_state(guard, access::guard))
+            };
+            r.route(route.path, handler)
+        })
         // The batch handler reads the body itself, with its own caps.
         .layer(DefaultBodyLimit::disable())
         .fallback(not_found)

@@ -157,6 +157,46 @@ struct ServeArgs {
     /// docs/billing.md). Default: the built-in free / pro / enterprise set.
     #[arg(long, env = "AGENTTALLY_TIERS_FILE")]
     tiers_file: Option<PathBuf>,
+    #[command(flatten)]
+    access: AccessArgs,
+}
+
+/// Credentials besides API keys, rate limits and dashboard views (docs/security.md).
+#[derive(Debug, Args)]
+struct AccessArgs {
+    /// Accept JWTs signed with HS256 and this secret (at least 32 bytes).
+    #[arg(long, env = "AGENTTALLY_JWT_HS256_SECRET", hide_env_values = true)]
+    jwt_hs256_secret: Option<String>,
+    /// Accept JWTs signed with the private half of this PEM public key: RSA (RS256) or Ed25519
+    /// (EdDSA).
+    #[arg(long, env = "AGENTTALLY_JWT_PUBLIC_KEY")]
+    jwt_public_key: Option<PathBuf>,
+    /// Require this `iss` claim in every JWT.
+    #[arg(long, env = "AGENTTALLY_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Require this `aud` claim in every JWT.
+    #[arg(long, env = "AGENTTALLY_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// Accept JWTs on the ingest route too (they never ingest otherwise).
+    #[arg(long, env = "AGENTTALLY_JWT_INGEST")]
+    jwt_ingest: bool,
+    /// Read, audit and key-admin requests per credential and per tenant per minute (0: off).
+    #[arg(long, env = "AGENTTALLY_RATE_QUERY_PER_MINUTE", default_value_t = config::DEFAULT_RATE_QUERY_PER_MINUTE,
+          value_parser = bounded::<u32>(config::RATE))]
+    rate_query_per_minute: u32,
+    /// Export requests per credential and per tenant per hour (0: off).
+    #[arg(long, env = "AGENTTALLY_RATE_EXPORT_PER_HOUR", default_value_t = config::DEFAULT_RATE_EXPORT_PER_HOUR,
+          value_parser = bounded::<u32>(config::RATE))]
+    rate_export_per_hour: u32,
+    /// Ingest requests per credential and per tenant per second (0: off, the default).
+    #[arg(long, env = "AGENTTALLY_RATE_INGEST_PER_SECOND", default_value_t = config::DEFAULT_RATE_INGEST_PER_SECOND,
+          value_parser = bounded::<u32>(config::RATE))]
+    rate_ingest_per_second: u32,
+    /// Record a `customer.dashboard_view` event when a JWT user reads (at most one per tenant
+    /// and user per 30 minutes): `true` or `false`.
+    #[arg(long, env = "AGENTTALLY_RECORD_DASHBOARD_VIEWS", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    record_dashboard_views: bool,
 }
 
 /// A budget: a non-negative decimal amount of USD.
@@ -423,6 +463,18 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     cfg.savings_baselines = args.savings_baseline;
     cfg.monthly_budget_usd = args.monthly_budget_usd;
     cfg.tiers_file = args.tiers_file;
+    let a = args.access;
+    cfg.jwt = agenttally_collector::auth::JwtSettings {
+        hs256_secret: a.jwt_hs256_secret,
+        public_key: a.jwt_public_key,
+        issuer: a.jwt_issuer,
+        audience: a.jwt_audience,
+        ingest: a.jwt_ingest,
+    };
+    cfg.rate_query_per_minute = a.rate_query_per_minute;
+    cfg.rate_export_per_hour = a.rate_export_per_hour;
+    cfg.rate_ingest_per_second = a.rate_ingest_per_second;
+    cfg.record_dashboard_views = a.record_dashboard_views;
     let server = Server::start(cfg).await?;
     // Tests and scripts read the bound address from this line.
     println!("listening on {}", server.addr());
