@@ -189,6 +189,55 @@ mod tests {
         (status, serde_json::from_slice(&bytes).expect("json body"))
     }
 
+    /// The access table of docs/security.md is the code's, row for row (role columns included).
+    #[test]
+    fn the_documented_access_table_is_the_code_table() {
+        use crate::auth::Role;
+        let doc = include_str!("../../docs/security.md");
+        let table = doc
+            .split("<!-- access-table -->")
+            .nth(1)
+            .and_then(|rest| rest.split("<!-- /access-table -->").next())
+            .expect("docs/security.md has the access table between its markers");
+        let documented: Vec<Vec<String>> = table
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| {
+                l.trim_matches('|')
+                    .split('|')
+                    .map(|c| c.trim().trim_matches('`').to_string())
+                    .collect()
+            })
+            .collect();
+        let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+        let code: Vec<Vec<String>> = routes()
+            .iter()
+            .map(|r| {
+                let (access, scope) = match r.policy.access {
+                    Access::Public => ("public", None),
+                    Access::Tenant(s) => ("tenant", Some(s)),
+                    Access::Items(s) => ("items", Some(s)),
+                };
+                let mut row = vec![
+                    r.method.to_string(),
+                    r.path.to_string(),
+                    access.to_string(),
+                    scope.map_or("—".to_string(), |s| s.as_str().to_string()),
+                    r.policy.rate.as_str().to_string(),
+                    yes(r.policy.audited),
+                ];
+                for role in Role::ALL {
+                    row.push(yes(scope.is_none_or(|s| role.scopes().contains(&s))));
+                }
+                row
+            })
+            .collect();
+        assert_eq!(
+            documented, code,
+            "docs/security.md and http::routes() differ"
+        );
+    }
+
     #[tokio::test]
     async fn a_panic_is_answered_500_json_and_the_server_goes_on() {
         #[allow(clippy::unreachable)]
