@@ -452,6 +452,16 @@ async fn verify(args: VerifyArgs) -> Result<ExitCode, Error> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), Error> {
+    let a = args.access;
+    let jwt = agenttally_collector::auth::JwtSettings {
+        hs256_secret: a.jwt_hs256_secret,
+        public_key: a.jwt_public_key,
+        issuer: a.jwt_issuer,
+        audience: a.jwt_audience,
+        ingest: a.jwt_ingest,
+    };
+    // Before a database is opened: a bad key file is a mistake to report at once.
+    jwt.verifier().map_err(Error::Config)?;
     let (url, pg) = tokio::task::block_in_place(|| open_db(&args.db))?;
     let mut cfg = ServerConfig::new(url);
     cfg.listen = args.listen;
@@ -463,14 +473,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     cfg.savings_baselines = args.savings_baseline;
     cfg.monthly_budget_usd = args.monthly_budget_usd;
     cfg.tiers_file = args.tiers_file;
-    let a = args.access;
-    cfg.jwt = agenttally_collector::auth::JwtSettings {
-        hs256_secret: a.jwt_hs256_secret,
-        public_key: a.jwt_public_key,
-        issuer: a.jwt_issuer,
-        audience: a.jwt_audience,
-        ingest: a.jwt_ingest,
-    };
+    cfg.jwt = jwt;
     cfg.rate_query_per_minute = a.rate_query_per_minute;
     cfg.rate_export_per_hour = a.rate_export_per_hour;
     cfg.rate_ingest_per_second = a.rate_ingest_per_second;

@@ -129,5 +129,13 @@ async fn a_low_configured_limit_refuses_the_sixth_call() {
         m.contains("agenttally_ingest_responses_total{status=\"429\"}"),
         "refusals are counted with ingest's answers"
     );
+    assert!(
+        m.contains("agenttally_rate_limited_total{class=\"query\"} 1"),
+        "{m}"
+    );
+    assert!(
+        !m.contains("agenttally_rate_limited_total{class=\"ingest\"} 0"),
+        "{m}"
+    );
     env.shutdown().await;
 }

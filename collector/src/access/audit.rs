@@ -4,6 +4,7 @@
 //! first.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -52,7 +53,11 @@ pub async fn record(st: &SharedState, call: Call<'_>, resp: Response) -> Respons
         tx.commit().await?;
         Ok::<_, Error>(())
     };
-    match write.await {
+    let written = write.await;
+    if written.is_err() {
+        st.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
+    }
+    match written {
         Ok(()) => resp,
         Err(e) if status.is_success() => {
             tracing::error!(

@@ -13,6 +13,7 @@ pub mod rate;
 pub mod views;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use axum::extract::{FromRequestParts, Query, RawPathParams, Request, State};
 use axum::http::request::Parts;
@@ -162,6 +163,12 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
     let resp = match decided {
         Ok(tenant) => {
             if let Err(e) = g.st.rates.check(g.policy.rate, &principal, tenant.as_ref()) {
+                let class = match g.policy.rate {
+                    RateClass::Export => 1,
+                    RateClass::Ingest => 2,
+                    RateClass::Query | RateClass::None => 0,
+                };
+                g.st.metrics.rate_limited[class].fetch_add(1, Ordering::Relaxed);
                 // Not audited: a flood of refused calls must not become a flood of writes.
                 tracing::info!(
                     "{} {}: 429 for {} ({})",
