@@ -375,3 +375,54 @@ async fn jwts_ingest_only_when_allowed() {
     assert_eq!(s, 403, "{text}");
     env.shutdown().await;
 }
+
+/// No unaudited access: when the audit record cannot be written, a success is answered 503
+/// instead, a refusal keeps its status, and the failure is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_cannot_be_audited_is_not_served() {
+    let mut env = Env::start().await;
+    let reader = env.key(Some(A), &[Scope::Read]).await;
+    env.db
+        .batch_execute(
+            "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'audit log unavailable'; END $$;
+             CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log
+               FOR EACH ROW EXECUTE FUNCTION refuse_audit();",
+        )
+        .await
+        .expect("trigger");
+    let (s, retry_after, text) = env
+        .call("GET", "/v1/metrics/summary", Some(&reader), None)
+        .await;
+    assert_eq!(s, 503, "{text}");
+    assert!(retry_after.is_some());
+    assert!(
+        text.contains("audit log") && !text.contains("executions"),
+        "{text}"
+    );
+    let (s, _, _) = env
+        .call(
+            "GET",
+            &format!("/v1/metrics/summary?tenant_id={B}"),
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(s, 403);
+    let m = env.get("/metrics").await.text().await.expect("metrics");
+    assert!(m.contains("agenttally_audit_write_failures_total 2"), "{m}");
+    env.db
+        .batch_execute("DROP TRIGGER refuse_audit ON audit_log")
+        .await
+        .expect("drop");
+    let (s, _, text) = env
+        .call("GET", "/v1/metrics/summary", Some(&reader), None)
+        .await;
+    assert_eq!(s, 200, "{text}");
+    assert_eq!(
+        env.count("SELECT count(*) FROM audit_log WHERE status = 200")
+            .await,
+        1
+    );
+    env.shutdown().await;
+}

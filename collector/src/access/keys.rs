@@ -44,10 +44,23 @@ pub struct KeysParams {
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // (documentation: the handler reads the body itself, to name bad fields)
 pub struct NewKey {
-    /// What the key may do: any of `ingest`, `read`, `export`, `admin`, at least one.
-    scopes: Vec<String>,
-    /// A name for people (at most 200 characters).
+    /// What the key may do, at least one scope.
+    #[schema(min_items = 1)]
+    scopes: Vec<ScopeName>,
+    /// A name for people (at most 200 characters, no control characters).
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
+}
+
+/// A scope, as the body of `POST /v1/keys` names it.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // (documentation only)
+pub enum ScopeName {
+    Ingest,
+    Read,
+    Export,
+    Admin,
 }
 
 /// A new key: the secret is in this answer only.

@@ -306,7 +306,160 @@ pub(crate) fn params_json(uri: &Uri, path: &HashMap<String, String>) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use http_body_util::BodyExt;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use tower::ServiceExt;
+
     use super::*;
+    use crate::auth::{AuthState, JwtSettings};
+    use crate::config::ServerConfig;
+    use crate::state::AppState;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    /// A state whose pool never connects: enough for JWTs, scopes, tenants and rate limits.
+    fn state(query_per_minute: u32) -> SharedState {
+        let url = "postgresql://nobody@127.0.0.1:1/none";
+        let pool = crate::store::connect_pool(url, 1).expect("pool");
+        let mut config = ServerConfig::new(url);
+        config.rate_query_per_minute = query_per_minute;
+        let jwt = JwtSettings {
+            hs256_secret: Some(SECRET.into()),
+            ..JwtSettings::default()
+        };
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let prices = Arc::new(crate::pricing::Prices::new(
+            agenttally::pricing::PriceBook::builtin(),
+        ));
+        let savings = Arc::new(
+            crate::pricing::SavingsPricer::new(prices.clone(), &config.savings_baselines)
+                .expect("pricer"),
+        );
+        let (writer, _task) = crate::store::writer::spawn(
+            pool.clone(),
+            crate::store::writer::WriterConfig::from_server(&config, savings.clone()),
+            metrics.clone(),
+            crate::store::committed::feed(),
+        );
+        Arc::new(AppState {
+            auth: AuthState::new(pool.clone(), jwt.verifier().expect("jwt")),
+            pool,
+            writer,
+            metrics,
+            prices,
+            savings,
+            tiers: Arc::default(),
+            rates: Arc::new(rate::RateLimits::new(&config)),
+            views: Arc::new(views::DashboardViews::new(false)),
+            config,
+        })
+    }
+
+    fn token(tenant: &str, role: &str) -> String {
+        let claims = serde_json::json!({"tenant_id": tenant, "role": role, "sub": "u",
+                                        "exp": chrono::Utc::now().timestamp() + 60});
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("sign")
+    }
+
+    /// A route with a `{tenant_id}` path parameter behind the guard, answering the tenant the
+    /// guard resolved.
+    fn app(st: SharedState, policy: Policy) -> Router {
+        async fn which(t: Tenant) -> String {
+            t.id
+        }
+        let guard = Guard {
+            st: st.clone(),
+            method: Method::GET,
+            path: "/v1/tenants/{tenant_id}/thing",
+            policy,
+        };
+        Router::new()
+            .route(
+                "/v1/tenants/{tenant_id}/thing",
+                get(which).route_layer(axum::middleware::from_fn_with_state(guard, super::guard)),
+            )
+            .with_state(st)
+    }
+
+    async fn call(app: &Router, uri: &str, bearer: &str) -> (u16, String) {
+        let req = axum::http::Request::get(uri)
+            .header("authorization", format!("Bearer {bearer}"))
+            .body(Body::empty())
+            .expect("request");
+        let resp = app.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&bytes).to_string())
+    }
+
+    #[tokio::test]
+    async fn the_path_tenant_is_the_asked_tenant() {
+        let policy = Policy {
+            audited: false,
+            ..READ
+        };
+        let reader = app(state(0), policy);
+        let acme = token("acme", "viewer");
+        assert_eq!(
+            call(&reader, "/v1/tenants/acme/thing", &acme).await,
+            (200, "acme".into())
+        );
+        let (s, body) = call(&reader, "/v1/tenants/globex/thing", &acme).await;
+        assert_eq!(s, 403, "{body}");
+        assert!(body.contains("tenant_forbidden"), "{body}");
+        let (s, body) = call(&reader, "/v1/tenants/acme/thing?tenant_id=globex", &acme).await;
+        assert_eq!(s, 422, "{body}");
+        assert!(body.contains("tenant_id: the path names `acme`"), "{body}");
+        // The scope comes first: a viewer on an admin route.
+        let admin_only = app(
+            state(0),
+            Policy {
+                audited: false,
+                ..ADMIN
+            },
+        );
+        let (s, body) = call(&admin_only, "/v1/tenants/acme/thing", &acme).await;
+        assert_eq!(s, 403, "{body}");
+        assert!(
+            body.contains("insufficient_scope") && body.contains("`admin`"),
+            "{body}"
+        );
+        let (s, _) = call(
+            &admin_only,
+            "/v1/tenants/acme/thing",
+            &token("acme", "admin"),
+        )
+        .await;
+        assert_eq!(s, 200);
+    }
+
+    #[tokio::test]
+    async fn a_limited_route_answers_429_with_retry_after() {
+        let app = app(
+            state(2),
+            Policy {
+                audited: false,
+                ..READ
+            },
+        );
+        let acme = token("acme", "viewer");
+        for _ in 0..2 {
+            assert_eq!(call(&app, "/v1/tenants/acme/thing", &acme).await.0, 200);
+        }
+        let (s, body) = call(&app, "/v1/tenants/acme/thing", &acme).await;
+        assert_eq!(s, 429, "{body}");
+        assert!(body.contains("2 requests per minute"), "{body}");
+    }
 
     #[test]
     fn audit_params_keep_the_query_and_path_but_no_credential() {
