@@ -1,6 +1,8 @@
-//! The router: which handler serves which route (`routes`, the one list the OpenAPI document is
-//! checked against), and the layers around them all — request tracing, panics answered as a
-//! logged 500, a whole-request timeout and a limit on requests served at once.
+//! The router: which handler serves which route and what calling it takes (`routes`, the access
+//! table, the one list the OpenAPI document and docs/security.md are checked against), each
+//! non-public route behind its access guard (`crate::access`), and the layers around them all —
+//! request tracing, panics answered as a logged 500, a whole-request timeout and a limit on
+//! requests served at once.
 
 use std::any::Any;
 

@@ -260,12 +260,14 @@ fn decide(
     Tenant::resolve(principal.clone(), asked.as_deref()).map(Some)
 }
 
-/// Longest parameter value kept in an audit record.
+/// Longest parameter value kept in an audit record, and most query parameters kept.
 const PARAM_CHARS: usize = 512;
+const MAX_PARAMS: usize = 64;
 
 /// The query string and path parameters of a request, for the audit log: `{"query": {...},
-/// "path": {...}}`, a repeated query parameter as an array. A value that looks like a credential
-/// (an API key or a JWT) is replaced by `***`.
+/// "path": {...}}`, a repeated query parameter as an array, at most `MAX_PARAMS` query
+/// parameters of at most `PARAM_CHARS` characters. A value that looks like a credential (an API
+/// key or a JWT) is replaced by `***`.
 pub(crate) fn params_json(uri: &Uri, path: &HashMap<String, String>) -> Value {
     let clean = |v: &str| -> Value {
         // (A key's prefix, `at_` + 8 hex digits, names it and is kept.)
@@ -282,7 +284,7 @@ pub(crate) fn params_json(uri: &Uri, path: &HashMap<String, String>) -> Value {
     match pairs {
         None => {}
         Some(Ok(Query(pairs))) => {
-            for (k, v) in pairs {
+            for (k, v) in pairs.into_iter().take(MAX_PARAMS) {
                 let k: String = k.chars().take(PARAM_CHARS).collect();
                 match query.get_mut(&k) {
                     Some(Value::Array(a)) => a.push(clean(&v)),

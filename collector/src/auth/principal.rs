@@ -123,11 +123,11 @@ impl Principal {
         self.tenant.as_deref().is_none_or(|t| t == tenant)
     }
 
-    /// How messages name the credential: "API key" or "JWT (role ...)".
-    pub fn describe(&self) -> String {
+    /// How messages name the credential: "API key" or "JWT".
+    pub fn describe(&self) -> &'static str {
         match self.kind {
-            CredentialKind::Key => "API key".to_string(),
-            CredentialKind::Jwt => "JWT".to_string(),
+            CredentialKind::Key => "API key",
+            CredentialKind::Jwt => "JWT",
         }
     }
 
