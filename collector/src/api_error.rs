@@ -148,7 +148,8 @@ pub struct ErrorDetail {
 }
 
 /// The error answers of a read route, for the OpenAPI document (`responses(..., ReadErrors)` in
-/// its `#[utoipa::path]`): 401, 403, 422 and 503 (with `Retry-After`), each with an `ErrorBody`.
+/// its `#[utoipa::path]`): 401, 403, 422, 429 and 503 (both with `Retry-After`), each with an
+/// `ErrorBody`.
 #[derive(Debug)]
 pub struct ReadErrors;
 
@@ -164,6 +165,7 @@ impl utoipa::IntoResponses for ReadErrors {
                 "422",
                 "A parameter breaks a rule, or is unknown; the message names it.",
             ),
+            ("429", RATE_LIMITED),
             ("503", UNAVAILABLE),
         ]
         .into_iter()
@@ -172,10 +174,14 @@ impl utoipa::IntoResponses for ReadErrors {
     }
 }
 
+const RATE_LIMITED: &str =
+    "The credential's or the tenant's rate limit is used up (the message names it): retry after \
+     `Retry-After`.";
+
 const UNAVAILABLE: &str =
     "The database is unavailable or the request took too long: retry after `Retry-After`.";
 
-/// An error answer with an `ErrorBody`, and `Retry-After` with a 503.
+/// An error answer with an `ErrorBody`, and `Retry-After` with a 429 or a 503.
 fn error_response(status: &str, description: &str) -> RefOr<utoipa::openapi::response::Response> {
     let mut r = ResponseBuilder::new().description(description).content(
         "application/json",
@@ -185,7 +191,7 @@ fn error_response(status: &str, description: &str) -> RefOr<utoipa::openapi::res
             )))
             .build(),
     );
-    if status == "503" {
+    if status == "503" || status == "429" {
         r = r.header(
             "Retry-After",
             HeaderBuilder::new()

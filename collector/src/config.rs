@@ -53,6 +53,13 @@ pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3_600);
 pub const DEFAULT_VERIFY_DELAY: Duration = Duration::from_secs(600);
 pub const DEFAULT_VERIFY_INTERVAL: Duration = Duration::from_secs(86_400);
 
+/// Query-class requests (reads, audit, key admin) per credential and per tenant per minute.
+pub const DEFAULT_RATE_QUERY_PER_MINUTE: u32 = 100;
+/// Export-class requests per credential and per tenant per hour.
+pub const DEFAULT_RATE_EXPORT_PER_HOUR: u32 = 5;
+/// Ingest requests per credential and per tenant per second; 0: no limit.
+pub const DEFAULT_RATE_INGEST_PER_SECOND: u32 = 0;
+
 /// Inclusive bounds of a numeric setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds {
@@ -123,6 +130,12 @@ pub const VERIFY_INTERVAL_SECS: Bounds = Bounds {
     max: 7 * 86_400,
 };
 
+/// A rate limit (0: off).
+pub const RATE: Bounds = Bounds {
+    min: 0,
+    max: 1_000_000,
+};
+
 /// Everything `Server::start` needs. Its `Debug` shows the database URL without a password.
 #[derive(Clone)]
 pub struct ServerConfig {
@@ -153,6 +166,15 @@ pub struct ServerConfig {
     pub verify_interval: Duration,
     /// Serve HTTPS with this certificate chain and key; `None`: plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// JWT verification (off unless a secret or a public key is given).
+    pub jwt: crate::auth::JwtSettings,
+    /// Rate limits per credential and per tenant, by class (0: off).
+    pub rate_query_per_minute: u32,
+    pub rate_export_per_hour: u32,
+    pub rate_ingest_per_second: u32,
+    /// Record a `customer.dashboard_view` event for a JWT user's successful read (at most one
+    /// per tenant and user per 30 minutes).
+    pub record_dashboard_views: bool,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -176,6 +198,11 @@ impl fmt::Debug for ServerConfig {
             .field("verify_delay", &self.verify_delay)
             .field("verify_interval", &self.verify_interval)
             .field("tls", &self.tls)
+            .field("jwt", &self.jwt)
+            .field("rate_query_per_minute", &self.rate_query_per_minute)
+            .field("rate_export_per_hour", &self.rate_export_per_hour)
+            .field("rate_ingest_per_second", &self.rate_ingest_per_second)
+            .field("record_dashboard_views", &self.record_dashboard_views)
             .finish()
     }
 }
@@ -239,6 +266,11 @@ impl ServerConfig {
             verify_delay: DEFAULT_VERIFY_DELAY,
             verify_interval: DEFAULT_VERIFY_INTERVAL,
             tls: None,
+            jwt: crate::auth::JwtSettings::default(),
+            rate_query_per_minute: DEFAULT_RATE_QUERY_PER_MINUTE,
+            rate_export_per_hour: DEFAULT_RATE_EXPORT_PER_HOUR,
+            rate_ingest_per_second: DEFAULT_RATE_INGEST_PER_SECOND,
+            record_dashboard_views: true,
         }
     }
 
@@ -280,6 +312,21 @@ impl ServerConfig {
                 VERIFY_INTERVAL_SECS,
                 self.verify_interval.as_secs(),
             ),
+            (
+                "rate_query_per_minute",
+                RATE,
+                u64::from(self.rate_query_per_minute),
+            ),
+            (
+                "rate_export_per_hour",
+                RATE,
+                u64::from(self.rate_export_per_hour),
+            ),
+            (
+                "rate_ingest_per_second",
+                RATE,
+                u64::from(self.rate_ingest_per_second),
+            ),
         ];
         for (name, bounds, value) in checks {
             bounds
@@ -294,6 +341,9 @@ impl ServerConfig {
                 self.max_future.num_seconds()
             ));
         }
+        self.jwt
+            .verifier()
+            .map_err(|e| format!("config.jwt: {e}"))?;
         Ok(())
     }
 }

@@ -1,73 +1,126 @@
-//! The router: which handler serves which route (`routes`, the one list the OpenAPI document is
-//! checked against), and the layers around them all — request tracing, panics answered as a
-//! logged 500, a whole-request timeout and a limit on requests served at once.
+//! The router: which handler serves which route and what calling it takes (`routes`, the access
+//! table, the one list the OpenAPI document and docs/security.md are checked against), each
+//! non-public route behind its access guard (`crate::access`), and the layers around them all —
+//! request tracing, panics answered as a logged 500, a whole-request timeout and a limit on
+//! requests served at once.
 
 use std::any::Any;
 
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::{header, Method, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::access::{self, Access, Guard, Policy, ADMIN, INGEST, PUBLIC, READ};
 use crate::api_error::ApiError;
 use crate::config::{MAX_CONCURRENT_REQUESTS, REQUEST_TIMEOUT};
 use crate::state::SharedState;
 use crate::{ingest, openapi, ops, read_api};
 
-/// One route: its method and path, and the handler serving them.
+/// One route: its method and path, the handler serving them, and what it takes to call it
+/// (its row of the access table: scope, rate class, audit; `crate::access`).
 #[derive(Debug)]
 pub struct Route {
     pub method: Method,
     pub path: &'static str,
+    pub policy: Policy,
     handler: MethodRouter<SharedState>,
 }
 
 impl Route {
-    fn get<H: Handler<T, SharedState>, T: 'static>(path: &'static str, handler: H) -> Route {
+    fn new(
+        method: Method,
+        path: &'static str,
+        policy: Policy,
+        handler: MethodRouter<SharedState>,
+    ) -> Route {
         Route {
-            method: Method::GET,
+            method,
             path,
-            handler: get(handler),
+            policy,
+            handler,
         }
     }
 
-    fn post<H: Handler<T, SharedState>, T: 'static>(path: &'static str, handler: H) -> Route {
-        Route {
-            method: Method::POST,
-            path,
-            handler: post(handler),
-        }
+    fn get<H: Handler<T, SharedState>, T: 'static>(
+        path: &'static str,
+        policy: Policy,
+        handler: H,
+    ) -> Route {
+        Route::new(Method::GET, path, policy, get(handler))
+    }
+
+    fn post<H: Handler<T, SharedState>, T: 'static>(
+        path: &'static str,
+        policy: Policy,
+        handler: H,
+    ) -> Route {
+        Route::new(Method::POST, path, policy, post(handler))
+    }
+
+    fn delete<H: Handler<T, SharedState>, T: 'static>(
+        path: &'static str,
+        policy: Policy,
+        handler: H,
+    ) -> Route {
+        Route::new(Method::DELETE, path, policy, delete(handler))
     }
 }
 
-/// Every route the collector serves. Each must be described in the OpenAPI document
-/// (`openapi::ApiDoc`, whose tests compare it with this list).
+/// Every route the collector serves, with its access policy: the access table (documented in
+/// docs/security.md, which a test compares with it). Each must be described in the OpenAPI
+/// document (`openapi::ApiDoc`, whose tests compare it with this list). A route added here is
+/// authenticated, limited and audited by its policy, with no code in its handler.
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::post("/v1/batch", ingest::post_batch),
-        Route::get("/v1/metrics/summary", read_api::summary),
-        Route::get("/v1/metrics/timeseries", read_api::timeseries),
-        Route::get("/v1/metrics/savings", read_api::savings),
-        Route::get("/v1/metrics/peaks", read_api::peaks),
-        Route::get("/v1/metrics/recommendations", read_api::recommendations),
-        Route::get("/v1/billing/usage", crate::billing::api::usage),
-        Route::get("/healthz", ops::healthz),
-        Route::get("/metrics", ops::metrics),
-        Route::get("/openapi.json", openapi::openapi_json),
+        Route::post("/v1/batch", INGEST, ingest::post_batch),
+        Route::get("/v1/metrics/summary", READ, read_api::summary),
+        Route::get("/v1/metrics/timeseries", READ, read_api::timeseries),
+        Route::get("/v1/metrics/savings", READ, read_api::savings),
+        Route::get("/v1/metrics/peaks", READ, read_api::peaks),
+        Route::get(
+            "/v1/metrics/recommendations",
+            READ,
+            read_api::recommendations,
+        ),
+        Route::get("/v1/billing/usage", READ, crate::billing::api::usage),
+        Route::post("/v1/keys", ADMIN, access::keys::create),
+        Route::get("/v1/keys", ADMIN, access::keys::list),
+        Route::delete("/v1/keys/{prefix}", ADMIN, access::keys::revoke),
+        Route::get("/v1/audit", ADMIN, access::audit::list),
+        Route::get("/healthz", PUBLIC, ops::healthz),
+        Route::get("/metrics", PUBLIC, ops::metrics),
+        Route::get("/openapi.json", PUBLIC, openapi::openapi_json),
     ]
 }
 
-/// The collector's router.
+/// The collector's router: each route behind its access guard (`access::guard`).
 pub fn router(state: SharedState) -> Router {
     let routes = routes()
         .into_iter()
-        .fold(Router::new(), |r, route| r.route(route.path, route.handler))
+        .fold(Router::new(), |r, route| {
+            let handler = if route.policy.access == Access::Public {
+                route.handler
+            } else {
+                let guard = Guard {
+                    st: state.clone(),
+                    method: route.method.clone(),
+                    path: route.path,
+                    policy: route.policy,
+                };
+                route
+                    .handler
+                    .route_layer(middleware::from_fn_with_state(guard, access::guard))
+            };
+            r.route(route.path, handler)
+        })
         // The batch handler reads the body itself, with its own caps.
         .layer(DefaultBodyLimit::disable())
         .fallback(not_found)
@@ -136,6 +189,55 @@ mod tests {
         let status = resp.status();
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
         (status, serde_json::from_slice(&bytes).expect("json body"))
+    }
+
+    /// The access table of docs/security.md is the code's, row for row (role columns included).
+    #[test]
+    fn the_documented_access_table_is_the_code_table() {
+        use crate::auth::Role;
+        let doc = include_str!("../../docs/security.md");
+        let table = doc
+            .split("<!-- access-table -->")
+            .nth(1)
+            .and_then(|rest| rest.split("<!-- /access-table -->").next())
+            .expect("docs/security.md has the access table between its markers");
+        let documented: Vec<Vec<String>> = table
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| {
+                l.trim_matches('|')
+                    .split('|')
+                    .map(|c| c.trim().trim_matches('`').to_string())
+                    .collect()
+            })
+            .collect();
+        let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+        let code: Vec<Vec<String>> = routes()
+            .iter()
+            .map(|r| {
+                let (access, scope) = match r.policy.access {
+                    Access::Public => ("public", None),
+                    Access::Tenant(s) => ("tenant", Some(s)),
+                    Access::Items(s) => ("items", Some(s)),
+                };
+                let mut row = vec![
+                    r.method.to_string(),
+                    r.path.to_string(),
+                    access.to_string(),
+                    scope.map_or("—".to_string(), |s| s.as_str().to_string()),
+                    r.policy.rate.as_str().to_string(),
+                    yes(r.policy.audited),
+                ];
+                for role in Role::ALL {
+                    row.push(yes(scope.is_none_or(|s| role.scopes().contains(&s))));
+                }
+                row
+            })
+            .collect();
+        assert_eq!(
+            documented, code,
+            "docs/security.md and http::routes() differ"
+        );
     }
 
     #[tokio::test]

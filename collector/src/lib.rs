@@ -1,6 +1,7 @@
 //! The AgentTally collector: HTTP ingest into PostgreSQL (group commit, dedupe, rollups, RLS),
 //! with an embedded PostgreSQL default. The binary in `main.rs` is a thin CLI over this library.
 
+pub mod access;
 pub mod api_error;
 pub mod auth;
 pub mod billing;
@@ -106,6 +107,7 @@ impl Server {
     pub async fn start(config: ServerConfig) -> Result<Server> {
         config.validate().map_err(Error::Config)?;
         let tls_config = config.tls.as_ref().map(tls::server_config).transpose()?;
+        let jwt = config.jwt.verifier().map_err(Error::Config)?;
         let prices = Arc::new(pricing::Prices::new(pricing::load_book(
             config.price_file.as_deref(),
         )?));
@@ -157,13 +159,17 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(state::AppState {
-            auth: auth::AuthState::new(pool.clone()),
+            auth: auth::AuthState::new(pool.clone(), jwt),
             pool,
             writer,
             metrics,
             prices,
             savings,
             tiers,
+            rates: Arc::new(access::rate::RateLimits::new(&config)),
+            views: Arc::new(access::views::DashboardViews::new(
+                config.record_dashboard_views,
+            )),
             config,
         });
         let app = http::router(state);

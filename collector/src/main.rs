@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the collector until SIGINT/SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -164,6 +164,46 @@ struct ServeArgs {
     /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1); needs --tls-cert.
     #[arg(long, env = "AGENTTALLY_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    access: AccessArgs,
+}
+
+/// Credentials besides API keys, rate limits and dashboard views (docs/security.md).
+#[derive(Debug, Args)]
+struct AccessArgs {
+    /// Accept JWTs signed with HS256 and this secret (at least 32 bytes).
+    #[arg(long, env = "AGENTTALLY_JWT_HS256_SECRET", hide_env_values = true)]
+    jwt_hs256_secret: Option<String>,
+    /// Accept JWTs signed with the private half of this PEM public key: RSA (RS256) or Ed25519
+    /// (EdDSA).
+    #[arg(long, env = "AGENTTALLY_JWT_PUBLIC_KEY")]
+    jwt_public_key: Option<PathBuf>,
+    /// Require this `iss` claim in every JWT.
+    #[arg(long, env = "AGENTTALLY_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Require this `aud` claim in every JWT.
+    #[arg(long, env = "AGENTTALLY_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// Accept JWTs on the ingest route too (they never ingest otherwise).
+    #[arg(long, env = "AGENTTALLY_JWT_INGEST")]
+    jwt_ingest: bool,
+    /// Read, audit and key-admin requests per credential and per tenant per minute (0: off).
+    #[arg(long, env = "AGENTTALLY_RATE_QUERY_PER_MINUTE", default_value_t = config::DEFAULT_RATE_QUERY_PER_MINUTE,
+          value_parser = bounded::<u32>(config::RATE))]
+    rate_query_per_minute: u32,
+    /// Export requests per credential and per tenant per hour (0: off).
+    #[arg(long, env = "AGENTTALLY_RATE_EXPORT_PER_HOUR", default_value_t = config::DEFAULT_RATE_EXPORT_PER_HOUR,
+          value_parser = bounded::<u32>(config::RATE))]
+    rate_export_per_hour: u32,
+    /// Ingest requests per credential and per tenant per second (0: off, the default).
+    #[arg(long, env = "AGENTTALLY_RATE_INGEST_PER_SECOND", default_value_t = config::DEFAULT_RATE_INGEST_PER_SECOND,
+          value_parser = bounded::<u32>(config::RATE))]
+    rate_ingest_per_second: u32,
+    /// Record a `customer.dashboard_view` event when a JWT user reads (at most one per tenant
+    /// and user per 30 minutes): `true` or `false`.
+    #[arg(long, env = "AGENTTALLY_RECORD_DASHBOARD_VIEWS", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    record_dashboard_views: bool,
 }
 
 /// A budget: a non-negative decimal amount of USD.
@@ -324,7 +364,7 @@ fn open_db(db: &DbArgs) -> Result<(String, Option<EmbeddedPostgres>), Error> {
 
 async fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
-        Command::Serve(args) => serve(args).await?,
+        Command::Serve(args) => serve(*args).await?,
         Command::Verify(args) => return verify(args).await,
         Command::Migrate(db) => {
             let (url, _pg) = tokio::task::block_in_place(|| open_db(&db))?;
@@ -428,6 +468,16 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
         // Unusable files are refused before the embedded cluster is started.
         agenttally_collector::tls::server_config(files)?;
     }
+    let a = args.access;
+    let jwt = agenttally_collector::auth::JwtSettings {
+        hs256_secret: a.jwt_hs256_secret,
+        public_key: a.jwt_public_key,
+        issuer: a.jwt_issuer,
+        audience: a.jwt_audience,
+        ingest: a.jwt_ingest,
+    };
+    // Before a database is opened: a bad key file is a mistake to report at once.
+    jwt.verifier().map_err(Error::Config)?;
     let (url, pg) = tokio::task::block_in_place(|| open_db(&args.db))?;
     let mut cfg = ServerConfig::new(url);
     cfg.listen = args.listen;
@@ -441,6 +491,11 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     cfg.tiers_file = args.tiers_file;
     cfg.tls = tls;
     let https = cfg.tls.is_some();
+    cfg.jwt = jwt;
+    cfg.rate_query_per_minute = a.rate_query_per_minute;
+    cfg.rate_export_per_hour = a.rate_export_per_hour;
+    cfg.rate_ingest_per_second = a.rate_ingest_per_second;
+    cfg.record_dashboard_views = a.record_dashboard_views;
     let server = Server::start(cfg).await?;
     // Tests and scripts read the bound address from this line (plain HTTP: the address alone,
     // as it always was; HTTPS: the URL, so nobody takes it for plain HTTP).

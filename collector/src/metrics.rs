@@ -1,6 +1,6 @@
 //! Prometheus metrics in the text exposition format, kept in atomics (no registry crate needed
 //! for a handful of series): ingested, duplicates, rejected by reason, latencies, queue depth,
-//! and the result of the last accuracy check.
+//! the result of the last accuracy check, rate-limit refusals and audit write failures.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -80,6 +80,10 @@ pub struct Metrics {
     pub verify_last_run: AtomicI64,
     pub verify_rows_checked: AtomicU64,
     pub verify_differences: AtomicU64,
+    /// Requests refused by a rate limit, by class: query, export, ingest.
+    pub rate_limited: [AtomicU64; 3],
+    /// Audit records that could not be written (each answered 503 when it was a success).
+    pub audit_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -160,6 +164,24 @@ impl Metrics {
             "agenttally_writer_commit_failures_total",
             "Write transactions that failed (then retried or isolated).",
             self.commit_failures.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP agenttally_rate_limited_total Requests refused by a rate limit, by class.\n\
+             # TYPE agenttally_rate_limited_total counter"
+        );
+        for (class, n) in ["query", "export", "ingest"].iter().zip(&self.rate_limited) {
+            let _ = writeln!(
+                out,
+                "agenttally_rate_limited_total{{class=\"{class}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        counter(
+            &mut out,
+            "agenttally_audit_write_failures_total",
+            "Audit records that could not be written (a success is then answered 503).",
+            self.audit_failures.load(Ordering::Relaxed),
         );
         self.batch_latency.render(
             &mut out,

@@ -16,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api_error::ErrorBody;
-use crate::{billing, ingest, ops, read_api};
+use crate::{access, billing, ingest, ops, read_api};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -35,6 +35,10 @@ use crate::{billing, ingest, ops, read_api};
         read_api::peaks,
         read_api::recommendations,
         billing::api::usage,
+        access::keys::create,
+        access::keys::list,
+        access::keys::revoke,
+        access::audit::list,
         ops::healthz,
         ops::metrics,
         openapi_json,
@@ -44,6 +48,7 @@ use crate::{billing, ingest, ops, read_api};
     tags(
         (name = "ingest", description = "Events in (scope `ingest`)."),
         (name = "metrics", description = "Figures out, from the rollups (scope `read`)."),
+        (name = "admin", description = "A tenant's API keys and audit log (scope `admin`)."),
         (name = "operations", description = "Health, metrics and this document; no credential."),
     )
 )]
@@ -62,8 +67,10 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "An API key (`agenttally-collector keys create`), as \
-                         `Authorization: Bearer <key>`.",
+                        "An API key (`agenttally-collector keys create`, or `POST /v1/keys`) \
+                         or, when the collector is configured for them, a JWT with the claims \
+                         `tenant_id`, `role` (admin, developer, viewer), `sub` and `exp`, as \
+                         `Authorization: Bearer <key or JWT>`.",
                     ))
                     .build(),
             ),

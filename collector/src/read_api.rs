@@ -17,7 +17,7 @@ use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api_error::{ApiError, ReadErrors};
-use crate::auth::{Scope, Tenant};
+use crate::auth::Tenant;
 use crate::error::Error;
 use crate::query::csv::{self, Table};
 use crate::query::metrics::{self, GroupBy, Interval, Metric, Range, Series, Summary};
@@ -85,7 +85,7 @@ pub async fn summary(
     tenant: Tenant,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let params = read_params(&tenant, params, SUMMARY_PARAMS)?;
+    let params = read_params(params, SUMMARY_PARAMS)?;
     let format = format(&params)?;
     let range = range(
         params.get("from").map(String::as_str),
@@ -103,14 +103,12 @@ pub async fn summary(
     respond(&s, format, "summary", csv::fields)
 }
 
-/// What every read handler does first: the credential needs scope `read`, the query string
-/// must parse, and it may name only `allowed` parameters.
+/// What every read handler does first (the access layer has checked the credential's scope and
+/// resolved `tenant`): the query string must parse, and it may name only `allowed` parameters.
 pub(crate) fn read_params(
-    tenant: &Tenant,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
     allowed: &[&str],
 ) -> Result<HashMap<String, String>, ApiError> {
-    tenant.principal.require(Scope::Read)?;
     let Query(params) = params.map_err(|e| {
         ApiError::unprocessable(
             "invalid_query",
@@ -138,7 +136,7 @@ fn known_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<()
     }
 }
 
-fn instant(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+pub(crate) fn instant(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| {
@@ -286,7 +284,7 @@ pub fn series_range(
 
 /// A numeric parameter within `allowed`, or `default` when absent; 422 naming it and `rule`
 /// otherwise.
-fn number_in<T: std::str::FromStr + PartialOrd>(
+pub(crate) fn number_in<T: std::str::FromStr + PartialOrd>(
     params: &HashMap<String, String>,
     name: &str,
     default: T,
@@ -359,7 +357,7 @@ pub async fn savings(
     tenant: Tenant,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let params = read_params(&tenant, params, SAVINGS_PARAMS)?;
+    let params = read_params(params, SAVINGS_PARAMS)?;
     let format = format(&params)?;
     let names: Vec<&str> = st.savings.names().collect();
     let baseline = match params.get("baseline") {
@@ -445,7 +443,7 @@ pub async fn peaks(
     tenant: Tenant,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let params = read_params(&tenant, params, PEAKS_PARAMS)?;
+    let params = read_params(params, PEAKS_PARAMS)?;
     let format = format(&params)?;
     let metric = choice(&params, "metric", PeakMetric::NAMES, PeakMetric::parse)?
         .unwrap_or(PeakMetric::Executions);
@@ -527,7 +525,7 @@ pub async fn recommendations(
     tenant: Tenant,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let params = read_params(&tenant, params, RECOMMEND_PARAMS)?;
+    let params = read_params(params, RECOMMEND_PARAMS)?;
     let format = format(&params)?;
     let margin = number_in(
         &params,
@@ -612,7 +610,7 @@ pub async fn timeseries(
     tenant: Tenant,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let params = read_params(&tenant, params, SERIES_PARAMS)?;
+    let params = read_params(params, SERIES_PARAMS)?;
     let format = format(&params)?;
     let metric = choice(&params, "metric", Metric::NAMES, Metric::parse)?.ok_or_else(|| {
         ApiError::unprocessable(

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use deadpool_postgres::Pool;
 
+use crate::access::rate::RateLimits;
+use crate::access::views::DashboardViews;
 use crate::auth::AuthState;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
@@ -27,6 +29,10 @@ pub struct AppState {
     pub savings: Arc<SavingsPricer>,
     /// The plans billing usage is measured against.
     pub tiers: Arc<crate::billing::tiers::Tiers>,
+    /// Rate limits per credential and per tenant (`crate::access::rate`).
+    pub rates: Arc<RateLimits>,
+    /// The dashboard views recorded lately (`crate::access::views`).
+    pub views: Arc<DashboardViews>,
     pub config: ServerConfig,
 }
 
@@ -76,13 +82,15 @@ mod tests {
             store::committed::feed(),
         );
         let st = AppState {
-            auth: AuthState::new(pool.clone()),
+            auth: AuthState::new(pool.clone(), None),
             pool,
             writer,
             metrics,
             prices,
             savings,
             tiers: Arc::new(crate::billing::tiers::Tiers::default()),
+            rates: Arc::new(RateLimits::new(&config)),
+            views: Arc::new(DashboardViews::new(false)),
             config,
         };
         let shown = format!("{st:?} {st:#?}");

@@ -193,6 +193,24 @@ fn huge_numbers_are_refused_at_parse_time() {
         ),
         ("--writers", "AGENTTALLY_WRITERS", U64_MAX, "1 and 32"),
         ("--writers", "AGENTTALLY_WRITERS", "0", "1 and 32"),
+        (
+            "--rate-query-per-minute",
+            "AGENTTALLY_RATE_QUERY_PER_MINUTE",
+            U32_MAX,
+            "0 and 1000000",
+        ),
+        (
+            "--rate-export-per-hour",
+            "AGENTTALLY_RATE_EXPORT_PER_HOUR",
+            BEYOND_U64,
+            "0 and 1000000",
+        ),
+        (
+            "--rate-ingest-per-second",
+            "AGENTTALLY_RATE_INGEST_PER_SECOND",
+            U64_MAX,
+            "0 and 1000000",
+        ),
     ];
     let run = |args: &[&str], env: Option<(&str, &str)>| {
         let mut cmd = Command::new(BIN);
@@ -224,6 +242,17 @@ fn huge_numbers_are_refused_at_parse_time() {
             assert!(!stderr.contains("panicked"), "{stderr}");
         }
     }
+    // JWT settings are checked before any database is opened.
+    let (code, stderr) = run(&["--jwt-hs256-secret", "short"], None);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--jwt-hs256-secret: must be at least 32 bytes, got 5"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&["--jwt-public-key", "/nonexistent/key.pem"], None);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("--jwt-public-key: cannot read"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
     // The listen port is numeric too: out of range is a parse error, not a panic.
     let (code, stderr) = run(&["--listen", "127.0.0.1:4294967295"], None);
     assert_eq!(code, Some(2), "{stderr}");

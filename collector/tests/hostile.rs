@@ -65,11 +65,16 @@ fn cases() -> Vec<Case> {
         },
         Case {
             key: Key::Raw("Basic dXNlcjpwYXNz"),
-            ..case("basic auth", ok(), 401, "must be `Bearer <api key>`")
+            ..case("basic auth", ok(), 401, "must be `Bearer <api key or JWT>`")
         },
         Case {
             key: Key::Raw("Bearer "),
-            ..case("empty bearer", ok(), 401, "must be `Bearer <api key>`")
+            ..case(
+                "empty bearer",
+                ok(),
+                401,
+                "must be `Bearer <api key or JWT>`",
+            )
         },
         Case {
             key: Key::ReadOnly,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Property-based test of the HTTP API against its own OpenAPI document: schemathesis (PyPI, pinned)
-# reads the served /openapi.json and sends generated requests to every operation with a read and
-# ingest credential of tenant `acme`, after a few events were ingested so answers are not empty.
+# reads the served /openapi.json and sends generated requests to every operation with a read,
+# ingest and admin credential of tenant `acme` (rate limits off, so every request is served), after a few events were ingested so answers are not empty.
 # It fails on any 5xx, any response not valid against its schema, an undocumented status code or
 # content type, a documented header of the wrong form, or an operation that answers without the
 # credential it requires.
@@ -42,7 +42,8 @@ log="$work/collector.log"
 : >"$log"
 # Two baselines and a budget, so every optional part of the answers is present.
 "$bin" serve --data-dir "$work/data" --listen 127.0.0.1:0 \
-  --savings-baseline most_expensive,gpt-4o --monthly-budget-usd 5 >"$log" 2>&1 &
+  --savings-baseline most_expensive,gpt-4o --monthly-budget-usd 5 \
+  --rate-query-per-minute 0 --rate-export-per-hour 0 >"$log" 2>&1 &
 pid=$!
 cleanup() {
   kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
@@ -57,7 +58,7 @@ done
 addr=$(sed -n 's/^listening on //p' "$log" | head -1)
 [ -n "$addr" ] || { cat "$log"; echo "collector did not report its address"; exit 1; }
 echo "listening on $addr"
-key=$("$bin" keys create --tenant acme --scope read --scope ingest --data-dir "$work/data")
+key=$("$bin" keys create --tenant acme --scope read --scope ingest --scope admin --data-dir "$work/data")
 
 step "ingesting a few events"
 "$venv/bin/python" - "$addr" "$key" <<'PY'

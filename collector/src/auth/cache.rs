@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::Pool;
 use tokio::sync::Semaphore;
 
+use super::jwt::{looks_like_jwt, JwtVerifier};
 use super::key::hash_key;
-use super::principal::Principal;
+use super::principal::{CredentialKind, Principal};
 use crate::api_error::ApiError;
 use crate::store;
 
@@ -24,18 +25,38 @@ pub const KNOWN_KEY_LOOKUPS: usize = 1;
 /// How long a request waits for a lookup slot before it is answered 503 (retry later).
 const LOOKUP_WAIT: Duration = Duration::from_secs(3);
 
-/// What authentication needs: the key cache and a way to the database. Cheap to clone.
+/// What authentication needs: the key cache, a way to the database and the JWT verifier (when
+/// tokens are configured). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuthState {
     pool: Pool,
     keys: Arc<KeyCache>,
+    jwt: Option<Arc<JwtVerifier>>,
 }
 
 impl AuthState {
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: Pool, jwt: Option<JwtVerifier>) -> Self {
         AuthState {
             pool,
             keys: Arc::new(KeyCache::default()),
+            jwt: jwt.map(Arc::new),
+        }
+    }
+
+    /// The principal of a bearer credential: a JWT when it has the JWT shape and tokens are
+    /// configured, otherwise an API key.
+    pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal, ApiError> {
+        match &self.jwt {
+            Some(jwt) if looks_like_jwt(token) => jwt.verify(token),
+            _ => self.authenticate(token).await,
+        }
+    }
+
+    /// Forget the verified keys named `prefix`, so a revocation takes effect at once on this
+    /// collector (others see it within `KeyCache::POSITIVE_TTL`).
+    pub fn forget_key(&self, prefix: &str) {
+        if let Ok(mut map) = self.keys.valid.lock() {
+            map.retain(|_, (p, _)| p.credential_id != prefix);
         }
     }
 
@@ -84,6 +105,8 @@ impl AuthState {
                     // A scope this build does not know grants nothing.
                     scopes: key.scopes.iter().filter_map(|s| s.parse().ok()).collect(),
                     credential_id: key.prefix,
+                    kind: CredentialKind::Key,
+                    sub: None,
                 };
                 self.keys.put_valid(hash, p.clone());
                 Ok(p)

@@ -18,13 +18,17 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Authenticated once, by the access layer (`crate::access`), when the route has one.
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(p.clone());
+        }
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .ok_or_else(|| {
                 ApiError::unauthorized(
                     "missing_credentials",
-                    "missing `Authorization: Bearer <api key>` header",
+                    "missing `Authorization: Bearer <api key or JWT>` header",
                 )
             })?;
         let token = header
@@ -38,10 +42,10 @@ where
             .ok_or_else(|| {
                 ApiError::unauthorized(
                     "invalid_credentials",
-                    "the Authorization header must be `Bearer <api key>`",
+                    "the Authorization header must be `Bearer <api key or JWT>`",
                 )
             })?;
-        AuthState::from_ref(state).authenticate(token).await
+        AuthState::from_ref(state).authenticate_bearer(token).await
     }
 }
 
@@ -67,8 +71,9 @@ impl Tenant {
             (Some(bound), Some(asked)) if bound != asked => Err(ApiError::forbidden(
                 "tenant_forbidden",
                 format!(
-                    "tenant_id: this API key is bound to tenant `{bound}` and may not act for \
-                     tenant `{asked}`"
+                    "tenant_id: this {} is bound to tenant `{bound}` and may not act for \
+                     tenant `{asked}`",
+                    principal.describe()
                 ),
             )),
             (Some(bound), _) => Ok(Tenant {
@@ -103,6 +108,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Resolved once, by the access layer, when the route has one.
+        if let Some(t) = parts.extensions.get::<Tenant>() {
+            return Ok(t.clone());
+        }
         let principal = Principal::from_request_parts(parts, state).await?;
         let Query(param) = Query::<TenantParam>::try_from_uri(&parts.uri).map_err(|e| {
             ApiError::unprocessable(
@@ -124,6 +133,8 @@ mod tests {
             tenant: tenant.map(str::to_string),
             scopes: vec![Scope::Read],
             credential_id: "at_00000000".into(),
+            kind: crate::auth::CredentialKind::Key,
+            sub: None,
         }
     }
 

@@ -53,10 +53,46 @@ pub async fn create_key(
     tenant_id: Option<&str>,
     scopes: &[Scope],
 ) -> Result<String> {
+    create_named_key(client, tenant_id, scopes, None)
+        .await
+        .map(|(key, _)| key)
+}
+
+/// Create and store a key with an optional name; returns the secret (shown once, never
+/// stored) and what is stored. The prefix naming it is unique among the keys of its tenant (or
+/// among the platform keys), so it names one key when it is revoked.
+pub async fn create_named_key(
+    client: &impl tokio_postgres::GenericClient,
+    tenant_id: Option<&str>,
+    scopes: &[Scope],
+    name: Option<&str>,
+) -> Result<(String, store::keys::KeyInfo)> {
     check_key_spec(tenant_id, scopes)?;
-    let key = generate_key()?;
-    let prefix: String = key.chars().take(SHOWN_CHARS).collect();
     let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-    store::keys::insert(client, &hash_key(&key), &prefix, tenant_id, &scopes).await?;
-    Ok(key)
+    // 32 bits of prefix: a collision is rare; a few draws make it practically impossible.
+    for _ in 0..4 {
+        let key = generate_key()?;
+        let prefix = key_prefix(&key);
+        if store::keys::prefix_taken(client, tenant_id, &prefix).await? {
+            continue;
+        }
+        let info =
+            store::keys::insert(client, &hash_key(&key), &prefix, tenant_id, &scopes, name).await?;
+        return Ok((key, info));
+    }
+    Err(Error::Server("no free key prefix after 4 draws".into()))
+}
+
+/// The part of a key shown in listings and logs: `at_` and 8 hex digits.
+pub fn key_prefix(key: &str) -> String {
+    key.chars().take(SHOWN_CHARS).collect()
+}
+
+/// True when `s` has the form of a key prefix.
+pub fn is_key_prefix(s: &str) -> bool {
+    s.len() == SHOWN_CHARS
+        && s.starts_with(KEY_PREFIX)
+        && s[KEY_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

@@ -54,7 +54,7 @@ pub async fn usage(
     tenant: Tenant,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let params = read_params(&tenant, params, USAGE_PARAMS)?;
+    let params = read_params(params, USAGE_PARAMS)?;
     let format = format(&params)?;
     let mut client = client(&st).await?;
     let tx = tenant_tx(&mut client, &tenant.id)

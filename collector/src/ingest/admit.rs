@@ -65,8 +65,9 @@ pub fn admit(
             foreign += 1;
             Some((
                 format!(
-                    "batch[{index}].tenant_id: this API key is bound to tenant `{}` and may not \
+                    "batch[{index}].tenant_id: this {} is bound to tenant `{}` and may not \
                      write tenant `{}`",
+                    principal.describe(),
                     principal.tenant.as_deref().unwrap_or_default(),
                     e.tenant_id
                 ),
@@ -117,8 +118,9 @@ pub fn admit(
         return Err(ApiError::forbidden(
             "tenant_forbidden",
             format!(
-                "this API key is bound to tenant `{tenant}` and may not write the tenant(s) of \
-                 this batch"
+                "this {} is bound to tenant `{tenant}` and may not write the tenant(s) of \
+                 this batch",
+                principal.describe()
             ),
         ));
     }

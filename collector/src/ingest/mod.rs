@@ -56,6 +56,8 @@ use crate::state::{AppState, SharedState};
         (status = 408, description = "The body was not received in time.", body = ErrorBody),
         (status = 413, description = "The body is over its cap.", body = ErrorBody),
         (status = 415, description = "A Content-Type other than JSON, or a Content-Encoding other than identity or gzip.", body = ErrorBody),
+        (status = 429, description = "The ingest rate limit (`--rate-ingest-per-second`, off by default) is used up.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
         (status = 503, description = "Nothing of the batch was acknowledged: resend it after `Retry-After`.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
     )

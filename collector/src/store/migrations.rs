@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "tenant_prices",
         include_str!("migrations/0005_tenant_prices.sql"),
     ),
+    (6, "access", include_str!("migrations/0006_access.sql")),
 ];
 
 /// Apply every migration not yet recorded. Safe to run from several collectors at once: an

@@ -2,6 +2,7 @@
 //! (`tenant_tx`, the only way to run tenant data statements), the group-commit writer, rollups,
 //! retention, the accuracy checks (`verify`) and the small named queries for API keys.
 
+pub mod audit;
 pub mod committed;
 pub mod histogram;
 pub mod keys;

@@ -58,6 +58,34 @@ impl Env {
         }
     }
 
+    /// Any request: `method` on `path` (with its query string), a bearer credential, a JSON
+    /// body. Returns the status, the `Retry-After` header and the body as text.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Option<String>, String) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = bearer {
+            req = req.header("authorization", format!("Bearer {b}"));
+        }
+        if let Some(body) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(body).expect("json"));
+        }
+        let resp = req.send().await.expect("send");
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().expect("ascii").to_string());
+        (status, retry_after, resp.text().await.expect("body"))
+    }
+
     pub async fn key(&self, tenant: Option<&str>, scopes: &[Scope]) -> String {
         agenttally_collector::create_key(&self.pg.database_url(), tenant, scopes)
             .await
@@ -175,4 +203,40 @@ pub async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
     })
     .await;
     outs.into_iter().flatten().collect()
+}
+
+/// The HS256 secret the tests configure.
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// An HS256 JWT signed with `secret` with these claims.
+pub fn jwt_with(secret: &str, claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// A JWT of `tenant` with `role` for user `sub`, valid for ten minutes, signed with
+/// `JWT_SECRET`.
+pub fn jwt(tenant: &str, role: &str, sub: &str) -> String {
+    jwt_with(JWT_SECRET, &jwt_claims(tenant, role, sub, 600))
+}
+
+/// The claims of a token expiring `expires_in` seconds from now (negative: expired).
+pub fn jwt_claims(tenant: &str, role: &str, sub: &str, expires_in: i64) -> Value {
+    json!({"tenant_id": tenant, "role": role, "sub": sub,
+           "exp": Utc::now().timestamp() + expires_in})
+}
+
+/// An unsigned token (`alg: none`) with these claims.
+pub fn jwt_none(claims: &Value) -> String {
+    use base64::Engine;
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(claims)
+    )
 }
