@@ -53,6 +53,14 @@ pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3_600);
 pub const DEFAULT_VERIFY_DELAY: Duration = Duration::from_secs(600);
 pub const DEFAULT_VERIFY_INTERVAL: Duration = Duration::from_secs(86_400);
 
+/// Exports streamed at once (each holds a database connection for its duration); more are
+/// answered 503 with Retry-After.
+pub const DEFAULT_MAX_CONCURRENT_EXPORTS: usize = 2;
+/// How long a one-time export link stays valid.
+pub const DEFAULT_EXPORT_LINK_TTL: Duration = Duration::from_secs(3_600);
+/// Days an erased raw event is kept (its personal fields already cleared) before it is deleted.
+pub const DEFAULT_ERASURE_GRACE_DAYS: u32 = 90;
+
 /// Inclusive bounds of a numeric setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds {
@@ -117,6 +125,15 @@ pub const VERIFY_DELAY_SECS: Bounds = Bounds {
     min: 0,
     max: 86_400,
 };
+/// Exports at once: at least one, and few (each holds a pooled connection).
+pub const MAX_CONCURRENT_EXPORTS: Bounds = Bounds { min: 1, max: 64 };
+/// Seconds an export link is valid: a minute to a week.
+pub const EXPORT_LINK_TTL_SECS: Bounds = Bounds {
+    min: 60,
+    max: 7 * 86_400,
+};
+/// Days between an erasure and the deletion of the erased raw rows (0: at the next upkeep).
+pub const ERASURE_GRACE_DAYS: Bounds = Bounds { min: 0, max: 3_650 };
 /// Seconds between accuracy checks: at least one, at most a week.
 pub const VERIFY_INTERVAL_SECS: Bounds = Bounds {
     min: 1,
@@ -151,6 +168,12 @@ pub struct ServerConfig {
     /// how often after that (read-only; its result is in `/metrics`).
     pub verify_delay: Duration,
     pub verify_interval: Duration,
+    /// Exports streamed at once; each holds a database connection (added to the pool's size).
+    pub max_concurrent_exports: usize,
+    /// How long a one-time export link (`POST /v1/exports`) stays valid.
+    pub export_link_ttl: Duration,
+    /// Days an erased raw event is kept, its personal fields cleared, before upkeep deletes it.
+    pub erasure_grace_days: u32,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -173,6 +196,9 @@ impl fmt::Debug for ServerConfig {
             .field("price_refresh", &self.price_refresh)
             .field("verify_delay", &self.verify_delay)
             .field("verify_interval", &self.verify_interval)
+            .field("max_concurrent_exports", &self.max_concurrent_exports)
+            .field("export_link_ttl", &self.export_link_ttl)
+            .field("erasure_grace_days", &self.erasure_grace_days)
             .finish()
     }
 }
@@ -235,6 +261,9 @@ impl ServerConfig {
             price_refresh: DEFAULT_PRICE_REFRESH,
             verify_delay: DEFAULT_VERIFY_DELAY,
             verify_interval: DEFAULT_VERIFY_INTERVAL,
+            max_concurrent_exports: DEFAULT_MAX_CONCURRENT_EXPORTS,
+            export_link_ttl: DEFAULT_EXPORT_LINK_TTL,
+            erasure_grace_days: DEFAULT_ERASURE_GRACE_DAYS,
         }
     }
 
@@ -275,6 +304,21 @@ impl ServerConfig {
                 "verify_interval (s)",
                 VERIFY_INTERVAL_SECS,
                 self.verify_interval.as_secs(),
+            ),
+            (
+                "max_concurrent_exports",
+                MAX_CONCURRENT_EXPORTS,
+                n(self.max_concurrent_exports),
+            ),
+            (
+                "export_link_ttl (s)",
+                EXPORT_LINK_TTL_SECS,
+                self.export_link_ttl.as_secs(),
+            ),
+            (
+                "erasure_grace_days",
+                ERASURE_GRACE_DAYS,
+                u64::from(self.erasure_grace_days),
             ),
         ];
         for (name, bounds, value) in checks {

@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 use crate::api_error::ApiError;
 use crate::config::{MAX_CONCURRENT_REQUESTS, REQUEST_TIMEOUT};
 use crate::state::SharedState;
-use crate::{ingest, openapi, ops, read_api};
+use crate::{export, ingest, openapi, ops, read_api};
 
 /// One route: its method and path, and the handler serving them.
 #[derive(Debug)]
@@ -57,6 +57,9 @@ pub fn routes() -> Vec<Route> {
         Route::get("/v1/metrics/peaks", read_api::peaks),
         Route::get("/v1/metrics/recommendations", read_api::recommendations),
         Route::get("/v1/billing/usage", crate::billing::api::usage),
+        Route::get("/v1/export", export::api::export),
+        Route::post("/v1/exports", export::api::create_link),
+        Route::get("/v1/exports/{token}", export::api::download_link),
         Route::get("/healthz", ops::healthz),
         Route::get("/metrics", ops::metrics),
         Route::get("/openapi.json", openapi::openapi_json),

@@ -7,6 +7,7 @@ pub mod billing;
 pub mod config;
 pub mod embedded_pg;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
@@ -111,10 +112,14 @@ impl Server {
             &config.savings_baselines,
         )?);
         // Each writer holds a connection while it commits, key lookups hold at most their
-        // slots; leave room besides for the API's queries.
-        let pool_size = config
-            .pool_size
-            .max(config.writers + auth::UNKNOWN_KEY_LOOKUPS + auth::KNOWN_KEY_LOOKUPS + 2);
+        // slots, each export one for its duration; leave room besides for the API's queries.
+        let pool_size = config.pool_size.max(
+            config.writers
+                + auth::UNKNOWN_KEY_LOOKUPS
+                + auth::KNOWN_KEY_LOOKUPS
+                + config.max_concurrent_exports
+                + 2,
+        );
         let pool = store::connect_pool(&config.database_url, pool_size)?;
         {
             let mut client = pool.get().await?;
@@ -160,6 +165,7 @@ impl Server {
             prices,
             savings,
             tiers,
+            exports: export::ExportGate::new(config.max_concurrent_exports),
             config,
         });
         let app = http::router(state);

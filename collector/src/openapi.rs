@@ -16,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api_error::ErrorBody;
-use crate::{billing, ingest, ops, read_api};
+use crate::{billing, export, ingest, ops, read_api};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -35,6 +35,9 @@ use crate::{billing, ingest, ops, read_api};
         read_api::peaks,
         read_api::recommendations,
         billing::api::usage,
+        export::api::export,
+        export::api::create_link,
+        export::api::download_link,
         ops::healthz,
         ops::metrics,
         openapi_json,
@@ -44,6 +47,8 @@ use crate::{billing, ingest, ops, read_api};
     tags(
         (name = "ingest", description = "Events in (scope `ingest`)."),
         (name = "metrics", description = "Figures out, from the rollups (scope `read`)."),
+        (name = "export", description = "Everything stored of a tenant, as a file (scope \
+            `export`)."),
         (name = "operations", description = "Health, metrics and this document; no credential."),
     )
 )]

@@ -123,7 +123,10 @@ pub(crate) fn read_params(
 
 /// 422 naming the first parameter that is not one of `allowed` (a misspelt `form=` would
 /// otherwise silently answer for the default range).
-fn known_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+pub(crate) fn known_params(
+    params: &HashMap<String, String>,
+    allowed: &[&str],
+) -> Result<(), ApiError> {
     let mut unknown: Vec<&String> = params
         .keys()
         .filter(|k| !allowed.contains(&k.as_str()))
@@ -138,7 +141,7 @@ fn known_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<()
     }
 }
 
-fn instant(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+pub(crate) fn instant(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| {

@@ -27,6 +27,8 @@ pub struct AppState {
     pub savings: Arc<SavingsPricer>,
     /// The plans billing usage is measured against.
     pub tiers: Arc<crate::billing::tiers::Tiers>,
+    /// The cap on exports streamed at once.
+    pub exports: crate::export::ExportGate,
     pub config: ServerConfig,
 }
 
@@ -83,6 +85,7 @@ mod tests {
             prices,
             savings,
             tiers: Arc::new(crate::billing::tiers::Tiers::default()),
+            exports: crate::export::ExportGate::new(1),
             config,
         };
         let shown = format!("{st:?} {st:#?}");
