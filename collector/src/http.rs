@@ -8,7 +8,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 use crate::api_error::ApiError;
 use crate::config::{MAX_CONCURRENT_REQUESTS, REQUEST_TIMEOUT};
 use crate::state::SharedState;
-use crate::{export, ingest, openapi, ops, read_api};
+use crate::{erasure, export, ingest, openapi, ops, read_api};
 
 /// One route: its method and path, and the handler serving them.
 #[derive(Debug)]
@@ -44,6 +44,14 @@ impl Route {
             handler: post(handler),
         }
     }
+
+    fn delete<H: Handler<T, SharedState>, T: 'static>(path: &'static str, handler: H) -> Route {
+        Route {
+            method: Method::DELETE,
+            path,
+            handler: delete(handler),
+        }
+    }
 }
 
 /// Every route the collector serves. Each must be described in the OpenAPI document
@@ -60,6 +68,11 @@ pub fn routes() -> Vec<Route> {
         Route::get("/v1/export", export::api::export),
         Route::post("/v1/exports", export::api::create_link),
         Route::get("/v1/exports/{token}", export::api::download_link),
+        Route::delete("/v1/tenants/{tenant_id}/data", erasure::erase_tenant),
+        Route::delete(
+            "/v1/tenants/{tenant_id}/users/{user_id}",
+            erasure::erase_user,
+        ),
         Route::get("/healthz", ops::healthz),
         Route::get("/metrics", ops::metrics),
         Route::get("/openapi.json", openapi::openapi_json),

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod billing;
 pub mod config;
 pub mod embedded_pg;
+pub mod erasure;
 pub mod error;
 pub mod export;
 pub mod http;

@@ -16,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api_error::ErrorBody;
-use crate::{billing, export, ingest, ops, read_api};
+use crate::{billing, erasure, export, ingest, ops, read_api};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -38,6 +38,8 @@ use crate::{billing, export, ingest, ops, read_api};
         export::api::export,
         export::api::create_link,
         export::api::download_link,
+        erasure::erase_tenant,
+        erasure::erase_user,
         ops::healthz,
         ops::metrics,
         openapi_json,
@@ -49,6 +51,7 @@ use crate::{billing, export, ingest, ops, read_api};
         (name = "metrics", description = "Figures out, from the rollups (scope `read`)."),
         (name = "export", description = "Everything stored of a tenant, as a file (scope \
             `export`)."),
+        (name = "erasure", description = "A tenant's or a user's data erased (scope `admin`)."),
         (name = "operations", description = "Health, metrics and this document; no credential."),
     )
 )]

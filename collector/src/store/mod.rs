@@ -3,6 +3,7 @@
 //! retention, the accuracy checks (`verify`) and the small named queries for API keys.
 
 pub mod committed;
+pub mod erasure;
 pub mod histogram;
 pub mod keys;
 pub mod migrations;
