@@ -81,17 +81,7 @@ fn main() {
         .unwrap();
     });
     let load_s = t.elapsed().as_secs_f64();
-    let (db_rows, db_sum): (i64, String) = rt.block_on(async {
-        let r = db
-            .query_one(
-                "SELECT count(*), sum(cost_usd)::text FROM events WHERE tenant_id = $1",
-                &[&TENANT],
-            )
-            .await
-            .unwrap();
-        (r.get(0), r.get(1))
-    });
-    println!("loaded {db_rows} events in {load_s:.1} s");
+    println!("loaded {n} events in {load_s:.1} s");
 
     // 2. The collector binary.
     let key = rt
@@ -129,6 +119,17 @@ fn main() {
         r.bytes().await.unwrap();
     });
     std::thread::sleep(Duration::from_millis(500));
+    // What the export's snapshot will hold: the loaded events and the warm-up's record.
+    let (db_rows, db_sum): (i64, String) = rt.block_on(async {
+        let r = db
+            .query_one(
+                "SELECT count(*), sum(cost_usd)::text FROM events WHERE tenant_id = $1",
+                &[&TENANT],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    });
     let rss_before = status_kib(pid, "VmRSS");
     // Reset the peak to the current size (Linux 4.0+), so the peak below is the export's.
     let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
@@ -180,7 +181,11 @@ fn main() {
         rss_after as f64 / MIB,
         peak as f64 / MIB,
         peak.saturating_sub(rss_before) as f64 / MIB,
-        if reset { "" } else { " [VmHWM not reset: peak since start]" }
+        if reset {
+            ""
+        } else {
+            " [VmHWM not reset: peak since start]"
+        }
     );
     println!(
         "count: export {rows}, database {db_rows}: {}",

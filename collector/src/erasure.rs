@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -71,6 +71,15 @@ pub struct ErasureAnswer {
     pub deleted: Option<BTreeMap<String, u64>>,
 }
 
+/// A path that cannot be read (percent-encoding that is not UTF-8): 422 rather than axum's
+/// plain-text 400.
+fn path_error(e: PathRejection) -> ApiError {
+    ApiError::unprocessable(
+        "invalid_path",
+        format!("path: could not be read ({})", e.body_text()),
+    )
+}
+
 /// The tenant named in the path, for a caller with scope `admin` allowed to act for it.
 fn admin_for(principal: Principal, tenant_id: &str) -> Result<Tenant, ApiError> {
     let tenant = Tenant::resolve(principal, Some(tenant_id))?;
@@ -127,9 +136,10 @@ async fn client(st: &SharedState) -> Result<deadpool_postgres::Object, ApiError>
 pub async fn erase_tenant(
     State(st): State<SharedState>,
     principal: Principal,
-    Path(tenant_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(tenant_id) = path.map_err(path_error)?;
     let tenant = admin_for(principal, &tenant_id)?;
     let mode = mode(params)?;
     let mut client = client(&st).await?;
@@ -192,9 +202,10 @@ pub async fn erase_tenant(
 pub async fn erase_user(
     State(st): State<SharedState>,
     principal: Principal,
-    Path((tenant_id, user_id)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Path((tenant_id, user_id)) = path.map_err(path_error)?;
     let tenant = admin_for(principal, &tenant_id)?;
     if user_id.is_empty() || user_id.chars().count() > MAX_USER_ID || user_id.contains('\0') {
         return Err(ApiError::unprocessable(

@@ -288,6 +288,7 @@ async fn a_user_erasure_touches_that_user_only() {
             422,
             "invalid_tenant_id",
         ),
+        (&admin, "/v1/tenants/acme/users/%FF", 422, "invalid_path"),
     ];
     for (key, path, want, code) in cases {
         let (status, body) = delete(&env, key, path).await;

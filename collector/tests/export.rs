@@ -435,6 +435,7 @@ async fn a_link_works_once_without_a_bearer_then_410() {
     for path in [
         format!("/v1/exports/{token}"),
         "/v1/exports/nope".to_string(),
+        "/v1/exports/%FF".to_string(),
     ] {
         let (status, _, _) = error_of(env.get(&path).await).await;
         assert_eq!(status, 404, "{path}");

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -230,9 +230,12 @@ pub async fn create_link(
 )]
 pub async fn download_link(
     State(st): State<SharedState>,
-    Path(token): Path<String>,
+    token: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let unknown = || ApiError::not_found("no such export link");
+    let Ok(Path(token)) = token else {
+        return Err(unknown());
+    };
     if !links::well_formed(&token) {
         return Err(unknown());
     }
