@@ -435,7 +435,7 @@ mod tests {
     #[test]
     fn huge_settings_are_refused_by_name() {
         type Tweak = fn(&mut ServerConfig);
-        let cases: [(Tweak, &str); 12] = [
+        let cases: [(Tweak, &str); 15] = [
             (|c| c.raw_retention_days = u32::MAX, "config.raw_retention_days: must be between 1 and 3650, got 4294967295"),
             (|c| c.hourly_retention_days = 0, "config.hourly_retention_days: must be between 1 and 3650, got 0"),
             (|c| c.commit_interval = Duration::MAX, "config.commit_interval (ms): must be between 0 and 10000, got 18446744073709551615"),
@@ -448,6 +448,9 @@ mod tests {
             (|c| c.max_future = TimeDelta::hours(-1), "config.max_future: must be between 0 and 168 hours, got -3600 s"),
             (|c| c.verify_delay = Duration::MAX, "config.verify_delay (s): must be between 0 and 86400, got 18446744073709551615"),
             (|c| c.verify_interval = Duration::ZERO, "config.verify_interval (s): must be between 1 and 604800, got 0"),
+            (|c| c.max_concurrent_exports = 0, "config.max_concurrent_exports: must be between 1 and 64, got 0"),
+            (|c| c.export_link_ttl = Duration::MAX, "config.export_link_ttl (s): must be between 60 and 604800, got 18446744073709551615"),
+            (|c| c.erasure_grace_days = u32::MAX, "config.erasure_grace_days: must be between 0 and 3650, got 4294967295"),
         ];
         for (tweak, want) in cases {
             let mut c = ServerConfig::new("postgresql://x");
