@@ -434,3 +434,43 @@ async fn purge_leaves_no_row_of_the_tenant_in_any_tenant_table() {
     verify_clean(&env).await;
     env.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_erasure_runs_in_batches_and_erases_everything() {
+    let mut env = Env::start().await;
+    // More than two batches (loaded straight into the table: the rollups do not matter here).
+    env.db
+        .execute(
+            "INSERT INTO events (tenant_id, id, ts, event_type, correlation_id, user_id,
+                 success, metadata)
+             SELECT 'acme', gen_random_uuid(), now() - make_interval(secs => i / 100.0),
+                    'customer.login', 'session-' || i, 'user-' || (i % 2), true,
+                    jsonb_build_object('email', 'p' || i || '@example.com')
+             FROM generate_series(1, 120000) i",
+            &[],
+        )
+        .await
+        .expect("load");
+    let admin = env.key(Some("acme"), &[Scope::Admin]).await;
+    let (status, body) = delete(&env, &admin, "/v1/tenants/acme/users/user-1").await;
+    assert_eq!(
+        (status, body["events_erased"].as_i64()),
+        (202, Some(60_000)),
+        "{body}"
+    );
+    let (status, body) = delete(&env, &admin, "/v1/tenants/acme/data").await;
+    assert_eq!(
+        (status, body["events_erased"].as_i64()),
+        (202, Some(60_000)),
+        "{body}"
+    );
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM events WHERE user_id IS NOT NULL OR metadata <> '{}'::jsonb
+                 OR correlation_id <> 'erased' OR erased_at IS NULL"
+        )
+        .await,
+        0
+    );
+    env.shutdown().await;
+}

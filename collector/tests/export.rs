@@ -398,7 +398,8 @@ async fn a_link_works_once_without_a_bearer_then_410() {
     let via: Vec<String> = env
         .db
         .query(
-            "SELECT metadata->>'via' FROM events WHERE event_type = 'customer.export_data'",
+            "SELECT metadata->>'via' FROM events WHERE event_type = 'customer.export_data'
+             ORDER BY ts",
             &[],
         )
         .await
@@ -407,6 +408,24 @@ async fn a_link_works_once_without_a_bearer_then_410() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(via, ["link"]);
+    // Two downloads of one link at once: one gets the file, the other a 410.
+    let resp = env
+        .http
+        .post(format!("{}/v1/exports", env.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(resp.status(), 201);
+    let made: Value = resp.json().await.expect("json");
+    let url = made["url"].as_str().expect("url").to_string();
+    let both = common::join_all(vec![env.get(&url), env.get(&url)]).await;
+    let mut statuses: Vec<u16> = both.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 410]);
+    for r in both {
+        let _ = r.bytes().await;
+    }
     // A link given its parameters in a JSON body; expired before use: 410.
     let resp = env
         .http

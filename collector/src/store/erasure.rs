@@ -83,43 +83,63 @@ pub struct Erased {
     pub purge_after: DateTime<Utc>,
 }
 
+/// Rows erased per transaction: a large tenant's erasure commits as it goes, so a request that
+/// runs out of time has still erased what it reached, and a retry goes on from there.
+const ERASE_BATCH: i64 = 50_000;
+
 /// Clear the personal fields of `subject`'s raw events of `tenant` stored so far and schedule
-/// their rows' deletion `grace_days` from now. Events stored later are not affected.
+/// their rows' deletion `grace_days` from now. Events stored later are not affected. Runs in
+/// batches of `ERASE_BATCH` rows, one transaction each; erasing again is harmless (erased rows
+/// are skipped and keep their first deadline).
 pub async fn erase(
     client: &mut Object,
     tenant: &str,
     subject: Subject<'_>,
     grace_days: u32,
 ) -> Result<Erased> {
-    let tx = tenant_tx(client, tenant).await?;
     let grace = i32::try_from(grace_days).unwrap_or(i32::MAX);
-    let row = tx
-        .query_one("SELECT now(), now() + make_interval(days => $1)", &[&grace])
-        .await?;
-    let (erased_at, purge_after): (DateTime<Utc>, DateTime<Utc>) = (row.get(0), row.get(1));
-    let n = tx
-        .execute(
-            "UPDATE events SET
-                 user_id = NULL,
-                 correlation_id = $3,
-                 metadata = CASE WHEN jsonb_typeof(metadata -> 'calls') = 'number'
-                                 THEN jsonb_build_object('calls', metadata -> 'calls')
-                                 ELSE '{}'::jsonb END,
-                 erased_at = $4,
-                 purge_after = $5
-             WHERE tenant_id = $1 AND erased_at IS NULL AND ($2::text IS NULL OR user_id = $2)",
-            &[
-                &tenant,
-                &subject.user(),
-                &ERASED_CORRELATION_ID,
-                &erased_at,
-                &purge_after,
-            ],
-        )
-        .await?;
-    tx.commit().await?;
+    let (erased_at, purge_after): (DateTime<Utc>, DateTime<Utc>) = {
+        let row = client
+            .query_one("SELECT now(), now() + make_interval(days => $1)", &[&grace])
+            .await?;
+        (row.get(0), row.get(1))
+    };
+    let mut total: u64 = 0;
+    loop {
+        let tx = tenant_tx(client, tenant).await?;
+        let n = tx
+            .execute(
+                "UPDATE events e SET
+                     user_id = NULL,
+                     correlation_id = $3,
+                     metadata = CASE WHEN jsonb_typeof(e.metadata -> 'calls') = 'number'
+                                     THEN jsonb_build_object('calls', e.metadata -> 'calls')
+                                     ELSE '{}'::jsonb END,
+                     erased_at = $4,
+                     purge_after = $5
+                 FROM (SELECT id, ts FROM events
+                       WHERE tenant_id = $1 AND erased_at IS NULL
+                         AND ($2::text IS NULL OR user_id = $2)
+                       LIMIT $6) due
+                 WHERE e.tenant_id = $1 AND e.id = due.id AND e.ts = due.ts",
+                &[
+                    &tenant,
+                    &subject.user(),
+                    &ERASED_CORRELATION_ID,
+                    &erased_at,
+                    &purge_after,
+                    &ERASE_BATCH,
+                ],
+            )
+            .await?;
+        tx.commit().await?;
+        total += n;
+        if n < u64::try_from(ERASE_BATCH).unwrap_or(u64::MAX) {
+            break;
+        }
+    }
     Ok(Erased {
-        events: n,
+        events: total,
         erased_at,
         purge_after,
     })
