@@ -59,6 +59,13 @@ pub const DEFAULT_RATE_QUERY_PER_MINUTE: u32 = 100;
 pub const DEFAULT_RATE_EXPORT_PER_HOUR: u32 = 5;
 /// Ingest requests per credential and per tenant per second; 0: no limit.
 pub const DEFAULT_RATE_INGEST_PER_SECOND: u32 = 0;
+/// Exports streamed at once (each holds a database connection for its duration); more are
+/// answered 503 with Retry-After.
+pub const DEFAULT_MAX_CONCURRENT_EXPORTS: usize = 2;
+/// How long a one-time export link stays valid.
+pub const DEFAULT_EXPORT_LINK_TTL: Duration = Duration::from_secs(3_600);
+/// Days an erased raw event is kept (its personal fields already cleared) before it is deleted.
+pub const DEFAULT_ERASURE_GRACE_DAYS: u32 = 90;
 
 /// Inclusive bounds of a numeric setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +131,15 @@ pub const VERIFY_DELAY_SECS: Bounds = Bounds {
     min: 0,
     max: 86_400,
 };
+/// Exports at once: at least one, and few (each holds a pooled connection).
+pub const MAX_CONCURRENT_EXPORTS: Bounds = Bounds { min: 1, max: 64 };
+/// Seconds an export link is valid: a minute to a week.
+pub const EXPORT_LINK_TTL_SECS: Bounds = Bounds {
+    min: 60,
+    max: 7 * 86_400,
+};
+/// Days between an erasure and the deletion of the erased raw rows (0: at the next upkeep).
+pub const ERASURE_GRACE_DAYS: Bounds = Bounds { min: 0, max: 3_650 };
 /// Seconds between accuracy checks: at least one, at most a week.
 pub const VERIFY_INTERVAL_SECS: Bounds = Bounds {
     min: 1,
@@ -175,6 +191,12 @@ pub struct ServerConfig {
     /// Record a `customer.dashboard_view` event for a JWT user's successful read (at most one
     /// per tenant and user per 30 minutes).
     pub record_dashboard_views: bool,
+    /// Exports streamed at once; each holds a database connection (added to the pool's size).
+    pub max_concurrent_exports: usize,
+    /// How long a one-time export link (`POST /v1/exports`) stays valid.
+    pub export_link_ttl: Duration,
+    /// Days an erased raw event is kept, its personal fields cleared, before upkeep deletes it.
+    pub erasure_grace_days: u32,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -203,6 +225,9 @@ impl fmt::Debug for ServerConfig {
             .field("rate_export_per_hour", &self.rate_export_per_hour)
             .field("rate_ingest_per_second", &self.rate_ingest_per_second)
             .field("record_dashboard_views", &self.record_dashboard_views)
+            .field("max_concurrent_exports", &self.max_concurrent_exports)
+            .field("export_link_ttl", &self.export_link_ttl)
+            .field("erasure_grace_days", &self.erasure_grace_days)
             .finish()
     }
 }
@@ -271,6 +296,9 @@ impl ServerConfig {
             rate_export_per_hour: DEFAULT_RATE_EXPORT_PER_HOUR,
             rate_ingest_per_second: DEFAULT_RATE_INGEST_PER_SECOND,
             record_dashboard_views: true,
+            max_concurrent_exports: DEFAULT_MAX_CONCURRENT_EXPORTS,
+            export_link_ttl: DEFAULT_EXPORT_LINK_TTL,
+            erasure_grace_days: DEFAULT_ERASURE_GRACE_DAYS,
         }
     }
 
@@ -326,6 +354,21 @@ impl ServerConfig {
                 "rate_ingest_per_second",
                 RATE,
                 u64::from(self.rate_ingest_per_second),
+            ),
+            (
+                "max_concurrent_exports",
+                MAX_CONCURRENT_EXPORTS,
+                n(self.max_concurrent_exports),
+            ),
+            (
+                "export_link_ttl (s)",
+                EXPORT_LINK_TTL_SECS,
+                self.export_link_ttl.as_secs(),
+            ),
+            (
+                "erasure_grace_days",
+                ERASURE_GRACE_DAYS,
+                u64::from(self.erasure_grace_days),
             ),
         ];
         for (name, bounds, value) in checks {
@@ -462,7 +505,7 @@ mod tests {
     #[test]
     fn huge_settings_are_refused_by_name() {
         type Tweak = fn(&mut ServerConfig);
-        let cases: [(Tweak, &str); 12] = [
+        let cases: [(Tweak, &str); 15] = [
             (|c| c.raw_retention_days = u32::MAX, "config.raw_retention_days: must be between 1 and 3650, got 4294967295"),
             (|c| c.hourly_retention_days = 0, "config.hourly_retention_days: must be between 1 and 3650, got 0"),
             (|c| c.commit_interval = Duration::MAX, "config.commit_interval (ms): must be between 0 and 10000, got 18446744073709551615"),
@@ -475,6 +518,9 @@ mod tests {
             (|c| c.max_future = TimeDelta::hours(-1), "config.max_future: must be between 0 and 168 hours, got -3600 s"),
             (|c| c.verify_delay = Duration::MAX, "config.verify_delay (s): must be between 0 and 86400, got 18446744073709551615"),
             (|c| c.verify_interval = Duration::ZERO, "config.verify_interval (s): must be between 1 and 604800, got 0"),
+            (|c| c.max_concurrent_exports = 0, "config.max_concurrent_exports: must be between 1 and 64, got 0"),
+            (|c| c.export_link_ttl = Duration::MAX, "config.export_link_ttl (s): must be between 60 and 604800, got 18446744073709551615"),
+            (|c| c.erasure_grace_days = u32::MAX, "config.erasure_grace_days: must be between 0 and 3650, got 4294967295"),
         ];
         for (tweak, want) in cases {
             let mut c = ServerConfig::new("postgresql://x");

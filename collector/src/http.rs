@@ -18,11 +18,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::access::{self, Access, Guard, Policy, ADMIN, INGEST, PUBLIC, READ};
+use crate::access::{self, Access, Guard, Policy, ADMIN, EXPORT, INGEST, LINK, PUBLIC, READ};
 use crate::api_error::ApiError;
 use crate::config::{MAX_CONCURRENT_REQUESTS, REQUEST_TIMEOUT};
 use crate::state::SharedState;
-use crate::{ingest, openapi, ops, read_api};
+use crate::{erasure, export, ingest, openapi, ops, read_api};
 
 /// One route: its method and path, the handler serving them, and what it takes to call it
 /// (its row of the access table: scope, rate class, audit; `crate::access`).
@@ -95,6 +95,15 @@ pub fn routes() -> Vec<Route> {
         Route::get("/v1/keys", ADMIN, access::keys::list),
         Route::delete("/v1/keys/{prefix}", ADMIN, access::keys::revoke),
         Route::get("/v1/audit", ADMIN, access::audit::list),
+        Route::get("/v1/export", EXPORT, export::api::export),
+        Route::post("/v1/exports", EXPORT, export::api::create_link),
+        Route::get("/v1/exports/{token}", LINK, export::api::download_link),
+        Route::delete("/v1/tenants/{tenant_id}/data", ADMIN, erasure::erase_tenant),
+        Route::delete(
+            "/v1/tenants/{tenant_id}/users/{user_id}",
+            ADMIN,
+            erasure::erase_user,
+        ),
         Route::get("/healthz", PUBLIC, ops::healthz),
         Route::get("/metrics", PUBLIC, ops::metrics),
         Route::get("/openapi.json", PUBLIC, openapi::openapi_json),

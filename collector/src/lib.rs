@@ -7,7 +7,9 @@ pub mod auth;
 pub mod billing;
 pub mod config;
 pub mod embedded_pg;
+pub mod erasure;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
@@ -117,10 +119,14 @@ impl Server {
             &config.savings_baselines,
         )?);
         // Each writer holds a connection while it commits, key lookups hold at most their
-        // slots; leave room besides for the API's queries.
-        let pool_size = config
-            .pool_size
-            .max(config.writers + auth::UNKNOWN_KEY_LOOKUPS + auth::KNOWN_KEY_LOOKUPS + 2);
+        // slots, each export one for its duration; leave room besides for the API's queries.
+        let pool_size = config.pool_size.max(
+            config.writers
+                + auth::UNKNOWN_KEY_LOOKUPS
+                + auth::KNOWN_KEY_LOOKUPS
+                + config.max_concurrent_exports
+                + 2,
+        );
         let pool = store::connect_pool(&config.database_url, pool_size)?;
         {
             let mut client = pool.get().await?;
@@ -170,6 +176,7 @@ impl Server {
             views: Arc::new(access::views::DashboardViews::new(
                 config.record_dashboard_views,
             )),
+            exports: export::ExportGate::new(config.max_concurrent_exports),
             config,
         });
         let app = http::router(state);

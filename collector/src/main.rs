@@ -164,6 +164,20 @@ struct ServeArgs {
     /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1); needs --tls-cert.
     #[arg(long, env = "AGENTTALLY_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Exports (`GET /v1/export`, export links) streamed at once, each holding a database
+    /// connection for its duration (1 to 64); more are answered 503 with Retry-After.
+    #[arg(long, env = "AGENTTALLY_MAX_CONCURRENT_EXPORTS", default_value_t = config::DEFAULT_MAX_CONCURRENT_EXPORTS,
+          value_parser = bounded::<usize>(config::MAX_CONCURRENT_EXPORTS))]
+    max_concurrent_exports: usize,
+    /// Seconds a one-time export link (`POST /v1/exports`) stays valid (60 to 604800).
+    #[arg(long, env = "AGENTTALLY_EXPORT_LINK_TTL", default_value_t = config::DEFAULT_EXPORT_LINK_TTL.as_secs(),
+          value_parser = bounded::<u64>(config::EXPORT_LINK_TTL_SECS))]
+    export_link_ttl: u64,
+    /// Days an erased raw event is kept, its personal fields already cleared, before upkeep
+    /// deletes it (0 to 3650; 0: at the next upkeep round).
+    #[arg(long, env = "AGENTTALLY_ERASURE_GRACE_DAYS", default_value_t = config::DEFAULT_ERASURE_GRACE_DAYS,
+          value_parser = bounded::<u32>(config::ERASURE_GRACE_DAYS))]
+    erasure_grace_days: u32,
     #[command(flatten)]
     access: AccessArgs,
 }
@@ -496,6 +510,9 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     cfg.rate_export_per_hour = a.rate_export_per_hour;
     cfg.rate_ingest_per_second = a.rate_ingest_per_second;
     cfg.record_dashboard_views = a.record_dashboard_views;
+    cfg.max_concurrent_exports = args.max_concurrent_exports;
+    cfg.export_link_ttl = Duration::from_secs(args.export_link_ttl);
+    cfg.erasure_grace_days = args.erasure_grace_days;
     let server = Server::start(cfg).await?;
     // Tests and scripts read the bound address from this line (plain HTTP: the address alone,
     // as it always was; HTTPS: the URL, so nobody takes it for plain HTTP).

@@ -16,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api_error::ErrorBody;
-use crate::{access, billing, ingest, ops, read_api};
+use crate::{access, billing, erasure, export, ingest, ops, read_api};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -39,6 +39,11 @@ use crate::{access, billing, ingest, ops, read_api};
         access::keys::list,
         access::keys::revoke,
         access::audit::list,
+        export::api::export,
+        export::api::create_link,
+        export::api::download_link,
+        erasure::erase_tenant,
+        erasure::erase_user,
         ops::healthz,
         ops::metrics,
         openapi_json,
@@ -49,6 +54,9 @@ use crate::{access, billing, ingest, ops, read_api};
         (name = "ingest", description = "Events in (scope `ingest`)."),
         (name = "metrics", description = "Figures out, from the rollups (scope `read`)."),
         (name = "admin", description = "A tenant's API keys and audit log (scope `admin`)."),
+        (name = "export", description = "Everything stored of a tenant, as a file (scope \
+            `export`)."),
+        (name = "erasure", description = "A tenant's or a user's data erased (scope `admin`)."),
         (name = "operations", description = "Health, metrics and this document; no credential."),
     )
 )]

@@ -121,7 +121,10 @@ pub(crate) fn read_params(
 
 /// 422 naming the first parameter that is not one of `allowed` (a misspelt `form=` would
 /// otherwise silently answer for the default range).
-fn known_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+pub(crate) fn known_params(
+    params: &HashMap<String, String>,
+    allowed: &[&str],
+) -> Result<(), ApiError> {
     let mut unknown: Vec<&String> = params
         .keys()
         .filter(|k| !allowed.contains(&k.as_str()))

@@ -33,6 +33,8 @@ pub struct AppState {
     pub rates: Arc<RateLimits>,
     /// The dashboard views recorded lately (`crate::access::views`).
     pub views: Arc<DashboardViews>,
+    /// The cap on exports streamed at once.
+    pub exports: crate::export::ExportGate,
     pub config: ServerConfig,
 }
 
@@ -91,6 +93,7 @@ mod tests {
             tiers: Arc::new(crate::billing::tiers::Tiers::default()),
             rates: Arc::new(RateLimits::new(&config)),
             views: Arc::new(DashboardViews::new(false)),
+            exports: crate::export::ExportGate::new(1),
             config,
         };
         let shown = format!("{st:?} {st:#?}");

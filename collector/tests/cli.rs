@@ -211,6 +211,36 @@ fn huge_numbers_are_refused_at_parse_time() {
             U64_MAX,
             "0 and 1000000",
         ),
+        (
+            "--max-concurrent-exports",
+            "AGENTTALLY_MAX_CONCURRENT_EXPORTS",
+            U64_MAX,
+            "1 and 64",
+        ),
+        (
+            "--max-concurrent-exports",
+            "AGENTTALLY_MAX_CONCURRENT_EXPORTS",
+            "0",
+            "1 and 64",
+        ),
+        (
+            "--export-link-ttl",
+            "AGENTTALLY_EXPORT_LINK_TTL",
+            "59",
+            "60 and 604800",
+        ),
+        (
+            "--export-link-ttl",
+            "AGENTTALLY_EXPORT_LINK_TTL",
+            BEYOND_U64,
+            "60 and 604800",
+        ),
+        (
+            "--erasure-grace-days",
+            "AGENTTALLY_ERASURE_GRACE_DAYS",
+            U32_MAX,
+            "0 and 3650",
+        ),
     ];
     let run = |args: &[&str], env: Option<(&str, &str)>| {
         let mut cmd = Command::new(BIN);

@@ -86,8 +86,7 @@ async fn the_query_limit_refuses_past_its_burst_and_other_tenants_go_on() {
 }
 
 /// The same machinery with a configured low limit: the 6th call in a burst of a class limited
-/// to 5 is refused (as the export class is by default: 5 per hour; no export route is served
-/// yet, the class itself is unit-tested in `access::rate`).
+/// to 5 is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_low_configured_limit_refuses_the_sixth_call() {
     let mut env = Env::start_with(|c| {
@@ -137,5 +136,38 @@ async fn a_low_configured_limit_refuses_the_sixth_call() {
         !m.contains("agenttally_rate_limited_total{class=\"ingest\"} 0"),
         "{m}"
     );
+    env.shutdown().await;
+}
+
+/// The default export limit: 5 exports per hour; the 6th (direct or a link's creation, the same
+/// class) is a 429 with a Retry-After of about 12 minutes; another tenant exports on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sixth_export_in_an_hour_is_refused() {
+    let mut env = Env::start().await;
+    let acme = env.key(Some("acme"), &[Scope::Export]).await;
+    let globex = env.key(Some("globex"), &[Scope::Export]).await;
+    let (s, _) = env
+        .post(
+            &env.key(Some("acme"), &[Scope::Ingest]).await,
+            &[event("acme", json!({}))],
+        )
+        .await;
+    assert_eq!(s, 200);
+    for i in 0..4 {
+        let (s, _, text) = env.call("GET", "/v1/export", Some(&acme), None).await;
+        assert_eq!(s, 200, "export {i}: {text}");
+    }
+    let (s, _, text) = env.call("POST", "/v1/exports", Some(&acme), None).await;
+    assert_eq!(s, 201, "the 5th, a link: {text}");
+    let (s, retry_after, text) = env.call("GET", "/v1/export", Some(&acme), None).await;
+    assert_eq!(s, 429, "{text}");
+    let secs: u32 = retry_after.expect("Retry-After").parse().expect("secs");
+    assert!((600..=720).contains(&secs), "{secs}");
+    assert!(
+        text.contains("export limit of 5 requests per hour"),
+        "{text}"
+    );
+    let (s, _, text) = env.call("GET", "/v1/export", Some(&globex), None).await;
+    assert_eq!(s, 200, "another tenant: {text}");
     env.shutdown().await;
 }

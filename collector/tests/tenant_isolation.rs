@@ -46,11 +46,16 @@ async fn no_statement_as_tenant_a_reaches_tenant_b() {
             .call("GET", "/v1/metrics/summary", Some(&reader), None)
             .await;
         assert_eq!(s, 200, "{text}");
+        let exporter = env.key(Some(t), &[Scope::Export]).await;
+        let (s, _, text) = env.call("POST", "/v1/exports", Some(&exporter), None).await;
+        assert_eq!(s, 201, "{text}");
     }
     env.db
         .batch_execute(
             "INSERT INTO tier_limit_marks (tenant_id, period, metric, level) VALUES
-               ('acme', '2026-12', 'events', 'warning'), ('globex', '2026-12', 'events', 'warning')",
+               ('acme', '2026-12', 'events', 'warning'), ('globex', '2026-12', 'events', 'warning');
+             INSERT INTO purged_days (tenant_id, day, rows) VALUES
+               ('acme', '2026-11-01', 1), ('globex', '2026-11-01', 1)",
         )
         .await
         .expect("marks");

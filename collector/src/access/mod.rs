@@ -110,6 +110,14 @@ pub const ADMIN: Policy = Policy {
     rate: RateClass::Query,
     audited: true,
 };
+/// A one-time export link: the token in its path is the credential, so no bearer and no guard;
+/// the handler claims the link and writes the audit record itself, under the credential that
+/// made the link (`CredentialKind::Link`).
+pub const LINK: Policy = Policy {
+    access: Access::Public,
+    rate: RateClass::None,
+    audited: true,
+};
 
 /// What the guard of one route knows: the shared state and the route's row.
 #[derive(Debug, Clone)]
@@ -151,7 +159,14 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        Err(_) => HashMap::new(),
+        // A path parameter that is not UTF-8 once percent-decoded: named here, before the
+        // tenant is looked for in it.
+        Err(e) => {
+            return g.refused(ApiError::unprocessable(
+                "invalid_path",
+                format!("path: could not be read ({})", e.body_text()),
+            ))
+        }
     };
     let params = g.policy.audited.then(|| params_json(&parts.uri, &path));
     let decided = decide(&g, &parts, &path, &principal, scope);
@@ -358,6 +373,7 @@ mod tests {
             tiers: Arc::default(),
             rates: Arc::new(rate::RateLimits::new(&config)),
             views: Arc::new(views::DashboardViews::new(false)),
+            exports: crate::export::ExportGate::new(1),
             config,
         })
     }

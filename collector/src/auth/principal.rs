@@ -92,6 +92,8 @@ pub enum CredentialKind {
     Key,
     /// A signed JWT.
     Jwt,
+    /// A one-time export link (its creator's credential is named).
+    Link,
 }
 
 impl CredentialKind {
@@ -99,6 +101,7 @@ impl CredentialKind {
         match self {
             CredentialKind::Key => "key",
             CredentialKind::Jwt => "jwt",
+            CredentialKind::Link => "link",
         }
     }
 }
@@ -128,6 +131,7 @@ impl Principal {
         match self.kind {
             CredentialKind::Key => "API key",
             CredentialKind::Jwt => "JWT",
+            CredentialKind::Link => "export link",
         }
     }
 

@@ -19,7 +19,8 @@ pub fn render(table: &Table) -> String {
     out
 }
 
-fn quote(cell: &str) -> String {
+/// One cell, quoted per RFC 4180 and guarded against formulas.
+pub(crate) fn quote(cell: &str) -> String {
     let guarded = match cell.chars().next() {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') if cell.parse::<f64>().is_err() => {
             format!("'{cell}")

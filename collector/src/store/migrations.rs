@@ -21,6 +21,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/0005_tenant_prices.sql"),
     ),
     (6, "access", include_str!("migrations/0006_access.sql")),
+    (
+        7,
+        "export_erasure",
+        include_str!("migrations/0007_export_erasure.sql"),
+    ),
 ];
 
 /// Apply every migration not yet recorded. Safe to run from several collectors at once: an

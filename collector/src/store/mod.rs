@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod committed;
+pub mod erasure;
 pub mod histogram;
 pub mod keys;
 pub mod migrations;

@@ -1,5 +1,7 @@
 //! Upkeep: day partitions created ahead (today-8 .. today+2), expired raw partitions dropped with
-//! their dedupe ids, expired hourly rollups (usage and savings) deleted. Runs at start and every hour.
+//! their dedupe ids, expired hourly rollups (usage and savings) deleted, erased raw events past
+//! their grace period deleted (`erasure::purge_due`). Runs at start and every hour; what is due
+//! is recorded in the database, so a restart loses nothing.
 
 use chrono::{TimeDelta, Utc};
 use tokio_postgres::Client;
@@ -37,5 +39,6 @@ pub async fn run_once(client: &Client, raw_days: u32, hourly_days: u32) -> Resul
     if dropped > 0 {
         tracing::info!("retention: dropped {dropped} raw day partition(s)");
     }
+    super::erasure::purge_due(client).await?;
     Ok(dropped)
 }

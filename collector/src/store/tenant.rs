@@ -105,6 +105,16 @@ impl<'c> TenantTx<'c> {
         }
     }
 
+    /// Act as `agenttally_app` for no tenant: row-level security then shows no tenant row at
+    /// all, and only the narrow `SECURITY DEFINER` functions granted to the role reach one (the
+    /// claim of an export link by its token's hash, made before the tenant is known).
+    pub async fn without_tenant(&self) -> Result<(), tokio_postgres::Error> {
+        if !self.role_set.swap(true, Ordering::Relaxed) {
+            self.tx.batch_execute(SET_ROLE_SQL).await?;
+        }
+        Ok(())
+    }
+
     /// The underlying tokio-postgres transaction, for helpers generic over a client.
     pub fn pg(&self) -> &tokio_postgres::Transaction<'c> {
         &self.tx

@@ -382,7 +382,12 @@ pub async fn run(pool: &Pool, opts: &Options) -> Result<Report> {
                 }
                 Err(e) => return Err(e),
             };
-            if !snapshot.partition {
+            if snapshot.purged {
+                report.notes.push(format!(
+                    "{tenant} {day}: not checked: raw rows of the day were deleted by an \
+                     erasure (the rollups keep their totals)"
+                ));
+            } else if !snapshot.partition {
                 let stored: usize = snapshot.stored.iter().map(BTreeMap::len).sum();
                 if stored > 0 {
                     report.notes.push(format!(
@@ -493,6 +498,9 @@ async fn tenants_in_window(client: &Object, from: DateTime<Utc>) -> Result<Vec<S
 struct DaySnapshot {
     /// Whether the day's raw partition exists (else nothing can be recomputed).
     partition: bool,
+    /// Whether an erasure deleted raw rows of the day (`purged_days`): the rollups keep the
+    /// totals of rows that are gone, so the day cannot be recomputed.
+    purged: bool,
     stored: [Rows; 4],
     recomputed: [Rows; 4],
 }
@@ -536,8 +544,18 @@ async fn read_day(
         )
         .await?
         .get(0);
+    // In the same snapshot as the rows read: a purge commits its rows' deletion and this record
+    // together.
+    let purged: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM purged_days WHERE tenant_id = $1 AND day = $2)",
+            &[&tenant, &day],
+        )
+        .await?
+        .get(0);
     let mut out = DaySnapshot {
         partition,
+        purged,
         ..DaySnapshot::default()
     };
     for (i, t) in TABLES.iter().enumerate() {
@@ -917,6 +935,12 @@ async fn repair_day(
                 0,
                 vec![format!(
                     "{tenant} {day}: not repaired: the day's raw partition is gone"
+                )],
+            )),
+            Ok(snapshot) if snapshot.purged => Ok((
+                0,
+                vec![format!(
+                    "{tenant} {day}: not repaired: raw rows of the day were deleted by an erasure"
                 )],
             )),
             Ok(snapshot) => apply(client, tenant, &snapshot).await.map_err(Error::from),
