@@ -53,6 +53,13 @@ pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3_600);
 pub const DEFAULT_VERIFY_DELAY: Duration = Duration::from_secs(600);
 pub const DEFAULT_VERIFY_INTERVAL: Duration = Duration::from_secs(86_400);
 
+/// Live connections (`GET /v1/live`) one tenant may hold open on one collector; more are 429.
+pub const DEFAULT_LIVE_MAX_CONNECTIONS_PER_TENANT: usize = 50;
+/// Live connections one collector holds open for all tenants together; more are 429.
+pub const DEFAULT_LIVE_MAX_CONNECTIONS: usize = 5_000;
+/// The shortest `live_token_secret`, in bytes.
+pub const LIVE_TOKEN_SECRET_MIN_BYTES: usize = 32;
+
 /// Inclusive bounds of a numeric setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds {
@@ -117,6 +124,11 @@ pub const VERIFY_DELAY_SECS: Bounds = Bounds {
     min: 0,
     max: 86_400,
 };
+/// Live connections per tenant, and for the whole collector.
+pub const LIVE_MAX_CONNECTIONS: Bounds = Bounds {
+    min: 1,
+    max: 1_000_000,
+};
 /// Seconds between accuracy checks: at least one, at most a week.
 pub const VERIFY_INTERVAL_SECS: Bounds = Bounds {
     min: 1,
@@ -151,6 +163,14 @@ pub struct ServerConfig {
     /// how often after that (read-only; its result is in `/metrics`).
     pub verify_delay: Duration,
     pub verify_interval: Duration,
+    /// Live connections (`GET /v1/live`) one tenant may hold open on this collector.
+    pub live_max_connections_per_tenant: usize,
+    /// Live connections this collector holds open for all tenants together.
+    pub live_max_connections: usize,
+    /// The key live tokens are signed with (HMAC-SHA256), shared by the replicas behind one
+    /// load balancer; `None`: a random key per process (tokens then open streams only on the
+    /// collector that issued them).
+    pub live_token_secret: Option<String>,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -173,6 +193,15 @@ impl fmt::Debug for ServerConfig {
             .field("price_refresh", &self.price_refresh)
             .field("verify_delay", &self.verify_delay)
             .field("verify_interval", &self.verify_interval)
+            .field(
+                "live_max_connections_per_tenant",
+                &self.live_max_connections_per_tenant,
+            )
+            .field("live_max_connections", &self.live_max_connections)
+            .field(
+                "live_token_secret",
+                &self.live_token_secret.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }
@@ -235,6 +264,9 @@ impl ServerConfig {
             price_refresh: DEFAULT_PRICE_REFRESH,
             verify_delay: DEFAULT_VERIFY_DELAY,
             verify_interval: DEFAULT_VERIFY_INTERVAL,
+            live_max_connections_per_tenant: DEFAULT_LIVE_MAX_CONNECTIONS_PER_TENANT,
+            live_max_connections: DEFAULT_LIVE_MAX_CONNECTIONS,
+            live_token_secret: None,
         }
     }
 
@@ -276,11 +308,25 @@ impl ServerConfig {
                 VERIFY_INTERVAL_SECS,
                 self.verify_interval.as_secs(),
             ),
+            (
+                "live_max_connections_per_tenant",
+                LIVE_MAX_CONNECTIONS,
+                n(self.live_max_connections_per_tenant),
+            ),
+            (
+                "live_max_connections",
+                LIVE_MAX_CONNECTIONS,
+                n(self.live_max_connections),
+            ),
         ];
         for (name, bounds, value) in checks {
             bounds
                 .check(value)
                 .map_err(|rule| format!("config.{name}: {rule}"))?;
+        }
+        if let Some(secret) = &self.live_token_secret {
+            check_live_token_secret(secret)
+                .map_err(|rule| format!("config.live_token_secret: {rule}"))?;
         }
         let most = TimeDelta::hours(MAX_FUTURE_HOURS.max as i64);
         if self.max_future < TimeDelta::zero() || self.max_future > most {
@@ -292,6 +338,18 @@ impl ServerConfig {
         }
         Ok(())
     }
+}
+
+/// `Err` naming the rule unless `secret` is long enough to sign live tokens with.
+pub fn check_live_token_secret(secret: &str) -> Result<(), String> {
+    if secret.len() < LIVE_TOKEN_SECRET_MIN_BYTES {
+        return Err(format!(
+            "must be at least {LIVE_TOKEN_SECRET_MIN_BYTES} bytes (e.g. `openssl rand -hex 32`), \
+             got {}",
+            secret.len()
+        ));
+    }
+    Ok(())
 }
 
 /// The log filter from `AGENTTALLY_LOG`, else `RUST_LOG`, else `DEFAULT_LOG`: a level (`debug`)

@@ -57,6 +57,8 @@ pub fn routes() -> Vec<Route> {
         Route::get("/v1/metrics/peaks", read_api::peaks),
         Route::get("/v1/metrics/recommendations", read_api::recommendations),
         Route::get("/v1/billing/usage", crate::billing::api::usage),
+        Route::post("/v1/live/token", crate::live::api::token),
+        Route::get("/v1/live", crate::live::api::live),
         Route::get("/healthz", ops::healthz),
         Route::get("/metrics", ops::metrics),
         Route::get("/openapi.json", openapi::openapi_json),

@@ -9,6 +9,7 @@ pub mod embedded_pg;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
@@ -95,6 +96,9 @@ pub struct Server {
     /// The tier-limit watcher, and its stop signal (it holds a writer handle: stopped first).
     watcher: JoinHandle<()>,
     stop_watcher: tokio::sync::watch::Sender<bool>,
+    /// Live connections and the fan-out feeding them (closed first on shutdown).
+    live: Arc<live::LiveHub>,
+    fanout: JoinHandle<()>,
 }
 
 impl Server {
@@ -149,6 +153,8 @@ impl Server {
             &commits,
             watcher_stop,
         );
+        let live = live::LiveHub::new(commits.clone(), &config).map_err(Error::Config)?;
+        let fanout = live.spawn_fanout();
         let upkeep = tokio::spawn(upkeep(pool.clone(), config.clone(), metrics.clone()));
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
@@ -160,6 +166,7 @@ impl Server {
             prices,
             savings,
             tiers,
+            live: live.clone(),
             config,
         });
         let app = http::router(state);
@@ -181,6 +188,8 @@ impl Server {
             commits,
             watcher,
             stop_watcher,
+            live,
+            fanout,
         })
     }
 
@@ -196,9 +205,11 @@ impl Server {
         self.commits.subscribe()
     }
 
-    /// Graceful stop: stop accepting, finish in-flight requests, drain the writer (every
-    /// accepted event is committed and acknowledged), stop upkeep.
+    /// Graceful stop: close live streams, stop accepting, finish in-flight requests, drain the
+    /// writer (every accepted event is committed and acknowledged), stop upkeep.
     pub async fn shutdown(self, timeout: Duration) -> Result<()> {
+        // Streams would keep the server's graceful shutdown waiting: closed first.
+        self.live.close();
         let _ = self.stop.send(());
         // The watcher holds a writer handle: stop it first, so the writer can drain.
         let _ = self.stop_watcher.send(true);
@@ -212,6 +223,7 @@ impl Server {
             served
         };
         let result = tokio::time::timeout(timeout, drain).await;
+        let _ = self.fanout.await;
         self.upkeep.abort();
         self.price_reload.abort();
         match result {

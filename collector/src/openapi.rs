@@ -16,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api_error::ErrorBody;
-use crate::{billing, ingest, ops, read_api};
+use crate::{billing, ingest, live, ops, read_api};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -35,6 +35,8 @@ use crate::{billing, ingest, ops, read_api};
         read_api::peaks,
         read_api::recommendations,
         billing::api::usage,
+        live::api::token,
+        live::api::live,
         ops::healthz,
         ops::metrics,
         openapi_json,
@@ -44,6 +46,7 @@ use crate::{billing, ingest, ops, read_api};
     tags(
         (name = "ingest", description = "Events in (scope `ingest`)."),
         (name = "metrics", description = "Figures out, from the rollups (scope `read`)."),
+        (name = "live", description = "Live updates after each commit (scope `read`, or a live token)."),
         (name = "operations", description = "Health, metrics and this document; no credential."),
     )
 )]

@@ -36,6 +36,7 @@ pub const ACCEPTED_PARAMS: &[(&str, &[&str])] = &[
     ("/v1/metrics/peaks", PEAKS_PARAMS),
     ("/v1/metrics/recommendations", RECOMMEND_PARAMS),
     ("/v1/billing/usage", crate::billing::api::USAGE_PARAMS),
+    ("/v1/live", crate::live::api::LIVE_PARAMS),
 ];
 
 /// The range used when `from` / `to` are not given: the last 30 days.
@@ -123,7 +124,10 @@ pub(crate) fn read_params(
 
 /// 422 naming the first parameter that is not one of `allowed` (a misspelt `form=` would
 /// otherwise silently answer for the default range).
-fn known_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+pub(crate) fn known_params(
+    params: &HashMap<String, String>,
+    allowed: &[&str],
+) -> Result<(), ApiError> {
     let mut unknown: Vec<&String> = params
         .keys()
         .filter(|k| !allowed.contains(&k.as_str()))

@@ -27,6 +27,8 @@ pub struct AppState {
     pub savings: Arc<SavingsPricer>,
     /// The plans billing usage is measured against.
     pub tiers: Arc<crate::billing::tiers::Tiers>,
+    /// Open live connections (`GET /v1/live`) and the live-token key.
+    pub live: Arc<crate::live::LiveHub>,
     pub config: ServerConfig,
 }
 
@@ -69,11 +71,12 @@ mod tests {
         let savings = Arc::new(
             SavingsPricer::new(prices.clone(), &config.savings_baselines).expect("pricer"),
         );
+        let feed = store::committed::feed();
         let (writer, _task) = store::writer::spawn(
             pool.clone(),
             store::writer::WriterConfig::from_server(&config, savings.clone()),
             metrics.clone(),
-            store::committed::feed(),
+            feed.clone(),
         );
         let st = AppState {
             auth: AuthState::new(pool.clone()),
@@ -83,6 +86,7 @@ mod tests {
             prices,
             savings,
             tiers: Arc::new(crate::billing::tiers::Tiers::default()),
+            live: crate::live::LiveHub::new(feed, &config).expect("hub"),
             config,
         };
         let shown = format!("{st:?} {st:#?}");
