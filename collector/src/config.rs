@@ -60,6 +60,10 @@ pub const DEFAULT_LIVE_MAX_CONNECTIONS: usize = 5_000;
 /// The shortest `live_token_secret`, in bytes.
 pub const LIVE_TOKEN_SECRET_MIN_BYTES: usize = 32;
 
+/// A connection whose writes make no progress this long (the peer stopped reading) is closed
+/// (`crate::listener`). Live streams drop a stalled client sooner (`live::SEND_TIMEOUT`).
+pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Inclusive bounds of a numeric setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds {
@@ -124,6 +128,8 @@ pub const VERIFY_DELAY_SECS: Bounds = Bounds {
     min: 0,
     max: 86_400,
 };
+/// Seconds a write may stall before its connection is closed.
+pub const WRITE_STALL_SECS: Bounds = Bounds { min: 1, max: 600 };
 /// Live connections per tenant, and for the whole collector.
 pub const LIVE_MAX_CONNECTIONS: Bounds = Bounds {
     min: 1,
@@ -171,6 +177,8 @@ pub struct ServerConfig {
     /// load balancer; `None`: a random key per process (tokens then open streams only on the
     /// collector that issued them).
     pub live_token_secret: Option<String>,
+    /// A connection whose writes make no progress this long is closed.
+    pub write_stall_timeout: Duration,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -198,6 +206,7 @@ impl fmt::Debug for ServerConfig {
                 &self.live_max_connections_per_tenant,
             )
             .field("live_max_connections", &self.live_max_connections)
+            .field("write_stall_timeout", &self.write_stall_timeout)
             .field(
                 "live_token_secret",
                 &self.live_token_secret.as_ref().map(|_| "***"),
@@ -267,6 +276,7 @@ impl ServerConfig {
             live_max_connections_per_tenant: DEFAULT_LIVE_MAX_CONNECTIONS_PER_TENANT,
             live_max_connections: DEFAULT_LIVE_MAX_CONNECTIONS,
             live_token_secret: None,
+            write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
         }
     }
 
@@ -317,6 +327,11 @@ impl ServerConfig {
                 "live_max_connections",
                 LIVE_MAX_CONNECTIONS,
                 n(self.live_max_connections),
+            ),
+            (
+                "write_stall_timeout (s)",
+                WRITE_STALL_SECS,
+                self.write_stall_timeout.as_secs(),
             ),
         ];
         for (name, bounds, value) in checks {

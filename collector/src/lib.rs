@@ -9,6 +9,7 @@ pub mod embedded_pg;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod listener;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
@@ -158,6 +159,7 @@ impl Server {
         let upkeep = tokio::spawn(upkeep(pool.clone(), config.clone(), metrics.clone()));
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        let listener = listener::GuardedListener::new(listener, config.write_stall_timeout);
         let state = Arc::new(state::AppState {
             auth: auth::AuthState::new(pool.clone()),
             pool,

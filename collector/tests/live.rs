@@ -483,3 +483,68 @@ async fn a_client_that_stops_reading_is_dropped_and_nothing_waits_for_it() {
     assert!(end.is_none() || matches!(end, Some(Err(_))), "{end:?}");
     env.shutdown().await;
 }
+
+/// An SSE client that never reads: its stream's writes stall, and the connection is closed
+/// (the write-stall guard, here 2 s) while ingest goes on; its place is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_event_stream_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut env = Env::start_with(|c| c.write_stall_timeout = Duration::from_secs(2)).await;
+    let ingest = env.key(None, &[Scope::Ingest]).await;
+    let acme = env.key(Some("acme"), &[Scope::Read]).await;
+    let addr = env.server.as_ref().expect("server").addr();
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut stalled = socket.connect(addr).await.expect("connect");
+    let request = format!(
+        "GET /v1/live HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\
+         Authorization: Bearer {acme}\r\n\r\n"
+    );
+    stalled
+        .write_all(request.as_bytes())
+        .await
+        .expect("request");
+    let open = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("agenttally_live_connections "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let long = |c: char| c.to_string().repeat(120);
+    let started = tokio::time::Instant::now();
+    let mut seen_open = false;
+    loop {
+        let batch: Vec<Value> = (0..50)
+            .map(|_| {
+                event(
+                    "acme",
+                    json!({"model": long('m'), "agent_id": long('a').repeat(2)}),
+                )
+            })
+            .collect();
+        let (status, body) = env.post(&ingest, &batch).await;
+        assert_eq!(status, 200, "{body}");
+        let n = open(&env.get("/metrics").await.text().await.expect("metrics"));
+        seen_open |= n == 1;
+        if seen_open && n == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the stalled stream stayed open"
+        );
+    }
+    // What was buffered, then the end of the connection.
+    let mut sink = vec![0u8; 64 * 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stalled.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server closed the connection");
+    env.shutdown().await;
+}

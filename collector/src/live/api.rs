@@ -334,12 +334,14 @@ async fn serve(mut out: Out, reg: Registration, mut closing: watch::Receiver<boo
                         tokio::time::sleep_until(last + MIN_INTERVAL).await;
                         send_pending(&mut out, &reg).await
                     }
-                    () = idle => out.keep_alive().await,
+                    () = idle => out.keep_alive().await.map(|()| true),
                 };
-                if let Err(e) = sent {
-                    break e;
+                match sent {
+                    Err(e) => break e,
+                    Ok(true) => last = Instant::now(),
+                    // A ring whose update went out with the previous message.
+                    Ok(false) => {}
                 }
-                last = Instant::now();
             }
         }
     };
@@ -360,9 +362,13 @@ async fn closed(closing: &mut watch::Receiver<bool>) {
     let _ = closing.wait_for(|c| *c).await;
 }
 
-/// Send what is pending: `resync` if updates were lost, then the coalesced `update`.
-async fn send_pending(out: &mut Out, reg: &Registration) -> Result<(), End> {
+/// Send what is pending: `resync` if updates were lost, then the coalesced `update`. False when
+/// nothing was pending.
+async fn send_pending(out: &mut Out, reg: &Registration) -> Result<bool, End> {
     let p = reg.slot.take();
+    if p.is_empty() {
+        return Ok(false);
+    }
     if p.resync {
         out.send(&Message::Resync { reason: "lagged" }).await?;
     }
@@ -377,7 +383,7 @@ async fn send_pending(out: &mut Out, reg: &Registration) -> Result<(), End> {
         };
         out.send(&update).await?;
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
