@@ -66,6 +66,16 @@ pub const DEFAULT_MAX_CONCURRENT_EXPORTS: usize = 2;
 pub const DEFAULT_EXPORT_LINK_TTL: Duration = Duration::from_secs(3_600);
 /// Days an erased raw event is kept (its personal fields already cleared) before it is deleted.
 pub const DEFAULT_ERASURE_GRACE_DAYS: u32 = 90;
+/// Live connections (`GET /v1/live`) one tenant may hold open on one collector; more are 429.
+pub const DEFAULT_LIVE_MAX_CONNECTIONS_PER_TENANT: usize = 50;
+/// Live connections one collector holds open for all tenants together; more are 429.
+pub const DEFAULT_LIVE_MAX_CONNECTIONS: usize = 5_000;
+/// The shortest `live_token_secret`, in bytes.
+pub const LIVE_TOKEN_SECRET_MIN_BYTES: usize = 32;
+
+/// A connection whose writes make no progress this long (the peer stopped reading) is closed
+/// (`crate::listener`). Live streams drop a stalled client sooner (`live::SEND_TIMEOUT`).
+pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Inclusive bounds of a numeric setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +150,13 @@ pub const EXPORT_LINK_TTL_SECS: Bounds = Bounds {
 };
 /// Days between an erasure and the deletion of the erased raw rows (0: at the next upkeep).
 pub const ERASURE_GRACE_DAYS: Bounds = Bounds { min: 0, max: 3_650 };
+/// Seconds a write may stall before its connection is closed.
+pub const WRITE_STALL_SECS: Bounds = Bounds { min: 1, max: 600 };
+/// Live connections per tenant, and for the whole collector.
+pub const LIVE_MAX_CONNECTIONS: Bounds = Bounds {
+    min: 1,
+    max: 1_000_000,
+};
 /// Seconds between accuracy checks: at least one, at most a week.
 pub const VERIFY_INTERVAL_SECS: Bounds = Bounds {
     min: 1,
@@ -197,6 +214,16 @@ pub struct ServerConfig {
     pub export_link_ttl: Duration,
     /// Days an erased raw event is kept, its personal fields cleared, before upkeep deletes it.
     pub erasure_grace_days: u32,
+    /// Live connections (`GET /v1/live`) one tenant may hold open on this collector.
+    pub live_max_connections_per_tenant: usize,
+    /// Live connections this collector holds open for all tenants together.
+    pub live_max_connections: usize,
+    /// The key live tokens are signed with (HMAC-SHA256), shared by the replicas behind one
+    /// load balancer; `None`: a random key per process (tokens then open streams only on the
+    /// collector that issued them).
+    pub live_token_secret: Option<String>,
+    /// A connection whose writes make no progress this long is closed.
+    pub write_stall_timeout: Duration,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -228,6 +255,16 @@ impl fmt::Debug for ServerConfig {
             .field("max_concurrent_exports", &self.max_concurrent_exports)
             .field("export_link_ttl", &self.export_link_ttl)
             .field("erasure_grace_days", &self.erasure_grace_days)
+            .field(
+                "live_max_connections_per_tenant",
+                &self.live_max_connections_per_tenant,
+            )
+            .field("live_max_connections", &self.live_max_connections)
+            .field("write_stall_timeout", &self.write_stall_timeout)
+            .field(
+                "live_token_secret",
+                &self.live_token_secret.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }
@@ -299,6 +336,10 @@ impl ServerConfig {
             max_concurrent_exports: DEFAULT_MAX_CONCURRENT_EXPORTS,
             export_link_ttl: DEFAULT_EXPORT_LINK_TTL,
             erasure_grace_days: DEFAULT_ERASURE_GRACE_DAYS,
+            live_max_connections_per_tenant: DEFAULT_LIVE_MAX_CONNECTIONS_PER_TENANT,
+            live_max_connections: DEFAULT_LIVE_MAX_CONNECTIONS,
+            live_token_secret: None,
+            write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
         }
     }
 
@@ -370,11 +411,30 @@ impl ServerConfig {
                 ERASURE_GRACE_DAYS,
                 u64::from(self.erasure_grace_days),
             ),
+            (
+                "live_max_connections_per_tenant",
+                LIVE_MAX_CONNECTIONS,
+                n(self.live_max_connections_per_tenant),
+            ),
+            (
+                "live_max_connections",
+                LIVE_MAX_CONNECTIONS,
+                n(self.live_max_connections),
+            ),
+            (
+                "write_stall_timeout (s)",
+                WRITE_STALL_SECS,
+                self.write_stall_timeout.as_secs(),
+            ),
         ];
         for (name, bounds, value) in checks {
             bounds
                 .check(value)
                 .map_err(|rule| format!("config.{name}: {rule}"))?;
+        }
+        if let Some(secret) = &self.live_token_secret {
+            check_live_token_secret(secret)
+                .map_err(|rule| format!("config.live_token_secret: {rule}"))?;
         }
         let most = TimeDelta::hours(MAX_FUTURE_HOURS.max as i64);
         if self.max_future < TimeDelta::zero() || self.max_future > most {
@@ -407,6 +467,18 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// TLS handshakes in progress at once; while this many are, new connections wait in the
 /// kernel's accept queue.
 pub const MAX_TLS_HANDSHAKES: usize = 1_024;
+
+/// `Err` naming the rule unless `secret` is long enough to sign live tokens with.
+pub fn check_live_token_secret(secret: &str) -> Result<(), String> {
+    if secret.len() < LIVE_TOKEN_SECRET_MIN_BYTES {
+        return Err(format!(
+            "must be at least {LIVE_TOKEN_SECRET_MIN_BYTES} bytes (e.g. `openssl rand -hex 32`), \
+             got {}",
+            secret.len()
+        ));
+    }
+    Ok(())
+}
 
 /// The log filter from `AGENTTALLY_LOG`, else `RUST_LOG`, else `DEFAULT_LOG`: a level (`debug`)
 /// or per-target directives (`info,agenttally_collector=debug,tower_http=debug`). `Err` names

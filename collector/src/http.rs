@@ -18,7 +18,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::access::{self, Access, Guard, Policy, ADMIN, EXPORT, INGEST, LINK, PUBLIC, READ};
+use crate::access::{self, Access, Guard, Policy, ADMIN, EXPORT, INGEST, LINK, LIVE, PUBLIC, READ};
 use crate::api_error::ApiError;
 use crate::config::{MAX_CONCURRENT_REQUESTS, REQUEST_TIMEOUT};
 use crate::state::SharedState;
@@ -104,6 +104,8 @@ pub fn routes() -> Vec<Route> {
             ADMIN,
             erasure::erase_user,
         ),
+        Route::post("/v1/live/token", READ, crate::live::api::token),
+        Route::get("/v1/live", LIVE, crate::live::api::live),
         Route::get("/healthz", PUBLIC, ops::healthz),
         Route::get("/metrics", PUBLIC, ops::metrics),
         Route::get("/openapi.json", PUBLIC, openapi::openapi_json),
@@ -228,6 +230,7 @@ mod tests {
                     Access::Public => ("public", None),
                     Access::Tenant(s) => ("tenant", Some(s)),
                     Access::Items(s) => ("items", Some(s)),
+                    Access::Stream(s) => ("stream", Some(s)),
                 };
                 let mut row = vec![
                     r.method.to_string(),

@@ -12,6 +12,8 @@ pub mod error;
 pub mod export;
 pub mod http;
 pub mod ingest;
+pub mod listener;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
@@ -100,6 +102,9 @@ pub struct Server {
     /// The tier-limit watcher, and its stop signal (it holds a writer handle: stopped first).
     watcher: JoinHandle<()>,
     stop_watcher: tokio::sync::watch::Sender<bool>,
+    /// Live connections and the fan-out feeding them (closed first on shutdown).
+    live: Arc<live::LiveHub>,
+    fanout: JoinHandle<()>,
 }
 
 impl Server {
@@ -161,9 +166,12 @@ impl Server {
             &commits,
             watcher_stop,
         );
+        let live = live::LiveHub::new(commits.clone(), &config).map_err(Error::Config)?;
+        let fanout = live.spawn_fanout();
         let upkeep = tokio::spawn(upkeep(pool.clone(), config.clone(), metrics.clone()));
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        let stall_limit = config.write_stall_timeout;
         let state = Arc::new(state::AppState {
             auth: auth::AuthState::new(pool.clone(), jwt),
             pool,
@@ -177,6 +185,7 @@ impl Server {
                 config.record_dashboard_views,
             )),
             exports: export::ExportGate::new(config.max_concurrent_exports),
+            live: live.clone(),
             config,
         });
         let app = http::router(state);
@@ -187,12 +196,12 @@ impl Server {
         let https = tls_config.is_some();
         let http = match tls_config {
             None => tokio::spawn(async move {
-                axum::serve(listener, app)
+                axum::serve(listener::GuardedListener::new(listener, stall_limit), app)
                     .with_graceful_shutdown(stopped)
                     .await
             }),
             Some(config) => tokio::spawn(async move {
-                axum::serve(tls::TlsListener::new(listener, config), app)
+                axum::serve(tls::TlsListener::new(listener, config, stall_limit), app)
                     .with_graceful_shutdown(stopped)
                     .await
             }),
@@ -208,6 +217,8 @@ impl Server {
             commits,
             watcher,
             stop_watcher,
+            live,
+            fanout,
         })
     }
 
@@ -229,9 +240,11 @@ impl Server {
         self.commits.subscribe()
     }
 
-    /// Graceful stop: stop accepting, finish in-flight requests, drain the writer (every
-    /// accepted event is committed and acknowledged), stop upkeep.
+    /// Graceful stop: close live streams, stop accepting, finish in-flight requests, drain the
+    /// writer (every accepted event is committed and acknowledged), stop upkeep.
     pub async fn shutdown(self, timeout: Duration) -> Result<()> {
+        // Streams would keep the server's graceful shutdown waiting: closed first.
+        self.live.close();
         let _ = self.stop.send(());
         // The watcher holds a writer handle: stop it first, so the writer can drain.
         let _ = self.stop_watcher.send(true);
@@ -245,6 +258,7 @@ impl Server {
             served
         };
         let result = tokio::time::timeout(timeout, drain).await;
+        let _ = self.fanout.await;
         self.upkeep.abort();
         self.price_reload.abort();
         match result {

@@ -178,6 +178,23 @@ struct ServeArgs {
     #[arg(long, env = "AGENTTALLY_ERASURE_GRACE_DAYS", default_value_t = config::DEFAULT_ERASURE_GRACE_DAYS,
           value_parser = bounded::<u32>(config::ERASURE_GRACE_DAYS))]
     erasure_grace_days: u32,
+    /// Live connections (`GET /v1/live`) one tenant may hold open on this collector (1 to
+    /// 1000000); more are answered 429.
+    #[arg(long, env = "AGENTTALLY_LIVE_MAX_CONNECTIONS_PER_TENANT",
+          default_value_t = config::DEFAULT_LIVE_MAX_CONNECTIONS_PER_TENANT,
+          value_parser = bounded::<usize>(config::LIVE_MAX_CONNECTIONS))]
+    live_max_connections_per_tenant: usize,
+    /// Live connections this collector holds open for all tenants together (1 to 1000000).
+    #[arg(long, env = "AGENTTALLY_LIVE_MAX_CONNECTIONS",
+          default_value_t = config::DEFAULT_LIVE_MAX_CONNECTIONS,
+          value_parser = bounded::<usize>(config::LIVE_MAX_CONNECTIONS))]
+    live_max_connections: usize,
+    /// The key live tokens are signed with (at least 32 bytes), the same on every replica behind
+    /// one load balancer. Unset: a random key per process, and a token opens streams only on the
+    /// collector that issued it.
+    #[arg(long, env = "AGENTTALLY_LIVE_TOKEN_SECRET", hide_env_values = true,
+          value_parser = live_token_secret)]
+    live_token_secret: Option<String>,
     #[command(flatten)]
     access: AccessArgs,
 }
@@ -218,6 +235,10 @@ struct AccessArgs {
     #[arg(long, env = "AGENTTALLY_RECORD_DASHBOARD_VIEWS", default_value_t = true,
           action = clap::ArgAction::Set)]
     record_dashboard_views: bool,
+}
+
+fn live_token_secret(s: &str) -> Result<String, String> {
+    config::check_live_token_secret(s).map(|()| s.to_string())
 }
 
 /// A budget: a non-negative decimal amount of USD.
@@ -513,6 +534,9 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     cfg.max_concurrent_exports = args.max_concurrent_exports;
     cfg.export_link_ttl = Duration::from_secs(args.export_link_ttl);
     cfg.erasure_grace_days = args.erasure_grace_days;
+    cfg.live_max_connections_per_tenant = args.live_max_connections_per_tenant;
+    cfg.live_max_connections = args.live_max_connections;
+    cfg.live_token_secret = args.live_token_secret;
     let server = Server::start(cfg).await?;
     // Tests and scripts read the bound address from this line (plain HTTP: the address alone,
     // as it always was; HTTPS: the URL, so nobody takes it for plain HTTP).

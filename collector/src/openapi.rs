@@ -16,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api_error::ErrorBody;
-use crate::{access, billing, erasure, export, ingest, ops, read_api};
+use crate::{access, billing, erasure, export, ingest, live, ops, read_api};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -44,6 +44,8 @@ use crate::{access, billing, erasure, export, ingest, ops, read_api};
         export::api::download_link,
         erasure::erase_tenant,
         erasure::erase_user,
+        live::api::token,
+        live::api::live,
         ops::healthz,
         ops::metrics,
         openapi_json,
@@ -57,6 +59,7 @@ use crate::{access, billing, erasure, export, ingest, ops, read_api};
         (name = "export", description = "Everything stored of a tenant, as a file (scope \
             `export`)."),
         (name = "erasure", description = "A tenant's or a user's data erased (scope `admin`)."),
+        (name = "live", description = "Live updates after each commit (scope `read`, or a live token)."),
         (name = "operations", description = "Health, metrics and this document; no credential."),
     )
 )]

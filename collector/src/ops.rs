@@ -67,6 +67,10 @@ pub async fn metrics(State(st): State<SharedState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.metrics.render(),
+        {
+            let mut out = st.metrics.render();
+            st.live.render_metrics(&mut out);
+            out
+        },
     )
 }

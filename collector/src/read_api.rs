@@ -36,6 +36,7 @@ pub const ACCEPTED_PARAMS: &[(&str, &[&str])] = &[
     ("/v1/metrics/peaks", PEAKS_PARAMS),
     ("/v1/metrics/recommendations", RECOMMEND_PARAMS),
     ("/v1/billing/usage", crate::billing::api::USAGE_PARAMS),
+    ("/v1/live", crate::live::api::LIVE_PARAMS),
 ];
 
 /// The range used when `from` / `to` are not given: the last 30 days.

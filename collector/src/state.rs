@@ -35,6 +35,8 @@ pub struct AppState {
     pub views: Arc<DashboardViews>,
     /// The cap on exports streamed at once.
     pub exports: crate::export::ExportGate,
+    /// Open live connections (`GET /v1/live`) and the live-token key.
+    pub live: Arc<crate::live::LiveHub>,
     pub config: ServerConfig,
 }
 
@@ -77,11 +79,12 @@ mod tests {
         let savings = Arc::new(
             SavingsPricer::new(prices.clone(), &config.savings_baselines).expect("pricer"),
         );
+        let feed = store::committed::feed();
         let (writer, _task) = store::writer::spawn(
             pool.clone(),
             store::writer::WriterConfig::from_server(&config, savings.clone()),
             metrics.clone(),
-            store::committed::feed(),
+            feed.clone(),
         );
         let st = AppState {
             auth: AuthState::new(pool.clone(), None),
@@ -94,6 +97,7 @@ mod tests {
             rates: Arc::new(RateLimits::new(&config)),
             views: Arc::new(DashboardViews::new(false)),
             exports: crate::export::ExportGate::new(1),
+            live: crate::live::LiveHub::new(feed, &config).expect("hub"),
             config,
         };
         let shown = format!("{st:?} {st:#?}");

@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{TlsFiles, MAX_TLS_HANDSHAKES, TLS_HANDSHAKE_TIMEOUT};
 use crate::error::{Error, Result};
+use crate::listener::WriteStallGuard;
 
 /// The protocol versions served, newest first. rustls speaks nothing older than TLS 1.2.
 pub static PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
@@ -95,6 +96,8 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
 pub struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
+    /// Connections whose writes stall this long are closed (`listener::WriteStallGuard`).
+    stall_limit: Duration,
     handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
 }
 
@@ -108,10 +111,11 @@ impl std::fmt::Debug for TlsListener {
 }
 
 impl TlsListener {
-    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> Self {
+    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>, stall_limit: Duration) -> Self {
         TlsListener {
             tcp,
             acceptor: TlsAcceptor::from(config),
+            stall_limit,
             handshakes: JoinSet::new(),
         }
     }
@@ -137,7 +141,7 @@ impl TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = WriteStallGuard<TlsStream<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -145,8 +149,8 @@ impl axum::serve::Listener for TlsListener {
             // Both branches are cancel safe: `axum::serve` drops this future on shutdown.
             tokio::select! {
                 Some(done) = self.handshakes.join_next() => {
-                    if let Ok(Some(conn)) = done {
-                        return conn;
+                    if let Ok(Some((tls, peer))) = done {
+                        return (WriteStallGuard::new(tls, self.stall_limit), peer);
                     }
                 }
                 accepted = self.tcp.accept(), if self.handshakes.len() < MAX_TLS_HANDSHAKES => {

@@ -38,6 +38,11 @@ pub enum Access {
     /// A credential with this scope whose request names its tenants item by item (a batch of
     /// events: each event's tenant is checked by the handler).
     Items(Scope),
+    /// As `Tenant`, or — with no `Authorization` header — a short-lived live token in the
+    /// `token` query parameter, which the handler verifies (a browser's `EventSource` cannot
+    /// send a header; the token was made by an audited, rate-limited call of a credential with
+    /// this scope).
+    Stream(Scope),
 }
 
 impl Access {
@@ -45,7 +50,7 @@ impl Access {
     pub fn scope(self) -> Option<Scope> {
         match self {
             Access::Public => None,
-            Access::Tenant(s) | Access::Items(s) => Some(s),
+            Access::Tenant(s) | Access::Items(s) | Access::Stream(s) => Some(s),
         }
     }
 }
@@ -110,6 +115,12 @@ pub const ADMIN: Policy = Policy {
     rate: RateClass::Query,
     audited: true,
 };
+/// Live updates: a read, or a live token (`Access::Stream`).
+pub const LIVE: Policy = Policy {
+    access: Access::Stream(Scope::Read),
+    rate: RateClass::Query,
+    audited: true,
+};
 /// A one-time export link: the token in its path is the credential, so no bearer and no guard;
 /// the handler claims the link and writes the audit record itself, under the credential that
 /// made the link (`CredentialKind::Link`).
@@ -138,6 +149,18 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
     let Some(scope) = g.policy.access.scope() else {
         return next.run(req).await;
     };
+    if matches!(g.policy.access, Access::Stream(_))
+        && !req
+            .headers()
+            .contains_key(axum::http::header::AUTHORIZATION)
+        && req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.split('=').next() == Some("token")))
+    {
+        // The handler verifies the live token (and refuses a key given in its place).
+        return next.run(req).await;
+    }
     let (mut parts, body) = req.into_parts();
     let principal = match Principal::from_request_parts(&mut parts, &g.st).await {
         Ok(p) => p,
@@ -253,7 +276,7 @@ fn decide(
     scope: Scope,
 ) -> Result<Option<Tenant>, ApiError> {
     principal.require(scope)?;
-    if !matches!(g.policy.access, Access::Tenant(_)) {
+    if !matches!(g.policy.access, Access::Tenant(_) | Access::Stream(_)) {
         return Ok(None);
     }
     let Query(param) = Query::<TenantParam>::try_from_uri(&parts.uri).map_err(|e| {
@@ -357,11 +380,12 @@ mod tests {
             crate::pricing::SavingsPricer::new(prices.clone(), &config.savings_baselines)
                 .expect("pricer"),
         );
+        let feed = crate::store::committed::feed();
         let (writer, _task) = crate::store::writer::spawn(
             pool.clone(),
             crate::store::writer::WriterConfig::from_server(&config, savings.clone()),
             metrics.clone(),
-            crate::store::committed::feed(),
+            feed.clone(),
         );
         Arc::new(AppState {
             auth: AuthState::new(pool.clone(), jwt.verifier().expect("jwt")),
@@ -374,6 +398,7 @@ mod tests {
             rates: Arc::new(rate::RateLimits::new(&config)),
             views: Arc::new(views::DashboardViews::new(false)),
             exports: crate::export::ExportGate::new(1),
+            live: crate::live::LiveHub::new(feed, &config).expect("hub"),
             config,
         })
     }

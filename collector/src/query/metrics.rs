@@ -32,6 +32,30 @@ pub const SPEND_ROWS: &str = "(event_type = 'provider.api_call' \
 pub const TOKENS_SUM: &str =
     "input_tokens + cached_input_tokens + cache_write_tokens + cache_write_1h_tokens + output_tokens";
 
+/// What a rollup row (or a commit's delta of one key) counts towards in a summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowKind {
+    /// Executions: a terminal agent event.
+    pub outcome: bool,
+    /// API calls: a `provider.api_call`.
+    pub api_call: bool,
+    /// Spend (cost, tokens, unpriced): API calls and terminal agent events that are not
+    /// itemized (`SPEND_ROWS`).
+    pub spend: bool,
+}
+
+impl RowKind {
+    pub fn of(event_type: &str, itemized: bool) -> RowKind {
+        let outcome = OUTCOMES.contains(&event_type);
+        let api_call = event_type == "provider.api_call";
+        RowKind {
+            outcome,
+            api_call,
+            spend: api_call || (outcome && !itemized),
+        }
+    }
+}
+
 /// The token buckets reported, in order (the rollups' usage columns but `requests`).
 pub const TOKEN_BUCKETS: [&str; 6] = [
     "input_tokens",
@@ -169,9 +193,8 @@ pub async fn summary(tx: &TenantTx<'_>, tenant: &str, range: &Range) -> Result<S
         let provider: String = r.get(1);
         let itemized: bool = r.get(2);
         let events: i64 = r.get(3);
-        let outcome = OUTCOMES.contains(&event_type);
-        let api_call = event_type == "provider.api_call";
-        if outcome {
+        let kind = RowKind::of(event_type, itemized);
+        if kind.outcome {
             s.executions += events;
             *s.executions_by_type
                 .entry(event_type.to_string())
@@ -182,11 +205,11 @@ pub async fn summary(tx: &TenantTx<'_>, tenant: &str, range: &Range) -> Result<S
             durations.merge(&histogram(r, 15));
             queues.merge(&histogram(r, 16));
         }
-        if api_call {
+        if kind.api_call {
             s.api_calls += events;
             *s.api_calls_by_provider.entry(provider.clone()).or_default() += events;
         }
-        if api_call || (outcome && !itemized) {
+        if kind.spend {
             let (cost, unpriced) = (r.get::<_, Decimal>(5), r.get::<_, i64>(6));
             s.cost_usd += cost;
             s.unpriced_events += unpriced;
@@ -459,19 +482,18 @@ pub async fn timeseries(
         let event_type: &str = r.get(2);
         let itemized: bool = r.get(3);
         let events: i64 = r.get(4);
-        let outcome = OUTCOMES.contains(&event_type);
-        let api_call = event_type == "provider.api_call";
+        let kind = RowKind::of(event_type, itemized);
         groups.insert(g.clone());
         let a = acc.entry((t, g)).or_default();
-        if outcome {
+        if kind.outcome {
             a.executions += events;
             a.successes += r.get::<_, i64>(5);
             a.durations.merge(&histogram(r, 9));
         }
-        if api_call {
+        if kind.api_call {
             a.api_calls += events;
         }
-        if api_call || (outcome && !itemized) {
+        if kind.spend {
             a.cost += r.get::<_, Decimal>(6);
             a.unpriced += r.get::<_, i64>(7);
             a.tokens += r.get::<_, i64>(8);

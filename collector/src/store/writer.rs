@@ -517,7 +517,7 @@ impl Writer {
         let tx = TenantTx::begin(&mut client).await?;
         let mut inserted = HashSet::new();
         // Kept only for subscribers, and sent only once the commit succeeded.
-        let keep = self.feed.receiver_count() > 0;
+        let keep = self.feed.keep();
         let mut committed: Vec<Committed> = Vec::new();
         for (tenant, events) in by_tenant {
             match claim {
@@ -537,8 +537,7 @@ impl Writer {
         let commit = Instant::now();
         tx.commit().await?;
         for c in committed {
-            // An error only means every subscriber left meanwhile.
-            let _ = self.feed.send(Arc::new(c));
+            self.feed.send(c);
         }
         self.metrics.commits.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
@@ -631,7 +630,7 @@ const INSERT_SQL: &str =
 /// answered in one round trip — in two or three steps: (claim, rows, lock the stored rollup rows)
 /// then (write the rollups); a careful claim is answered before the rows are sent. The first
 /// error in statement order is the one reported (later statements of a failed transaction only
-/// say it is aborted). Returns the events stored, and their hourly deltas if `keep`.
+/// say it is aborted). Returns the events stored, and what `keep` asks of them.
 #[allow(clippy::too_many_arguments)]
 async fn store_tenant<'e>(
     tx: &TenantTx<'_>,
@@ -640,7 +639,7 @@ async fn store_tenant<'e>(
     tenant: &str,
     events: &[&'e AnalyticsEvent],
     claim: Claim,
-    keep: bool,
+    keep: committed::Keep,
 ) -> Result<Stored<'e>, Fail> {
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     let claim_params: [&(dyn ToSql + Sync); 2] = [&tenant, &ids];
@@ -690,10 +689,7 @@ async fn store_tenant<'e>(
                     .collect()
             };
             if fresh.is_empty() {
-                return Ok(Stored {
-                    fresh,
-                    hourly: None,
-                });
+                return Ok(Stored { fresh, kept: None });
             }
             let hourly = rollups::deltas(Grain::Hourly, fresh.iter().copied());
             let daily = rollups::daily_from_hourly(&hourly);
@@ -710,7 +706,14 @@ async fn store_tenant<'e>(
             (fresh, hourly, daily, r_hourly?, r_daily?)
         }
     };
-    let kept = keep.then(|| committed::owned(&hourly));
+    let kept = keep.deltas.then(|| {
+        let recent = if keep.recent {
+            committed::recent(&fresh)
+        } else {
+            Vec::new()
+        };
+        (committed::owned(&hourly), recent)
+    });
     let (update_hourly, upsert_hourly) = rollups::merge_stored(hourly, &locked_hourly);
     let (update_daily, upsert_daily) = rollups::merge_stored(daily, &locked_daily);
     let names: Vec<&str> = pricer.names().collect();
@@ -746,10 +749,7 @@ async fn store_tenant<'e>(
             update_daily.len()
         )));
     }
-    Ok(Stored {
-        fresh,
-        hourly: kept,
-    })
+    Ok(Stored { fresh, kept })
 }
 
 /// The tier a `billing.subscription_created|upgraded` event puts its tenant on.
@@ -767,18 +767,19 @@ fn subscribed_tier(e: &AnalyticsEvent) -> Option<&str> {
 /// What `store_tenant` stored for one tenant.
 struct Stored<'e> {
     fresh: Vec<&'e AnalyticsEvent>,
-    /// A copy of the hourly deltas of `fresh`, when there are subscribers.
-    hourly: Option<Vec<committed::CommittedDelta>>,
+    /// A copy of the hourly deltas of `fresh` and its newest events, when there are subscribers.
+    kept: Option<(Vec<committed::CommittedDelta>, Vec<committed::RecentEvent>)>,
 }
 
 impl Stored<'_> {
     /// The post-commit record for subscribers, if one was kept and anything was stored.
     fn committed(self, tenant: &str) -> Option<Committed> {
-        let hourly = self.hourly?;
+        let (hourly, recent) = self.kept?;
         (!self.fresh.is_empty()).then(|| Committed {
             tenant: tenant.to_string(),
             events: self.fresh.len(),
             hourly,
+            recent,
         })
     }
 }

@@ -212,7 +212,10 @@ impl WorkerState {
 
     fn next_wake(&self) -> Instant {
         let now = Instant::now();
-        let mut at = now + Duration::from_secs(1);
+        // `track()` wakes the worker only once per `flush_at` events, so an event that arrives
+        // while the worker sleeps with nothing queued is seen at the next wake: at most
+        // `flush_interval` away, so it is sent within about that (and at least once a second).
+        let mut at = now + self.flush_interval.min(Duration::from_secs(1));
         // With every slot busy a due batch cannot start, and a finishing task wakes the loop
         // anyway: waking for the head's deadline then would spin.
         if let Some((_, h)) = &self.head {
