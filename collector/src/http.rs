@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 use crate::api_error::ApiError;
 use crate::config::{MAX_CONCURRENT_REQUESTS, REQUEST_TIMEOUT};
 use crate::state::SharedState;
-use crate::{ingest, openapi, ops, read_api};
+use crate::{dashboard, ingest, openapi, ops, read_api};
 
 /// One route: its method and path, and the handler serving them.
 #[derive(Debug)]
@@ -60,6 +60,9 @@ pub fn routes() -> Vec<Route> {
         Route::get("/healthz", ops::healthz),
         Route::get("/metrics", ops::metrics),
         Route::get("/openapi.json", openapi::openapi_json),
+        Route::get("/", dashboard::root),
+        Route::get("/dashboard", dashboard::page),
+        Route::get("/assets/{file}", dashboard::asset),
     ]
 }
 

@@ -16,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api_error::ErrorBody;
-use crate::{billing, ingest, ops, read_api};
+use crate::{billing, dashboard, ingest, ops, read_api};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -38,6 +38,9 @@ use crate::{billing, ingest, ops, read_api};
         ops::healthz,
         ops::metrics,
         openapi_json,
+        dashboard::root,
+        dashboard::page,
+        dashboard::asset,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
@@ -45,6 +48,9 @@ use crate::{billing, ingest, ops, read_api};
         (name = "ingest", description = "Events in (scope `ingest`)."),
         (name = "metrics", description = "Figures out, from the rollups (scope `read`)."),
         (name = "operations", description = "Health, metrics and this document; no credential."),
+        (name = "dashboard", description = "The built-in dashboard page and its assets; no \
+                                            credential (the page reads the API with the one \
+                                            its user enters)."),
     )
 )]
 pub struct ApiDoc;
