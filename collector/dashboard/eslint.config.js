@@ -27,6 +27,9 @@ export default tseslint.config(
         fetch: "readonly",
         setTimeout: "readonly",
         clearTimeout: "readonly",
+        // Code the browser tests run in the page.
+        document: "readonly",
+        sessionStorage: "readonly",
       },
     },
   },
