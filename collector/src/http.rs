@@ -22,7 +22,7 @@ use crate::access::{self, Access, Guard, Policy, ADMIN, EXPORT, INGEST, LINK, LI
 use crate::api_error::ApiError;
 use crate::config::{MAX_CONCURRENT_REQUESTS, REQUEST_TIMEOUT};
 use crate::state::SharedState;
-use crate::{erasure, export, ingest, openapi, ops, read_api};
+use crate::{dashboard, erasure, export, ingest, openapi, ops, read_api};
 
 /// One route: its method and path, the handler serving them, and what it takes to call it
 /// (its row of the access table: scope, rate class, audit; `crate::access`).
@@ -109,6 +109,9 @@ pub fn routes() -> Vec<Route> {
         Route::get("/healthz", PUBLIC, ops::healthz),
         Route::get("/metrics", PUBLIC, ops::metrics),
         Route::get("/openapi.json", PUBLIC, openapi::openapi_json),
+        Route::get("/", PUBLIC, dashboard::root),
+        Route::get("/dashboard", PUBLIC, dashboard::page),
+        Route::get("/assets/{file}", PUBLIC, dashboard::asset),
     ]
 }
 

@@ -6,6 +6,7 @@ pub mod api_error;
 pub mod auth;
 pub mod billing;
 pub mod config;
+pub mod dashboard;
 pub mod embedded_pg;
 pub mod erasure;
 pub mod error;

@@ -16,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api_error::ErrorBody;
-use crate::{access, billing, erasure, export, ingest, live, ops, read_api};
+use crate::{access, billing, dashboard, erasure, export, ingest, live, ops, read_api};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -49,6 +49,9 @@ use crate::{access, billing, erasure, export, ingest, live, ops, read_api};
         ops::healthz,
         ops::metrics,
         openapi_json,
+        dashboard::root,
+        dashboard::page,
+        dashboard::asset,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
@@ -61,6 +64,9 @@ use crate::{access, billing, erasure, export, ingest, live, ops, read_api};
         (name = "erasure", description = "A tenant's or a user's data erased (scope `admin`)."),
         (name = "live", description = "Live updates after each commit (scope `read`, or a live token)."),
         (name = "operations", description = "Health, metrics and this document; no credential."),
+        (name = "dashboard", description = "The built-in dashboard page and its assets; no \
+                                            credential (the page reads the API with the one \
+                                            its user enters)."),
     )
 )]
 pub struct ApiDoc;

@@ -171,6 +171,7 @@ async fn every_route_times_every_credential() {
                 .replace("{user_id}", "user-1")
                 // A well-formed token no link has: the token is the credential there.
                 .replace("{token}", UNKNOWN_LINK)
+                .replace("{file}", agenttally_collector::dashboard::ASSETS[0].name)
                 .replace("{prefix}", if target == A { &victim_a } else { &victim_b });
             assert!(
                 !path.contains('{'),

@@ -1,0 +1,28 @@
+// Written by collector/dashboard/build.mjs (`npm run build`): do not edit.
+
+/// The HTML shell of the page.
+pub const INDEX: Asset = Asset {
+    name: "index.html",
+    content_type: "text/html; charset=utf-8",
+    etag: "\"6010d49f2b5a1157c9e0c0c576894375\"",
+    body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/index.html")),
+    gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/index.html.gz")),
+};
+
+/// The page's script and stylesheet, by content-hashed name.
+pub const ASSETS: &[Asset] = &[
+    Asset {
+        name: "app-5327QWHH.css",
+        content_type: "text/css; charset=utf-8",
+        etag: "\"eb479d1c4896afa610b6678f35bbf8fe\"",
+        body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-5327QWHH.css")),
+        gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-5327QWHH.css.gz")),
+    },
+    Asset {
+        name: "app-A5TKTHSD.js",
+        content_type: "text/javascript; charset=utf-8",
+        etag: "\"0918c2dee6894da59375ef8af6c618ee\"",
+        body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-A5TKTHSD.js")),
+        gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-A5TKTHSD.js.gz")),
+    },
+];
