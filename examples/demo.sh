@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The AgentTally demo: the collector on its embedded PostgreSQL, example agents of three tenants
 # sending events through the SDK client, then a report of what was stored: runs, cost by
-# provider and the savings of routing. Installs PostgreSQL's server binaries when missing.
+# provider and the savings of routing — and the dashboard's address. On a terminal it then keeps
+# serving (the agents send a trickle, so the live view moves) until Ctrl-C;
+# AGENTTALLY_DEMO_WAIT=0 stops at once (CI), =1 waits even without a terminal.
+# Installs PostgreSQL's server binaries when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v pg_config >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
@@ -42,3 +45,17 @@ AGENTTALLY_ENDPOINT="http://$addr" AGENTTALLY_API_KEY="$key" "$target_dir/$out_d
 
 echo "== report of what was stored"
 "$collector" report --data-dir "$data_dir"
+
+reader=$("$collector" keys create --tenant acme-corp --scope read --scope export --data-dir "$data_dir")
+echo
+echo "== dashboard (tenant acme-corp; the key after #token= is a read key made for this demo)"
+echo "   http://$addr/#token=$reader"
+wait_default=$([ -t 1 ] && [ -z "${CI:-}" ] && echo 1 || echo 0)
+if [ "${AGENTTALLY_DEMO_WAIT:-$wait_default}" = 1 ]; then
+  echo "   serving until Ctrl-C; the agents keep sending a trickle of events"
+  while kill -0 "$pid" 2>/dev/null; do
+    AGENTTALLY_ENDPOINT="http://$addr" AGENTTALLY_API_KEY="$key" \
+      "$target_dir/$out_dir/examples/agents" 1 >/dev/null 2>&1 || true
+    sleep 2
+  done
+fi
