@@ -9,7 +9,10 @@
 //   AGENTTALLY_INGEST_KEY          a platform ingest key (the live test tracks an event)
 //   CHROMIUM                       the browser (default /usr/bin/chromium)
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { chromium } from "playwright-core";
 import { send } from "./seed.mjs";
@@ -27,6 +30,51 @@ const platformKey = env("AGENTTALLY_PLATFORM_READ_KEY");
 const ingestKey = env("AGENTTALLY_INGEST_KEY");
 
 let browser;
+
+const python = fileURLToPath(new URL("../../../sdk-python/.venv/bin/python", import.meta.url));
+
+/** Track one event with the Python SDK (flush interval 100 ms); its id once track() returned,
+ * or null when the package is not installed here. */
+async function trackWithSdk() {
+  if (!existsSync(python)) return null;
+  const script = [
+    "import sys, agenttally",
+    "c = agenttally.Client(endpoint=sys.argv[1], api_key=sys.argv[2], flush_interval=0.1)",
+    "i = c.track('provider.api_call', tenant_id='acme', correlation_id='run-live',",
+    "            agent_id='agent-live', provider='openai', model='gpt-4o', task_type='code',",
+    "            usage={'input_tokens': 10, 'output_tokens': 5, 'requests': 1})",
+    "print(i, flush=True)",
+    "c.shutdown(5)",
+  ].join("\n");
+  const child = spawn(python, ["-c", script, base, ingestKey], { stdio: ["ignore", "pipe", "inherit"] });
+  const exited = new Promise((resolve) => child.on("exit", resolve));
+  let out = "";
+  for await (const chunk of child.stdout) {
+    out += chunk;
+    if (out.includes("\n")) break;
+  }
+  const id = out.trim();
+  if (!/^[0-9a-f-]{36}$/.test(id)) {
+    await exited;
+    return null;
+  }
+  return id;
+}
+
+/** The same event posted in the SDK's wire format. */
+async function trackOverHttp() {
+  const id = `01984a1c-7e00-7000-8fff-${Date.now().toString(16).padStart(12, "0").slice(-12)}`;
+  const now = new Date().toISOString();
+  await send(base, ingestKey, [
+    {
+      id, tenant_id: "acme", event_type: "provider.api_call", timestamp: now,
+      correlation_id: "run-live", agent_id: "agent-live", provider: "openai", model: "gpt-4o",
+      task_type: "code", success: true, usage: { input_tokens: 10, output_tokens: 5, requests: 1 },
+      metadata: {},
+    },
+  ]);
+  return id;
+}
 
 /** A fresh page that records console errors and every request it makes. */
 async function open(viewport = { width: 1280, height: 900 }) {
@@ -251,16 +299,9 @@ describe("dashboard page", () => {
     const { context, page, errors } = await open();
     await signIn(page, readKey);
     await page.getByTestId("live-state").getByText("Live").waitFor({ timeout: 5000 });
-    const id = `01984a1c-7e00-7000-8fff-${Date.now().toString(16).padStart(12, "0").slice(-12)}`;
-    const now = new Date().toISOString();
-    await send(base, ingestKey, [
-      {
-        id, tenant_id: "acme", event_type: "provider.api_call", timestamp: now,
-        correlation_id: "run-live", agent_id: "agent-live", provider: "openai", model: "gpt-4o",
-        task_type: "code", success: true, usage: { input_tokens: 10, output_tokens: 5, requests: 1 },
-        metadata: {},
-      },
-    ]);
+    // Tracked through the SDK when the Python package is installed (CI installs it into
+    // sdk-python/.venv before this runs): the 1 s starts at track(). Else the SDK's wire format.
+    const id = (await trackWithSdk()) ?? (await trackOverHttp());
     await page.locator(`[data-testid="recent-event"][data-id="${id}"]`).waitFor({ timeout: 1000 });
     assert.deepEqual(errors, []);
     await context.close();
