@@ -40,23 +40,8 @@ CREATE TABLE purged_days (
     PRIMARY KEY (tenant_id, day)
 );
 
-DO $$
-DECLARE
-    t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['export_links', 'purged_days'] LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format(
-            'CREATE POLICY tenant_isolation ON %I TO agenttally_app '
-            'USING (tenant_id = current_setting(''agenttally.tenant_id'', true)) '
-            'WITH CHECK (tenant_id = current_setting(''agenttally.tenant_id'', true))', t);
-        EXECUTE format(
-            'CREATE POLICY owner_maintenance ON %I TO %I USING (true) WITH CHECK (true)',
-            t, current_user);
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO agenttally_app', t);
-    END LOOP;
-END $$;
+SELECT agenttally_tenant_table('export_links');
+SELECT agenttally_tenant_table('purged_days');
 
 -- Claim a link by its token's hash, before any tenant is known: the only way the app role
 -- reaches a link of a tenant it has not switched to. Marks an unused, unexpired link used and
