@@ -62,20 +62,15 @@ impl fmt::Debug for AppState {
     }
 }
 
+/// A state whose pool never connects until used (the writer only on its first group): for unit
+/// tests of what needs no database (Debug, JWTs, scopes, tenants, rate limits).
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store;
-    use agenttally::pricing::PriceBook;
-
-    #[tokio::test]
-    async fn debug_never_shows_the_database_password() {
-        // Nothing connects: the pool opens connections on demand, the writer on its first group.
-        let url = "postgresql://agent:s3cret-pw@127.0.0.1:1/tally";
-        let pool = store::connect_pool(url, 1).expect("pool");
-        let config = ServerConfig::new(url);
+impl AppState {
+    pub(crate) fn unconnected(config: ServerConfig) -> AppState {
+        use crate::store;
+        let pool = store::connect_pool(&config.database_url, 1).expect("pool");
         let metrics = Arc::new(Metrics::default());
-        let prices = Arc::new(Prices::new(PriceBook::builtin()));
+        let prices = Arc::new(Prices::new(agenttally::pricing::PriceBook::builtin()));
         let savings = Arc::new(
             SavingsPricer::new(prices.clone(), &config.savings_baselines).expect("pricer"),
         );
@@ -86,20 +81,31 @@ mod tests {
             metrics.clone(),
             feed.clone(),
         );
-        let st = AppState {
-            auth: AuthState::new(pool.clone(), None),
+        AppState {
+            auth: AuthState::new(pool.clone(), config.jwt.verifier().expect("jwt")),
             pool,
             writer,
             metrics,
             prices,
             savings,
-            tiers: Arc::new(crate::billing::tiers::Tiers::default()),
+            tiers: Arc::default(),
             rates: Arc::new(RateLimits::new(&config)),
             views: Arc::new(DashboardViews::new(false)),
             exports: crate::export::ExportGate::new(1),
             live: crate::live::LiveHub::new(feed, &config).expect("hub"),
             config,
-        };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn debug_never_shows_the_database_password() {
+        let url = "postgresql://agent:s3cret-pw@127.0.0.1:1/tally";
+        let st = AppState::unconnected(ServerConfig::new(url));
         let shown = format!("{st:?} {st:#?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("127.0.0.1"), "{shown}");

@@ -356,7 +356,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::auth::{AuthState, JwtSettings};
+    use crate::auth::JwtSettings;
     use crate::config::ServerConfig;
     use crate::state::AppState;
 
@@ -364,43 +364,13 @@ mod tests {
 
     /// A state whose pool never connects: enough for JWTs, scopes, tenants and rate limits.
     fn state(query_per_minute: u32) -> SharedState {
-        let url = "postgresql://nobody@127.0.0.1:1/none";
-        let pool = crate::store::connect_pool(url, 1).expect("pool");
-        let mut config = ServerConfig::new(url);
+        let mut config = ServerConfig::new("postgresql://nobody@127.0.0.1:1/none");
         config.rate_query_per_minute = query_per_minute;
-        let jwt = JwtSettings {
+        config.jwt = JwtSettings {
             hs256_secret: Some(SECRET.into()),
             ..JwtSettings::default()
         };
-        let metrics = Arc::new(crate::metrics::Metrics::default());
-        let prices = Arc::new(crate::pricing::Prices::new(
-            agenttally::pricing::PriceBook::builtin(),
-        ));
-        let savings = Arc::new(
-            crate::pricing::SavingsPricer::new(prices.clone(), &config.savings_baselines)
-                .expect("pricer"),
-        );
-        let feed = crate::store::committed::feed();
-        let (writer, _task) = crate::store::writer::spawn(
-            pool.clone(),
-            crate::store::writer::WriterConfig::from_server(&config, savings.clone()),
-            metrics.clone(),
-            feed.clone(),
-        );
-        Arc::new(AppState {
-            auth: AuthState::new(pool.clone(), jwt.verifier().expect("jwt")),
-            pool,
-            writer,
-            metrics,
-            prices,
-            savings,
-            tiers: Arc::default(),
-            rates: Arc::new(rate::RateLimits::new(&config)),
-            views: Arc::new(views::DashboardViews::new(false)),
-            exports: crate::export::ExportGate::new(1),
-            live: crate::live::LiveHub::new(feed, &config).expect("hub"),
-            config,
-        })
+        Arc::new(AppState::unconnected(config))
     }
 
     fn token(tenant: &str, role: &str) -> String {
