@@ -8,3 +8,4 @@ pub mod period;
 pub mod recommend;
 pub mod savings;
 pub mod summary;
+pub mod zone;
