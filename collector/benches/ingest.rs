@@ -21,7 +21,8 @@
 //! `ratio ≈ cores × copy CPU/row ÷ ingest CPU/event` when nothing else runs on the machine.
 //!
 //! Knobs: `INGEST_BENCH_FLUSH_AT`, `INGEST_BENCH_IN_FLIGHT` (client), `INGEST_BENCH_COMMIT_MS`,
-//! `INGEST_BENCH_WRITERS` (collector), `INGEST_BENCH_LOG=1` (collector debug log on stderr, e.g.
+//! `INGEST_BENCH_WRITERS`, `INGEST_BENCH_BASELINES` (the savings baselines priced at ingest, 1 to
+//! 8, comma separated) (collector), `INGEST_BENCH_LOG=1` (collector debug log on stderr, e.g.
 //! each commit's size and time).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -265,6 +266,13 @@ fn main() {
             cfg.listen = "127.0.0.1:0".parse().unwrap();
             cfg.commit_interval = Duration::from_millis(commit_ms);
             cfg.writers = writers;
+            if let Ok(list) = std::env::var("INGEST_BENCH_BASELINES") {
+                cfg.savings_baselines = list
+                    .split(',')
+                    .filter(|b| !b.is_empty())
+                    .map(str::to_string)
+                    .collect();
+            }
             cfg
         }))
         .unwrap();
