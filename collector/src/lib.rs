@@ -52,11 +52,29 @@ pub async fn create_key(
     tenant_id: Option<&str>,
     scopes: &[Scope],
 ) -> Result<String> {
+    create_named_key(database_url, tenant_id, scopes, None).await
+}
+
+/// `create_key` with a name shown in key listings (`GET /v1/keys`).
+pub async fn create_named_key(
+    database_url: &str,
+    tenant_id: Option<&str>,
+    scopes: &[Scope],
+    name: Option<&str>,
+) -> Result<String> {
     auth::check_key_spec(tenant_id, scopes)?;
+    if let Some(n) = name.filter(|n| !access::keys::valid_name(n)) {
+        return Err(Error::Config(format!(
+            "name: {}, got {n:?}",
+            access::keys::NAME_RULE
+        )));
+    }
     migrate(database_url).await?;
     let pool = store::connect_pool(database_url, 1)?;
     let client = pool.get().await?;
-    auth::create_key(&**client, tenant_id, scopes).await
+    auth::create_named_key(&**client, tenant_id, scopes, name)
+        .await
+        .map(|(key, _)| key)
 }
 
 /// Put `tenant` on billing tier `tier` from now on (an admin's setting), after checking the name

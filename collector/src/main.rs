@@ -324,6 +324,9 @@ struct CreateKeyArgs {
     /// What the key may do: ingest, read, export, admin (repeat for several).
     #[arg(long = "scope", required = true, value_parser = parse_scope)]
     scopes: Vec<Scope>,
+    /// A name shown in key listings (`GET /v1/keys`), e.g. who or what uses the key.
+    #[arg(long)]
+    name: Option<String>,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -458,7 +461,13 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             } else {
                 args.tenant.as_deref()
             };
-            let key = agenttally_collector::create_key(&url, tenant, &args.scopes).await?;
+            let key = agenttally_collector::create_named_key(
+                &url,
+                tenant,
+                &args.scopes,
+                args.name.as_deref(),
+            )
+            .await?;
             println!("{key}");
         }
     }

@@ -106,6 +106,41 @@ async fn serve_and_keys_against_a_database_url() {
         &url,
     ]);
     assert_eq!(post(&addr, &platform, "zeta").await["accepted"], 1);
+    // A named admin key: the name is in the tenant's key listing.
+    let admin = keys_create(&[
+        "--tenant",
+        "acme",
+        "--scope",
+        "admin",
+        "--name",
+        "billing bot",
+        "--database-url",
+        &url,
+    ]);
+    let listed: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{addr}/v1/keys"))
+        .header("authorization", format!("Bearer {admin}"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        listed.to_string().contains("\"name\":\"billing bot\""),
+        "{listed}"
+    );
+    // A bad name is refused by name, before anything is stored.
+    let out = Command::new(BIN)
+        .args([
+            "keys", "create", "--tenant", "acme", "--scope", "read", "--name", " ",
+        ])
+        .args(["--database-url", &url])
+        .output()
+        .expect("run keys create");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("name: must be a string of 1 to 200"), "{err}");
     sigterm_and_wait(child);
 }
 

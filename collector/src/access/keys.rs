@@ -27,6 +27,15 @@ use crate::store::keys::{self, KeyInfo};
 const MAX_BODY: usize = 16 * 1024;
 /// The longest key name.
 const MAX_NAME_CHARS: usize = 200;
+
+/// The rule a key's name follows (API and CLI): 1 to 200 characters, not only spaces, no
+/// control characters.
+pub const NAME_RULE: &str = "must be a string of 1 to 200 characters without control characters";
+
+/// Whether `n` follows `NAME_RULE`.
+pub fn valid_name(n: &str) -> bool {
+    !n.trim().is_empty() && n.chars().count() <= MAX_NAME_CHARS && !n.chars().any(char::is_control)
+}
 /// The parameters the key routes read.
 pub const KEYS_PARAMS: &[&str] = &["tenant_id"];
 
@@ -175,19 +184,8 @@ fn new_key(bytes: &[u8]) -> Result<(Vec<Scope>, Option<String>), ApiError> {
     }
     let name = match obj.get("name") {
         None | Some(Value::Null) => None,
-        Some(Value::String(n))
-            if !n.trim().is_empty()
-                && n.chars().count() <= MAX_NAME_CHARS
-                && !n.chars().any(char::is_control) =>
-        {
-            Some(n.clone())
-        }
-        Some(_) => {
-            return Err(bad(format!(
-                "name: must be a string of 1 to {MAX_NAME_CHARS} characters without control \
-                 characters"
-            )))
-        }
+        Some(Value::String(n)) if valid_name(n) => Some(n.clone()),
+        Some(_) => return Err(bad(format!("name: {NAME_RULE}"))),
     };
     Ok((scopes, name))
 }
