@@ -178,6 +178,20 @@ struct ServeArgs {
     #[arg(long, env = "AGENTTALLY_ERASURE_GRACE_DAYS", default_value_t = config::DEFAULT_ERASURE_GRACE_DAYS,
           value_parser = bounded::<u32>(config::ERASURE_GRACE_DAYS))]
     erasure_grace_days: u32,
+    /// Seconds after start before the first accuracy check (`verify`, read-only) of the days
+    /// still in raw retention (0 to 86400).
+    #[arg(long, env = "AGENTTALLY_VERIFY_DELAY", default_value_t = config::DEFAULT_VERIFY_DELAY.as_secs(),
+          value_parser = bounded::<u64>(config::VERIFY_DELAY_SECS))]
+    verify_delay: u64,
+    /// Seconds between accuracy checks (1 to 604800; default a day).
+    #[arg(long, env = "AGENTTALLY_VERIFY_INTERVAL", default_value_t = config::DEFAULT_VERIFY_INTERVAL.as_secs(),
+          value_parser = bounded::<u64>(config::VERIFY_INTERVAL_SECS))]
+    verify_interval: u64,
+    /// Seconds between reloads of tenants' negotiated prices (`prices set`): a change reaches
+    /// every collector within this (1 to 3600).
+    #[arg(long, env = "AGENTTALLY_PRICE_REFRESH", default_value_t = config::DEFAULT_PRICE_REFRESH.as_secs(),
+          value_parser = bounded::<u64>(config::PRICE_REFRESH_SECS))]
+    price_refresh: u64,
     /// Live connections (`GET /v1/live`) one tenant may hold open on this collector (1 to
     /// 1000000); more are answered 429.
     #[arg(long, env = "AGENTTALLY_LIVE_MAX_CONNECTIONS_PER_TENANT",
@@ -543,6 +557,9 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     cfg.max_concurrent_exports = args.max_concurrent_exports;
     cfg.export_link_ttl = Duration::from_secs(args.export_link_ttl);
     cfg.erasure_grace_days = args.erasure_grace_days;
+    cfg.verify_delay = Duration::from_secs(args.verify_delay);
+    cfg.verify_interval = Duration::from_secs(args.verify_interval);
+    cfg.price_refresh = Duration::from_secs(args.price_refresh);
     cfg.live_max_connections_per_tenant = args.live_max_connections_per_tenant;
     cfg.live_max_connections = args.live_max_connections;
     cfg.live_token_secret = args.live_token_secret;
