@@ -164,7 +164,14 @@ fn tenant_events(g: &mut Rng, tenant: &str, now: DateTime<Utc>) -> Vec<Gen> {
     favourites.push(*g.pick(&UNPRICED));
     for run in 0..runs {
         // Ten days back at most; ten minutes clear of now.
-        let start = now - TimeDelta::seconds(g.range(15 * 60, 10 * 86_400));
+        let mut start = now - TimeDelta::seconds(g.range(15 * 60, 10 * 86_400));
+        if g.chance(8) {
+            // On a bucket's edge: exactly at the hour, or the last microsecond before it.
+            start = start.duration_trunc(TimeDelta::hours(1)).expect("hour");
+            if g.chance(50) {
+                start -= TimeDelta::microseconds(1);
+            }
+        }
         let corr = format!("{tenant}-run-{run}");
         let task: Option<&str> = (!g.chance(10)).then(|| *g.pick(&tasks));
         let agent = format!("agent-{}", g.below(3));
@@ -203,14 +210,22 @@ fn tenant_events(g: &mut Rng, tenant: &str, now: DateTime<Utc>) -> Vec<Gen> {
             sum.0 += u["input_tokens"].as_i64().unwrap_or(0);
             sum.1 += u["output_tokens"].as_i64().unwrap_or(0);
             call["usage"] = u;
-            if g.chance(30) {
-                call["cost_usd"] = json!(cost(g));
+            match g.below(20) {
+                0..=5 => call["cost_usd"] = json!(cost(g)),
+                // Statuses the sender set are kept as sent: reported, or unpriced on a model
+                // the book knows.
+                6 => {
+                    call["cost_usd"] = json!(cost(g));
+                    call["cost_status"] = json!("reported");
+                }
+                7 => call["cost_status"] = json!("unpriced"),
+                _ => {}
             }
             if g.chance(10) {
                 call["service_tier"] = json!(*g.pick(&["priority", "flex", "batch", "standard"]));
             }
             if g.chance(85) {
-                call["duration_ms"] = json!(g.spread(120_000));
+                call["duration_ms"] = json!(if g.chance(3) { 0 } else { g.spread(120_000) });
             }
             call["success"] = json!(g.chance(90));
             events.push(call);
@@ -237,7 +252,7 @@ fn tenant_events(g: &mut Rng, tenant: &str, now: DateTime<Utc>) -> Vec<Gen> {
             terminal["error_code"] = json!("boom");
         }
         if g.chance(90) {
-            terminal["duration_ms"] = json!(g.spread(3_600_000));
+            terminal["duration_ms"] = json!(if g.chance(3) { 0 } else { g.spread(3_600_000) });
         }
         if g.chance(80) {
             terminal["queue_ms"] = json!(g.spread(60_000) - 1);
@@ -277,8 +292,15 @@ fn tenant_events(g: &mut Rng, tenant: &str, now: DateTime<Utc>) -> Vec<Gen> {
                     terminal["usage"] = usage(g, false);
                 }
             }
-            if g.chance(25) {
-                terminal["metadata"] = json!({"calls": 0});
+            // No calls recorded, or a `calls` that is not a JSON integer >= 1: summary-only.
+            match g.below(12) {
+                0..=1 => terminal["metadata"] = json!({"calls": 0}),
+                2 => terminal["metadata"] = json!({"calls": 2.0}),
+                3 => terminal["metadata"] = json!({"calls": "2"}),
+                4 => terminal["metadata"] = json!({"calls": 1.5}),
+                5 => terminal["metadata"] = json!({"calls": -1}),
+                6 => terminal["metadata"] = json!({"calls": null, "note": "x"}),
+                _ => {}
             }
         }
         events.push(terminal);
@@ -292,6 +314,15 @@ fn tenant_events(g: &mut Rng, tenant: &str, now: DateTime<Utc>) -> Vec<Gen> {
             } else {
                 when
             };
+            let mut e = e;
+            if g.chance(10) {
+                // The same instant written with another UTC offset.
+                let offset = *g.pick(&[5 * 3600 + 1800, -8 * 3600, 14 * 3600, -12 * 3600]);
+                let tz = chrono::FixedOffset::east_opt(offset).expect("offset");
+                e["timestamp"] = json!(when
+                    .with_timezone(&tz)
+                    .to_rfc3339_opts(SecondsFormat::Micros, false));
+            }
             out.push(Gen { event: e, arrival });
         }
     }
@@ -313,7 +344,10 @@ async fn send(env: &Env, key: &str, g: &mut Rng, mut events: Vec<Gen>, label: &s
         i += batch.len();
         // A retry: the previous batch, or part of it, sent again before (or with) this one.
         if !last.is_empty() && g.chance(25) {
-            let again: Vec<Value> = last.iter().filter(|_| g.chance(60)).cloned().collect();
+            let mut again: Vec<Value> = last.iter().filter(|_| g.chance(60)).cloned().collect();
+            if again.is_empty() {
+                again = last.clone();
+            }
             if g.chance(50) {
                 batch.splice(0..0, again);
             } else {
@@ -323,9 +357,18 @@ async fn send(env: &Env, key: &str, g: &mut Rng, mut events: Vec<Gen>, label: &s
                 assert_eq!(v["duplicates"], json!(again.len()), "{label}: {v}");
             }
         }
+        // The same event twice in one batch: stored once.
+        if g.chance(5) {
+            let e = g.pick(&batch).clone();
+            batch.push(e);
+        }
+        let mut seen = BTreeSet::new();
         let dups = batch
             .iter()
-            .filter(|e| sent.contains(e["id"].as_str().expect("id")))
+            .filter(|e| {
+                let id = e["id"].as_str().expect("id");
+                !seen.insert(id.to_string()) || sent.contains(id)
+            })
             .count();
         let (s, v) = env.post(key, &batch).await;
         assert_eq!(s, 200, "{label}: {v}");
@@ -784,8 +827,41 @@ async fn every_endpoint_equals_the_raw_rows_for_random_event_sets() {
         for t in &tenants {
             events.extend(tenant_events(&mut g, t, now));
         }
+        let generated = events.len() as i64;
         *stats.entry("events").or_default() += events.len();
         send(&env, &ingest, &mut g, events, &label).await;
+        let stored = env
+            .count(&format!(
+                "SELECT count(*) FROM events WHERE tenant_id LIKE 'prop-{case_seed:016x}-%'
+                   AND event_type NOT LIKE 'billing.%'"
+            ))
+            .await;
+        assert_eq!(stored, generated, "{label}: every event stored once");
+        // The tier-limit watcher records its events after the commits: wait until it is done
+        // (they are events of the tenant like any other), each limit and level once.
+        let limit_events = format!(
+            "SELECT count(*) FROM events WHERE tenant_id LIKE 'prop-{case_seed:016x}-%'
+               AND event_type LIKE 'billing.tier_limit_%'"
+        );
+        let mut seen = -1;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            let n = env.count(&limit_events).await;
+            if n == seen {
+                break;
+            }
+            seen = n;
+        }
+        *stats.entry("limit events").or_default() += seen as usize;
+        let twice = env
+            .count(&format!(
+                "SELECT count(*) FROM (SELECT tenant_id, event_type, metadata->>'metric'
+                   FROM events WHERE tenant_id LIKE 'prop-{case_seed:016x}-%'
+                   AND event_type LIKE 'billing.tier_limit_%' GROUP BY 1, 2, 3
+                   HAVING count(*) > 1) d"
+            ))
+            .await;
+        assert_eq!(twice, 0, "{label}: a limit event recorded twice");
 
         for tenant in &tenants {
             // The generated data exercises the rules it is meant to.
@@ -807,8 +883,8 @@ async fn every_endpoint_equals_the_raw_rows_for_random_event_sets() {
             ))
             .await as usize;
             *stats.entry("itemized runs").or_default() += n(format!(
-                "SELECT count(*) FROM events WHERE tenant_id = '{tenant}' AND metadata ? 'calls'
-                   AND (metadata->>'calls')::int >= 1"
+                "SELECT count(*) FROM events WHERE tenant_id = '{tenant}' AND metadata->>'calls' ~ '^[1-9][0-9]*$'
+                   AND jsonb_typeof(metadata->'calls') = 'number'"
             ))
             .await as usize;
 

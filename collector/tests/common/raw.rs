@@ -17,15 +17,16 @@ use tokio_postgres::Client;
 pub const OUTCOMES: [&str; 3] = ["agent.completed", "agent.failed", "agent.timeout"];
 
 /// The raw rows of tenant `$1` in `[$2, $3)` with the flags the docs define: `outcome` (an
-/// execution), `itemized` (an outcome whose `metadata.calls` is an integer >= 1), `api` (a
+/// execution), `itemized` (an outcome whose `metadata.calls` is a JSON integer >= 1: not
+/// `2.0`, which jsonb keeps as written, nor `"2"`), `api` (a
 /// provider call), `spend` (a call, or an outcome that is not itemized), `tok` (prompt plus
 /// output tokens).
 pub const RAW: &str = "WITH e AS (
     SELECT *, event_type IN ('agent.completed', 'agent.failed', 'agent.timeout') AS outcome,
            coalesce(event_type IN ('agent.completed', 'agent.failed', 'agent.timeout')
                     AND jsonb_typeof(metadata->'calls') = 'number'
-                    AND (metadata->>'calls')::numeric >= 1
-                    AND (metadata->>'calls')::numeric = trunc((metadata->>'calls')::numeric),
+                    AND (metadata->>'calls') ~ '^[0-9]+$'
+                    AND (metadata->>'calls')::numeric >= 1,
                     false) AS itemized,
            coalesce(input_tokens, 0) + coalesce(cached_input_tokens, 0)
              + coalesce(cache_write_tokens, 0) + coalesce(cache_write_1h_tokens, 0)
@@ -343,9 +344,20 @@ pub async fn savings_tasks(
             let n = |i: usize| r.get::<_, i64>(i) as u64;
             let status: Option<String> = r.get(7);
             let cost: Option<Decimal> = r.get(6);
+            let (mut provider, mut model): (Option<String>, String) = (r.get(0), r.get(1));
+            let actual_usd = match status.as_deref() {
+                Some("priced" | "estimated") => None,
+                _ => cost,
+            };
+            if status.as_deref() == Some("unpriced") || (status.is_none() && cost.is_none()) {
+                // Stored without a cost: the actual cost is unknown, whatever the book says
+                // of the model (a model no book knows keeps the task's grouping).
+                provider = provider.or(Some(model));
+                model = String::new();
+            }
             Task {
-                provider: r.get(0),
-                model: r.get(1),
+                provider,
+                model,
                 task_type: Some(r.get::<_, Option<String>>(2).unwrap_or_default()),
                 usage: Usage {
                     input_tokens: n(8),
@@ -359,10 +371,7 @@ pub async fn savings_tasks(
                 tier: ServiceTier::from_str(r.get::<_, &str>(3)).expect("tier"),
                 at: r.get(4),
                 success: r.get(5),
-                actual_usd: match status.as_deref() {
-                    Some("priced" | "estimated") => None,
-                    _ => cost,
-                },
+                actual_usd,
             }
         })
         .collect()
