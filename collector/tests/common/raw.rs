@@ -600,3 +600,53 @@ pub fn hour(t: DateTime<Utc>) -> DateTime<Utc> {
             + i64::from(t.nanosecond()),
     )
 }
+
+/// The paths at which two JSON values differ, with both sides (`got` / `want`).
+pub fn differences(got: &Value, want: &Value) -> Vec<String> {
+    fn walk(path: String, a: &Value, b: &Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let (va, vb) = (
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                    );
+                    if x.contains_key(k) != y.contains_key(k) {
+                        out.push(format!("{path}.{k}: got {va}, want {vb}"));
+                    } else {
+                        walk(format!("{path}.{k}"), va, vb, out);
+                    }
+                }
+            }
+            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+                for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                    walk(format!("{path}[{i}]"), va, vb, out);
+                }
+            }
+            _ if a != b => out.push(format!("{path}: got {a}, want {b}")),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(String::new(), got, want, &mut out);
+    out
+}
+
+/// Panics naming each differing path (at most 20) when `got` is not `want`.
+#[track_caller]
+pub fn assert_same(got: &Value, want: &Value, what: &str) {
+    let d = differences(got, want);
+    if !d.is_empty() {
+        let n = d.len();
+        let shown: Vec<&String> = d.iter().take(20).collect();
+        panic!(
+            "{what}: {n} differences from the raw rows (got: API, want: raw):\n  {}",
+            shown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        );
+    }
+}
