@@ -493,10 +493,7 @@ async fn check_series(env: &Env, key: &str, tenant: &str, range: &str, label: &s
             Some("task_type"),
             Some("event_type"),
         ] {
-            let mut raw_of: Option<(
-                BTreeMap<(DateTime<Utc>, String), raw::Bucket>,
-                BTreeSet<String>,
-            )> = None;
+            let mut raw_of: Option<raw::Series> = None;
             for metric in METRICS {
                 let gq = group.map_or(String::new(), |c| format!("&group_by={c}"));
                 let path = format!(

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
 use agenttally::pricing::{Baseline, PriceBook, SavingsSummary, ServiceTier, Task, Usage};
-use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Value};
 use tokio_postgres::Client;
@@ -139,6 +139,12 @@ pub async fn summary(
     (answer, r.get(7), r.get(8))
 }
 
+/// A time series over the raw rows by (bucket start, group), and the groups seen.
+pub type Series = (BTreeMap<(DateTime<Utc>, String), Bucket>, BTreeSet<String>);
+
+/// A recommendation candidate: provider, model, tasks, successes, known cost, costed tasks.
+type Candidate = (String, String, i64, i64, Decimal, i64);
+
 /// The figures of one (bucket, group) of a time series over the raw rows.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Bucket {
@@ -162,7 +168,7 @@ pub async fn series(
     to: DateTime<Utc>,
     unit: &str,
     group: Option<&str>,
-) -> (BTreeMap<(DateTime<Utc>, String), Bucket>, BTreeSet<String>) {
+) -> Series {
     let g = group.map_or("''".to_string(), |c| format!("coalesce({c}, '')"));
     let sql = format!(
         "SELECT date_trunc('{unit}', ts, 'UTC'), {g},
@@ -474,8 +480,7 @@ pub async fn recommendations(
     );
     let rows = db.query(&sql, &[&tenant, &from, &to]).await.expect(&sql);
     // (task type) -> [(provider, model, tasks, successes, cost, costed)]
-    let mut by_type: BTreeMap<String, Vec<(String, String, i64, i64, Decimal, i64)>> =
-        BTreeMap::new();
+    let mut by_type: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
     for r in &rows {
         by_type.entry(r.get(0)).or_default().push((
             r.get(1),
@@ -490,12 +495,8 @@ pub async fn recommendations(
     let mut total = Decimal::ZERO;
     let mut out = Vec::new();
     for (task_type, cands) in by_type {
-        let avg = |c: &(String, String, i64, i64, Decimal, i64)| {
-            (c.5 > 0).then(|| (c.4 / Decimal::from(c.5)).normalize())
-        };
-        let rate = |c: &(String, String, i64, i64, Decimal, i64)| {
-            (Decimal::from(c.3) / Decimal::from(c.2)).normalize()
-        };
+        let avg = |c: &Candidate| (c.5 > 0).then(|| (c.4 / Decimal::from(c.5)).normalize());
+        let rate = |c: &Candidate| (Decimal::from(c.3) / Decimal::from(c.2)).normalize();
         let mut cands = cands;
         cands.sort_by(|a, b| {
             avg(a)
@@ -521,7 +522,7 @@ pub async fn recommendations(
             _ => None,
         };
         total += saving.unwrap_or_default();
-        let cand = |c: &(String, String, i64, i64, Decimal, i64)| {
+        let cand = |c: &Candidate| {
             json!({
                 "provider": c.0, "model": c.1, "tasks": c.2, "successes": c.3,
                 "success_rate": text(rate(c)), "cost_usd": text(c.4), "costed_tasks": c.5,
@@ -590,15 +591,6 @@ pub fn month(t: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
         .checked_add_months(chrono::Months::new(1))
         .expect("next month");
     (first, next)
-}
-
-/// The start of the hour holding `t`.
-pub fn hour(t: DateTime<Utc>) -> DateTime<Utc> {
-    t - TimeDelta::nanoseconds(
-        i64::from(t.minute()) * 60_000_000_000
-            + i64::from(t.second()) * 1_000_000_000
-            + i64::from(t.nanosecond()),
-    )
 }
 
 /// The paths at which two JSON values differ, with both sides (`got` / `want`).
