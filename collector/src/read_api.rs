@@ -24,7 +24,6 @@ use crate::query::metrics::{self, GroupBy, Interval, Metric, Range, Series, Summ
 use crate::query::peaks::{self, PeakMetric, Peaks};
 use crate::query::recommend::{self, Policy, Recommendations};
 use crate::query::savings::{self, Savings};
-use crate::query::zone::{Inexact, Zone};
 use crate::state::SharedState;
 use crate::store::rollups::Grain;
 use crate::store::tenant_tx;
@@ -61,17 +60,10 @@ pub struct RangeParams {
     /// `json` (default) or `csv`: a `text/csv` download of the same figures.
     #[param(inline)]
     pub format: Option<Format>,
-    /// The time zone of day and month buckets, hours of day, weekdays and calendar months: an
-    /// IANA name (`Europe/Berlin`); default `UTC`. Rollups are kept per UTC hour, so outside UTC
-    /// these are read from the hourly rollups (the range must start within their retention) and
-    /// the zone's offset must be a whole number of hours over the range (`Asia/Kolkata` is
-    /// refused); else 422 naming `tz`. `from`, `to` and hour buckets are instants, unchanged.
-    #[param(pattern = "^[A-Za-z0-9/_+-]{1,64}$", example = "Europe/Berlin")]
-    pub tz: Option<String>,
 }
 
-/// The parameters `summary` reads (`tz` is accepted and checked: a summary has no buckets).
-const SUMMARY_PARAMS: &[&str] = &["from", "to", "tenant_id", "format", "tz"];
+/// The parameters `summary` reads.
+const SUMMARY_PARAMS: &[&str] = &["from", "to", "tenant_id", "format"];
 
 /// The metrics summary of the range: executions and outcomes, spend, API calls, tokens,
 /// durations.
@@ -96,7 +88,6 @@ pub async fn summary(
 ) -> Result<Response, ApiError> {
     let params = read_params(params, SUMMARY_PARAMS)?;
     let format = format(&params)?;
-    zone(&params)?;
     let range = range(
         params.get("from").map(String::as_str),
         params.get("to").map(String::as_str),
@@ -158,83 +149,6 @@ pub(crate) fn instant(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError>
                 format!("{name}: must be an RFC 3339 time like 2026-11-01T00:00:00Z, got `{text}`"),
             )
         })
-}
-
-/// `tz`: an IANA time zone name, `UTC` when absent; 422 naming it otherwise.
-pub(crate) fn zone(params: &HashMap<String, String>) -> Result<Zone, ApiError> {
-    match params.get("tz") {
-        None => Ok(Zone::UTC),
-        Some(name) => Zone::parse(name).ok_or_else(|| {
-            ApiError::unprocessable(
-                "invalid_parameter",
-                format!(
-                    "tz: must be an IANA time zone name like Europe/Berlin or UTC, got `{name}`"
-                ),
-            )
-        }),
-    }
-}
-
-/// 422 naming `tz` unless its offset is a whole number of hours over `[from, to)`: the
-/// rollups are kept per UTC hour, so a local day, month or hour of day must be a union of them.
-pub(crate) fn whole_hours(
-    zone: Zone,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    zone.whole_hours_over(from, to)
-        .map_err(|Inexact::PartHourOffset(at, secs)| {
-            let sign = if secs < 0 { '-' } else { '+' };
-            let m = secs.unsigned_abs() / 60;
-            ApiError::unprocessable(
-                "invalid_parameter",
-                format!(
-                "tz: {} is UTC{sign}{:02}:{:02} at {}; rollups are kept per UTC hour, so its days, \
-                 months and hours of day cannot be counted exactly (use a zone whose offset is a \
-                 whole number of hours, or UTC)",
-                zone.name(),
-                m / 60,
-                m % 60,
-                at.to_rfc3339()
-            ),
-            )
-        })
-}
-
-/// The first UTC day the hourly rollups still cover.
-pub(crate) fn hourly_kept_since(now: DateTime<Utc>, hourly_retention_days: u32) -> DateTime<Utc> {
-    Grain::Daily.bucket(now) - TimeDelta::days(i64::from(hourly_retention_days).saturating_sub(1))
-}
-
-/// `range` made exact for calendar buckets in `zone`: unchanged where the zone is UTC all
-/// along; otherwise read from the hourly rollups (422 naming `tz` when the range starts before
-/// their retention) and only for a zone whose offset is whole hours (422 naming `tz`).
-pub(crate) fn zoned(
-    range: Range,
-    zone: Zone,
-    now: DateTime<Utc>,
-    hourly_retention_days: u32,
-) -> Result<Range, ApiError> {
-    if zone.is_utc_over(range.from, range.to) {
-        return Ok(range);
-    }
-    whole_hours(zone, range.from, range.to)?;
-    let kept_since = hourly_kept_since(now, hourly_retention_days);
-    if range.grain == Grain::Daily && range.from < kept_since {
-        return Err(ApiError::unprocessable(
-            "invalid_parameter",
-            format!(
-                "tz: days and months in {} are counted from the hourly rollups, kept \
-                 {hourly_retention_days} days: the range must start at or after {} (or use tz=UTC)",
-                zone.name(),
-                kept_since.to_rfc3339()
-            ),
-        ));
-    }
-    Ok(Range {
-        grain: Grain::Hourly,
-        ..range
-    })
 }
 
 /// `from` and `to` as given, or their defaults (the `DEFAULT_RANGE_DAYS` ending now); `to` after
@@ -305,7 +219,8 @@ fn hourly(
             .and_then(|t| t.checked_add_signed(TimeDelta::hours(1)))
             .unwrap_or(to)
     };
-    let kept_since = hourly_kept_since(now, hourly_retention_days);
+    let kept_since = Grain::Daily.bucket(now)
+        - TimeDelta::days(i64::from(hourly_retention_days).saturating_sub(1));
     if hour_from < kept_since {
         return Err(ApiError::unprocessable(
             "invalid_parameter",
@@ -328,32 +243,29 @@ fn hourly(
 pub const MAX_BUCKETS: i64 = 10_000;
 
 /// The range a series covers: whole buckets of `interval`. Hours read the hourly rollups
-/// (within their retention); days and months (local ones in `zone`) the daily ones, or the
-/// hourly ones outside UTC (`zoned`).
+/// (within their retention), days and months the daily ones.
 pub fn series_range(
     from: Option<&str>,
     to: Option<&str>,
     now: DateTime<Utc>,
     hourly_retention_days: u32,
     interval: Interval,
-    zone: Zone,
 ) -> Result<Range, ApiError> {
     let (from, to) = instants(from, to, now)?;
     let range = match interval {
         Interval::Hour => hourly(from, to, now, hourly_retention_days)?,
         Interval::Day | Interval::Month => {
-            let start = interval.start(zone, to);
+            let start = interval.start(to);
             let end = if start == to {
                 Some(to)
             } else {
-                interval.next(zone, start)
+                interval.next(start)
             };
-            let range = Range {
-                from: interval.start(zone, from),
+            Range {
+                from: interval.start(from),
                 to: end.unwrap_or(to),
                 grain: Grain::Daily,
-            };
-            zoned(range, zone, now, hourly_retention_days)?
+            }
         }
     };
     let span = range.to - range.from;
@@ -426,7 +338,7 @@ pub struct SavingsParams {
 }
 
 /// The parameters `savings` reads.
-const SAVINGS_PARAMS: &[&str] = &["from", "to", "tenant_id", "baseline", "format", "tz"];
+const SAVINGS_PARAMS: &[&str] = &["from", "to", "tenant_id", "baseline", "format"];
 
 /// What routing saved against a baseline, gross and over successful tasks, with breakdowns by
 /// provider, task type and month.
@@ -469,20 +381,17 @@ pub async fn savings(
             ))
         }
     };
-    let zone = zone(&params)?;
-    let now = Utc::now();
     let range = range(
         params.get("from").map(String::as_str),
         params.get("to").map(String::as_str),
-        now,
+        Utc::now(),
         st.config.hourly_retention_days,
     )?;
-    let range = zoned(range, zone, now, st.config.hourly_retention_days)?;
     let mut client = client(&st).await?;
     let tx = tenant_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
-    let s = savings::savings(&tx, &tenant.id, &range, baseline, zone)
+    let s = savings::savings(&tx, &tenant.id, &range, baseline)
         .await
         .map_err(|e| ApiError::from_store(&e))?;
     respond(&s, format, "savings", |v| {
@@ -512,12 +421,12 @@ pub struct PeaksParams {
 }
 
 /// The parameters `peaks` reads.
-const PEAKS_PARAMS: &[&str] = &["from", "to", "tenant_id", "metric", "limit", "format", "tz"];
+const PEAKS_PARAMS: &[&str] = &["from", "to", "tenant_id", "metric", "limit", "format"];
 
 /// Most top hours `peaks` lists.
 pub const MAX_TOP_HOURS: usize = 100;
 
-/// Peak usage: activity by hour of day and day of week (in `tz`), the busiest of each, and the top
+/// Peak usage: activity by UTC hour of day and day of week, the busiest of each, and the top
 /// hours of the range (always from the hourly rollups).
 #[utoipa::path(
     get,
@@ -556,14 +465,12 @@ pub async fn peaks(
         params.get("to").map(String::as_str),
         now,
     )?;
-    let zone = zone(&params)?;
     let range = hourly(from, to, now, st.config.hourly_retention_days)?;
-    whole_hours(zone, range.from, range.to)?;
     let mut client = client(&st).await?;
     let tx = tenant_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
-    let p = peaks::peaks(&tx, &tenant.id, &range, metric, limit, zone)
+    let p = peaks::peaks(&tx, &tenant.id, &range, metric, limit)
         .await
         .map_err(|e| ApiError::from_store(&e))?;
     respond(&p, format, "peaks", |v| {
@@ -594,15 +501,7 @@ pub struct RecommendParams {
 }
 
 /// The parameters `recommendations` reads.
-const RECOMMEND_PARAMS: &[&str] = &[
-    "from",
-    "to",
-    "tenant_id",
-    "margin",
-    "min_tasks",
-    "format",
-    "tz",
-];
+const RECOMMEND_PARAMS: &[&str] = &["from", "to", "tenant_id", "margin", "min_tasks", "format"];
 
 /// Defaults of `margin` (success-rate points, 0–1) and `min_tasks`.
 pub const DEFAULT_MARGIN: Decimal = Decimal::from_parts(5, 0, 0, false, 2);
@@ -653,17 +552,10 @@ pub async fn recommendations(
         now,
         st.config.hourly_retention_days,
     )?;
-    // The budget's month is the calendar month in `tz`.
-    let zone = zone(&params)?;
-    let (month_start, _) = zone.month(now);
-    if !zone.is_utc_over(month_start, now) {
-        whole_hours(zone, month_start, now)?;
-    }
     let policy = Policy {
         margin,
         min_tasks,
         monthly_budget_usd: st.config.monthly_budget_usd,
-        zone,
     };
     let mut client = client(&st).await?;
     let tx = tenant_tx(&mut client, &tenant.id)
@@ -684,7 +576,6 @@ const SERIES_PARAMS: &[&str] = &[
     "interval",
     "group_by",
     "format",
-    "tz",
 ];
 
 /// The parameters `timeseries` reads besides `RangeParams`.
@@ -694,9 +585,8 @@ pub struct SeriesParams {
     /// What the series measures.
     #[param(inline)]
     pub metric: Metric,
-    /// The width of a bucket: a UTC hour, or a day or calendar month in `tz`; default `day`.
-    /// `hour` reads the hourly rollups. At most 10,000 buckets per series (else 422 naming
-    /// `interval`).
+    /// The width of a bucket (UTC); default `day`. `hour` reads the hourly rollups. At most
+    /// 10,000 buckets per series (else 422 naming `interval`).
     #[param(inline)]
     pub interval: Option<Interval>,
     /// A dimension to group by; no grouping by default.
@@ -740,20 +630,18 @@ pub async fn timeseries(
         "provider, model, task_type, event_type",
         GroupBy::parse,
     )?;
-    let zone = zone(&params)?;
     let range = series_range(
         params.get("from").map(String::as_str),
         params.get("to").map(String::as_str),
         Utc::now(),
         st.config.hourly_retention_days,
         interval,
-        zone,
     )?;
     let mut client = client(&st).await?;
     let tx = tenant_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
-    let s = metrics::timeseries(&tx, &tenant.id, &range, metric, interval, zone, group_by)
+    let s = metrics::timeseries(&tx, &tenant.id, &range, metric, interval, group_by)
         .await
         .map_err(|e| ApiError::from_store(&e))?;
     respond(&s, format, "timeseries", |v| {

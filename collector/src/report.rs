@@ -14,7 +14,6 @@ use crate::query::metrics::{self, Range, Summary};
 use crate::query::recommend::{self, Policy, Recommendations};
 use crate::query::savings::{self, Figures};
 use crate::query::summary;
-use crate::query::zone::Zone;
 use crate::store::{self, rollups::Grain};
 
 /// Tasks a provider/model needs for the report's routing advice.
@@ -36,7 +35,6 @@ pub async fn report(database_url: &str, tenants: &[String]) -> Result<String> {
         margin: crate::read_api::DEFAULT_MARGIN,
         min_tasks: REPORT_MIN_TASKS,
         monthly_budget_usd: None,
-        zone: Zone::UTC,
     };
     let mut out = String::new();
     for tenant in &tenants {
@@ -47,7 +45,7 @@ pub async fn report(database_url: &str, tenants: &[String]) -> Result<String> {
         // The policy of the seed first.
         names.sort_by_key(|b| b != crate::pricing::MOST_EXPENSIVE);
         for b in names {
-            by_baseline.push(savings::savings(&tx, tenant, &range, &b, Zone::UTC).await?);
+            by_baseline.push(savings::savings(&tx, tenant, &range, &b).await?);
         }
         let rec = recommend::recommendations(&tx, tenant, &range, &policy, now).await?;
         tx.commit().await?;

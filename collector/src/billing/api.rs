@@ -13,14 +13,12 @@ use crate::api_error::ReadErrors;
 use crate::auth::Tenant;
 use crate::error::Error;
 use crate::query::csv;
-use crate::read_api::{
-    client, format, hourly_kept_since, read_params, respond, whole_hours, zone, Format,
-};
+use crate::read_api::{client, format, read_params, respond, Format};
 use crate::state::SharedState;
 use crate::store::tenant_tx;
 
 /// The parameters `usage` reads.
-pub const USAGE_PARAMS: &[&str] = &["tenant_id", "format", "tz"];
+pub const USAGE_PARAMS: &[&str] = &["tenant_id", "format"];
 
 /// The query string of `usage` (for the OpenAPI document; the handler reads it as a map).
 #[derive(Debug, utoipa::IntoParams)]
@@ -33,15 +31,9 @@ pub struct UsageParams {
     /// `json` (default) or `csv`: a `text/csv` download (`field,value` rows).
     #[param(inline)]
     pub format: Option<Format>,
-    /// The time zone whose calendar months are the periods: an IANA name; default `UTC`.
-    /// Outside UTC the months are counted from the hourly rollups (past periods go back as far
-    /// as they are kept) and the zone's offset must be whole hours (else 422 naming `tz`). The
-    /// tier-limit events are recorded per UTC month whatever a reader asks.
-    #[param(pattern = "^[A-Za-z0-9/_+-]{1,64}$", example = "Europe/Berlin")]
-    pub tz: Option<String>,
 }
 
-/// The tenant's plan usage this period (a calendar month in `tz`, default UTC) against its tier's limits, the
+/// The tenant's plan usage this period (a UTC calendar month) against its tier's limits, the
 /// projection to the period's end and its overage, past periods and the recommended tier.
 #[utoipa::path(
     get,
@@ -64,18 +56,11 @@ pub async fn usage(
 ) -> Result<Response, ApiError> {
     let params = read_params(params, USAGE_PARAMS)?;
     let format = format(&params)?;
-    let zone = zone(&params)?;
-    let now = Utc::now();
-    let (start, _) = zone.month(now);
-    if !zone.is_utc_over(start, now) {
-        whole_hours(zone, start, now)?;
-    }
-    let kept_since = hourly_kept_since(now, st.config.hourly_retention_days);
     let mut client = client(&st).await?;
     let tx = tenant_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
-    let u = super::usage(&tx, &tenant.id, &st.tiers, now, zone, kept_since)
+    let u = super::usage(&tx, &tenant.id, &st.tiers, Utc::now())
         .await
         .map_err(|e| ApiError::from_store(&e))?;
     respond(&u, format, "billing-usage", csv::fields)

@@ -1,5 +1,4 @@
-//! Billing: a tenant's usage of its plan this period (calendar month, UTC or the reader's `tz`;
-//! the limit watcher counts UTC months) against the limits
+//! Billing: a tenant's usage of its plan this period (calendar month, UTC) against the limits
 //! of its tier, the linear projection to the period's end and its overage, past months, and the
 //! tier that would have cost least; and the watcher that records crossing 80% and 100% of a
 //! limit once (`watch`). Tiers are configured (`tiers`); a tenant's tier is its latest
@@ -11,7 +10,7 @@ pub mod watch;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Months, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use tokio_postgres::GenericClient;
@@ -19,8 +18,7 @@ use utoipa::ToSchema;
 
 use crate::error::Result;
 use crate::query::metrics::{decimal_string, DecimalString, OUTCOME_ROWS, SPEND_ROWS, TOKENS_SUM};
-use crate::query::period::{cents, days, month_name, percent};
-use crate::query::zone::Zone;
+use crate::query::period::{cents, days, month, month_name, percent};
 use crate::store::TenantTx;
 use tiers::{Tier, Tiers, METRICS};
 
@@ -46,38 +44,30 @@ impl Usage {
     }
 }
 
-/// Usage by period (`YYYY-MM`, a calendar month in `zone`) over `[from, to)`: from the daily
-/// rollups (whole UTC days) where the zone is UTC all along, else from the hourly ones (whole
-/// hours; the caller has checked the zone's offset is whole hours).
+/// Usage by period (`YYYY-MM`) over `[from, to)` (whole UTC days) from the daily rollups.
 pub async fn usage_by_month(
     tx: &impl GenericClient,
     tenant: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    zone: Zone,
 ) -> Result<BTreeMap<String, Usage>> {
-    let table = if zone.is_utc_over(from, to) {
-        "rollup_daily"
-    } else {
-        "rollup_hourly"
-    };
     let sql = format!(
-        "SELECT date_trunc('month', bucket, $4),
+        "SELECT date_trunc('month', bucket, 'UTC'),
                 coalesce(sum(events) FILTER (WHERE {OUTCOME_ROWS}), 0)::bigint,
                 coalesce(sum({TOKENS_SUM}) FILTER (WHERE {SPEND_ROWS}), 0)::bigint,
                 coalesce(sum(cost_usd) FILTER (WHERE {SPEND_ROWS}), 0),
                 coalesce(sum(unpriced_events) FILTER (WHERE {SPEND_ROWS}), 0)::bigint
-         FROM {table}
+         FROM rollup_daily
          WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3
          GROUP BY 1"
     );
-    let rows = tx.query(&sql, &[&tenant, &from, &to, &zone.name()]).await?;
+    let rows = tx.query(&sql, &[&tenant, &from, &to]).await?;
     Ok(rows
         .iter()
         .map(|r| {
             let cost: Decimal = r.get(3);
             (
-                month_name(&zone.date(zone.start_of_month(r.get(0)))),
+                month_name(&r.get::<_, DateTime<Utc>>(0)),
                 Usage {
                     executions: r.get(1),
                     tokens: r.get(2),
@@ -184,7 +174,7 @@ pub struct TierCost {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct BillingUsage {
     pub tenant_id: String,
-    /// `YYYY-MM`: the current period, a calendar month in the query's `tz` (default UTC).
+    /// `YYYY-MM`: the current period, a UTC calendar month.
     pub period: String,
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
@@ -236,36 +226,17 @@ fn overage_of(tier: &Tier, usage: impl Fn(&str) -> Decimal) -> Decimal {
         .sum()
 }
 
-/// The billing picture of `tenant` at `now`, its periods calendar months in `zone`. Outside UTC
-/// the months are counted from the hourly rollups, so past periods go back only to the first
-/// month that starts at or after `hourly_kept_since` (the caller has checked that the zone's
-/// offset is whole hours).
+/// The billing picture of `tenant` at `now`.
 pub async fn usage(
     tx: &TenantTx<'_>,
     tenant: &str,
     tiers: &Tiers,
     now: DateTime<Utc>,
-    zone: Zone,
-    hourly_kept_since: DateTime<Utc>,
 ) -> Result<BillingUsage> {
-    let (start, end) = zone.month(now);
-    let mut history_from = zone
-        .date(start)
-        .checked_sub_months(chrono::Months::new(12))
-        .map_or(start, |d| zone.day_start(d));
-    if !zone.is_utc_over(history_from, end) && history_from < hourly_kept_since {
-        let first = zone.start_of_month(hourly_kept_since);
-        history_from = if first < hourly_kept_since {
-            zone.next_month(first).unwrap_or(start)
-        } else {
-            first
-        }
-        .min(start);
-    }
-    let mut months = usage_by_month(tx.pg(), tenant, history_from, end, zone).await?;
-    let current = months
-        .remove(&month_name(&zone.date(start)))
-        .unwrap_or_default();
+    let (start, end) = month(now);
+    let history_from = start.checked_sub_months(Months::new(12)).unwrap_or(start);
+    let mut months = usage_by_month(tx.pg(), tenant, history_from, end).await?;
+    let current = months.remove(&month_name(&start)).unwrap_or_default();
     let (tier, source) = match recorded_tier(tx, tenant).await? {
         Some((name, source, _)) if tiers.get(&name).is_some() => {
             (tiers.resolve(Some(&name)), source)

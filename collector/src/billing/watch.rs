@@ -24,7 +24,6 @@ use super::tiers::{Tiers, METRICS};
 use super::{recorded_tier, usage_by_month};
 use crate::error::Result;
 use crate::query::period::{month, month_name};
-use crate::query::zone::Zone;
 use crate::store::committed::CommitFeed;
 use crate::store::tenant_tx;
 use crate::store::writer::{Outcome, WriterHandle};
@@ -125,7 +124,7 @@ pub async fn check(
     let Some(tier) = tiers.resolve(recorded_name.as_deref()) else {
         return Ok(());
     };
-    let used = usage_by_month(tx.pg(), tenant, start, end, Zone::UTC)
+    let used = usage_by_month(tx.pg(), tenant, start, end)
         .await?
         .remove(&period)
         .unwrap_or_default();

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use tokio_postgres::types::Json;
@@ -16,8 +16,6 @@ use crate::error::Result;
 use crate::store::histogram::Histogram;
 use crate::store::rollups::Grain;
 use crate::store::TenantTx;
-
-use super::zone::Zone;
 
 /// The terminal agent events: an execution each.
 pub const OUTCOMES: [&str; 3] = ["agent.completed", "agent.failed", "agent.timeout"];
@@ -310,8 +308,7 @@ impl Metric {
     }
 }
 
-/// The width of a time-series bucket (`interval=`): a UTC hour, a day or a calendar month (in
-/// the query's time zone, `tz=`).
+/// The width of a time-series bucket (`interval=`), in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 #[schema(default = "day")]
@@ -339,23 +336,26 @@ impl Interval {
         }
     }
 
-    /// The start of the bucket holding `t`: a UTC hour, or a local day or month in `zone`.
-    pub fn start(self, zone: Zone, t: DateTime<Utc>) -> DateTime<Utc> {
+    /// The start of the bucket holding `t`.
+    pub fn start(self, t: DateTime<Utc>) -> DateTime<Utc> {
         match self {
             Interval::Hour => Grain::Hourly.bucket(t),
-            Interval::Day => zone.start_of_day(t),
-            Interval::Month => zone.start_of_month(t),
+            Interval::Day => Grain::Daily.bucket(t),
+            Interval::Month => {
+                let d = t.date_naive();
+                chrono::NaiveDate::from_ymd_opt(d.year(), d.month(), 1)
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map_or(t, |d| d.and_utc())
+            }
         }
     }
 
-    /// The start of the bucket after the one holding `t`.
-    pub fn next(self, zone: Zone, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    /// The start of the bucket after the one starting at `t`.
+    pub fn next(self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
-            Interval::Hour => Grain::Hourly
-                .bucket(t)
-                .checked_add_signed(chrono::TimeDelta::hours(1)),
-            Interval::Day => zone.next_day(t),
-            Interval::Month => zone.next_month(t),
+            Interval::Hour => t.checked_add_signed(chrono::TimeDelta::hours(1)),
+            Interval::Day => t.checked_add_signed(chrono::TimeDelta::days(1)),
+            Interval::Month => t.checked_add_months(chrono::Months::new(1)),
         }
     }
 }
@@ -457,18 +457,11 @@ pub async fn timeseries(
     range: &Range,
     metric: Metric,
     interval: Interval,
-    zone: Zone,
     group_by: Option<GroupBy>,
 ) -> Result<Series> {
     let group = group_by.map_or("''", GroupBy::column);
-    // Hours are UTC hours whatever the zone; days and months are truncated in the zone by
-    // PostgreSQL and mapped onto the buckets below by the collector's own zone data.
-    let sql_zone = match interval {
-        Interval::Hour => "UTC",
-        Interval::Day | Interval::Month => zone.name(),
-    };
     let sql = format!(
-        "SELECT date_trunc($4, bucket, $5), {group}, event_type, itemized,
+        "SELECT date_trunc($4, bucket, 'UTC'), {group}, event_type, itemized,
                 sum(events)::bigint, sum(successes)::bigint, sum(cost_usd),
                 sum(unpriced_events)::bigint,
                 sum({TOKENS_SUM})::bigint,
@@ -479,15 +472,12 @@ pub async fn timeseries(
         table = range.grain.table()
     );
     let rows = tx
-        .query(
-            &sql,
-            &[&tenant, &range.from, &range.to, &interval.unit(), &sql_zone],
-        )
+        .query(&sql, &[&tenant, &range.from, &range.to, &interval.unit()])
         .await?;
     let mut acc: BTreeMap<(DateTime<Utc>, String), Acc> = BTreeMap::new();
     let mut groups: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for r in &rows {
-        let t = interval.start(zone, r.get(0));
+        let t: DateTime<Utc> = r.get(0);
         let g: String = r.get(1);
         let event_type: &str = r.get(2);
         let itemized: bool = r.get(3);
@@ -514,7 +504,7 @@ pub async fn timeseries(
     }
     let empty = Acc::default();
     let mut points = Vec::new();
-    let mut t = interval.start(zone, range.from);
+    let mut t = interval.start(range.from);
     while t < range.to {
         for g in &groups {
             let a = acc.get(&(t, g.clone())).unwrap_or(&empty);
@@ -536,7 +526,7 @@ pub async fn timeseries(
                 unpriced_events: (metric == Metric::CostUsd).then_some(a.unpriced),
             });
         }
-        match interval.next(zone, t) {
+        match interval.next(t) {
             Some(n) => t = n,
             None => break,
         }

@@ -8,4 +8,3 @@ pub mod period;
 pub mod recommend;
 pub mod savings;
 pub mod summary;
-pub mod zone;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
@@ -14,8 +14,6 @@ use utoipa::ToSchema;
 use super::metrics::{decimal_string, DecimalString, Range, OUTCOME_ROWS, SPEND_ROWS, TOKENS_SUM};
 use crate::error::Result;
 use crate::store::TenantTx;
-
-use super::zone::Zone;
 
 /// What the busiest hours are ranked by (`metric=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -179,15 +177,13 @@ fn busiest_days() -> Schema {
         .into()
 }
 
-/// Peaks of the tenant `tx` acts for over `range` (hourly rollups, whole hours); hours of day
-/// and weekdays in `zone` (whose offset the caller has checked is whole hours).
+/// Peaks of the tenant `tx` acts for over `range` (hourly rollups, whole hours).
 pub async fn peaks(
     tx: &TenantTx<'_>,
     tenant: &str,
     range: &Range,
     metric: PeakMetric,
     limit: usize,
-    zone: Zone,
 ) -> Result<Peaks> {
     let sql = format!(
         "SELECT bucket,
@@ -222,10 +218,9 @@ pub async fn peaks(
     let mut by_hour: BTreeMap<u32, Activity> = (0..24).map(|h| (h, Activity::default())).collect();
     let mut by_day: BTreeMap<u32, Activity> = (0..7).map(|d| (d, Activity::default())).collect();
     for (t, a) in &hours {
-        let (hour, weekday) = zone.hour_and_weekday(*t);
-        by_hour.entry(hour).or_default().add(a);
+        by_hour.entry(t.hour()).or_default().add(a);
         by_day
-            .entry(weekday.num_days_from_monday())
+            .entry(t.weekday().num_days_from_monday())
             .or_default()
             .add(a);
     }

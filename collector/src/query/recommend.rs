@@ -12,8 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::metrics::{decimal_string, DecimalString, Range, SPEND_ROWS};
-use super::period::{cents, days, month_name, percent};
-use super::zone::Zone;
+use super::period::{cents, days, month, month_name, percent};
 use crate::error::Result;
 use crate::store::TenantTx;
 
@@ -26,8 +25,6 @@ pub struct Policy {
     pub min_tasks: i64,
     /// The tenant's monthly budget, if one is set.
     pub monthly_budget_usd: Option<Decimal>,
-    /// The zone whose calendar month the budget covers.
-    pub zone: Zone,
 }
 
 /// One provider/model that ran tasks of a type.
@@ -239,7 +236,7 @@ pub async fn recommendations(
         });
     }
     let budget = match policy.monthly_budget_usd {
-        Some(b) => Some(budget(tx, tenant, b, now, policy.zone).await?),
+        Some(b) => Some(budget(tx, tenant, b, now).await?),
         None => None,
     };
     Ok(Recommendations {
@@ -296,22 +293,16 @@ pub fn table(v: &serde_json::Value) -> super::csv::Table {
     out
 }
 
-/// This month's spend (daily rollups: today's bucket is updated as events arrive; the hourly
-/// ones for a month in a zone other than UTC) projected linearly to the month's end.
+/// This month's spend (daily rollups: today's bucket is updated as events arrive) projected
+/// linearly to the month's end.
 async fn budget(
     tx: &TenantTx<'_>,
     tenant: &str,
     monthly_budget_usd: Decimal,
     now: DateTime<Utc>,
-    zone: Zone,
 ) -> Result<Budget> {
-    let (start, end) = zone.month(now);
-    let table = if zone.is_utc_over(start, end) {
-        "rollup_daily"
-    } else {
-        "rollup_hourly"
-    };
-    let sql = spend_sql(table);
+    let (start, end) = month(now);
+    let sql = spend_sql("rollup_daily");
     let rows = tx.query(&sql, &[&tenant, &start, &end]).await?;
     let (mut spent, mut unpriced) = (Decimal::ZERO, 0i64);
     for r in &rows {
@@ -321,7 +312,7 @@ async fn budget(
     let elapsed = days(start, now.max(start + TimeDelta::hours(1)));
     let projected = cents(spent * days(start, end) / elapsed);
     Ok(Budget {
-        month: month_name(&zone.date(start)),
+        month: month_name(&start),
         monthly_budget_usd: monthly_budget_usd.normalize(),
         month_to_date_usd: spent.normalize(),
         projected_usd: projected,

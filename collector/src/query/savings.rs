@@ -14,7 +14,6 @@ use utoipa::ToSchema;
 
 use super::metrics::{decimal_string, DecimalString, Granularity, Range};
 use super::period::month_name;
-use super::zone::Zone;
 use crate::error::Result;
 use crate::store::rollups::Grain;
 use crate::store::TenantTx;
@@ -140,7 +139,7 @@ pub struct Savings {
     pub by_provider: BTreeMap<String, Figures>,
     /// By task type; tasks without one under `""`.
     pub by_task_type: BTreeMap<String, Figures>,
-    /// By calendar month (in the query's `tz`, default UTC), `YYYY-MM`.
+    /// By calendar month (UTC), `YYYY-MM`.
     pub by_month: BTreeMap<String, Figures>,
 }
 
@@ -164,7 +163,6 @@ pub async fn savings(
     tenant: &str,
     range: &Range,
     baseline: &str,
-    zone: Zone,
 ) -> Result<Savings> {
     let table = match range.grain {
         Grain::Hourly => "rollup_savings_hourly",
@@ -172,7 +170,7 @@ pub async fn savings(
     };
     let sql = format!(
         "SELECT CASE WHEN provider = '' THEN model ELSE provider END, task_type, success,
-                date_trunc('month', bucket, $5),
+                date_trunc('month', bucket AT TIME ZONE 'UTC'),
                 sum(tasks)::bigint, sum(compared)::bigint, sum(actual_unpriced)::bigint,
                 sum(baseline_unpriced)::bigint, sum(unpriced_tokens)::bigint,
                 sum(estimated)::bigint, sum(actual_usd), sum(baseline_usd)
@@ -181,17 +179,14 @@ pub async fn savings(
          GROUP BY 1, 2, 3, 4"
     );
     let rows = tx
-        .query(
-            &sql,
-            &[&tenant, &range.from, &range.to, &baseline, &zone.name()],
-        )
+        .query(&sql, &[&tenant, &range.from, &range.to, &baseline])
         .await?;
     let mut total = SavingsSums::default();
     let mut by_provider: BTreeMap<String, SavingsSums> = BTreeMap::new();
     let mut by_task_type: BTreeMap<String, SavingsSums> = BTreeMap::new();
     let mut by_month: BTreeMap<String, SavingsSums> = BTreeMap::new();
     for r in &rows {
-        let month = zone.date(zone.start_of_month(r.get(3)));
+        let month: chrono::NaiveDateTime = r.get(3);
         let sums = row_sums(r);
         total += &sums;
         *by_provider.entry(r.get(0)).or_default() += &sums;
