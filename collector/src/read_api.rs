@@ -938,6 +938,87 @@ mod tests {
     }
 
     #[test]
+    fn zones_pick_the_rollups_that_cut_exactly() {
+        let now = at("2026-12-02T09:30:00Z");
+        let zone = |n: &str| crate::query::period::zone(n).expect("zone");
+        let day = |tz: &str, from: &str, to: &str, retention| {
+            series_range(
+                Some(from),
+                Some(to),
+                now,
+                retention,
+                Interval::Day,
+                zone(tz),
+            )
+        };
+        // UTC days: the daily rollups, however old.
+        let r = day("UTC", "2025-01-01T00:00:00Z", "2025-01-03T00:00:00Z", 90).expect("utc");
+        assert_eq!(r.grain, Grain::Daily);
+        // New York days start at 04:00 or 05:00 UTC: the hourly rollups, within retention.
+        let r = day(
+            "America/New_York",
+            "2026-11-01T12:00:00Z",
+            "2026-11-02T12:00:00Z",
+            90,
+        )
+        .expect("ny");
+        assert_eq!(
+            (r.grain, r.from, r.to),
+            (
+                Grain::Hourly,
+                at("2026-11-01T04:00:00Z"),
+                at("2026-11-03T05:00:00Z")
+            )
+        );
+        let e = day(
+            "America/New_York",
+            "2025-01-01T12:00:00Z",
+            "2025-01-02T12:00:00Z",
+            90,
+        )
+        .expect_err("old");
+        assert!(
+            e.message
+                .starts_with("tz: days and months of America/New_York"),
+            "{}",
+            e.message
+        );
+        // Half-hour zones: refused for days, fine for hours.
+        let e = day(
+            "Asia/Kolkata",
+            "2026-11-20T00:00:00Z",
+            "2026-11-21T00:00:00Z",
+            90,
+        )
+        .expect_err("kolkata");
+        assert!(
+            e.message
+                .starts_with("tz: day and month starts must fall on whole UTC hours"),
+            "{}",
+            e.message
+        );
+        assert!(series_range(
+            Some("2026-11-20T00:00:00Z"),
+            Some("2026-11-21T00:00:00Z"),
+            now,
+            90,
+            Interval::Hour,
+            zone("Asia/Kolkata")
+        )
+        .is_ok());
+        let e = whole_hour_offsets(zone("Asia/Kathmandu"), r.from, r.to, now).expect_err("npt");
+        assert!(e.message.starts_with("tz: hours of day"), "{}", e.message);
+        assert!(whole_hour_offsets(zone("Europe/Berlin"), r.from, r.to, now).is_ok());
+        let params = HashMap::from([("tz".to_string(), "UTC+3".to_string())]);
+        let e = super::zone(&params).expect_err("posix");
+        assert!(
+            e.message.starts_with("tz: must be an IANA time zone name"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
     fn bad_parameters_are_named() {
         let now = Utc::now();
         for (from, to, name) in [
