@@ -11,7 +11,8 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, Offset, TimeDelta, Timelike, Utc};
+use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
@@ -60,10 +61,18 @@ pub struct RangeParams {
     /// `json` (default) or `csv`: a `text/csv` download of the same figures.
     #[param(inline)]
     pub format: Option<Format>,
+    /// The IANA time zone (`Europe/Berlin`, `America/New_York`; exact name) of day and month
+    /// buckets, months and hours of day; default `UTC`. POSIX strings (`UTC+3`) are a 422
+    /// naming `tz`, and so is a zone whose day or month starts in the range are not whole UTC
+    /// hours (`Asia/Kolkata`), or, off UTC midnights, a range older than the hourly rollups'
+    /// retention (docs/metrics.md).
+    #[param(example = "Europe/Berlin")]
+    pub tz: Option<String>,
 }
 
-/// The parameters `summary` reads.
-const SUMMARY_PARAMS: &[&str] = &["from", "to", "tenant_id", "format"];
+/// The parameters `summary` reads (`tz` is checked but changes nothing: its range is not
+/// calendar-bound).
+const SUMMARY_PARAMS: &[&str] = &["from", "to", "tenant_id", "format", "tz"];
 
 /// The metrics summary of the range: executions and outcomes, spend, API calls, tokens,
 /// durations.
@@ -88,6 +97,7 @@ pub async fn summary(
 ) -> Result<Response, ApiError> {
     let params = read_params(params, SUMMARY_PARAMS)?;
     let format = format(&params)?;
+    zone(&params)?;
     let range = range(
         params.get("from").map(String::as_str),
         params.get("to").map(String::as_str),
@@ -219,8 +229,7 @@ fn hourly(
             .and_then(|t| t.checked_add_signed(TimeDelta::hours(1)))
             .unwrap_or(to)
     };
-    let kept_since = Grain::Daily.bucket(now)
-        - TimeDelta::days(i64::from(hourly_retention_days).saturating_sub(1));
+    let kept_since = hourly_kept_since(now, hourly_retention_days);
     if hour_from < kept_since {
         return Err(ApiError::unprocessable(
             "invalid_parameter",
@@ -239,30 +248,132 @@ fn hourly(
     })
 }
 
+/// The first UTC day the hourly rollups still hold (they are kept `hourly_retention_days`,
+/// today included).
+pub(crate) fn hourly_kept_since(now: DateTime<Utc>, hourly_retention_days: u32) -> DateTime<Utc> {
+    Grain::Daily.bucket(now) - TimeDelta::days(i64::from(hourly_retention_days).saturating_sub(1))
+}
+
+/// The `tz` parameter: an exact IANA zone name, `UTC` when absent; 422 naming it otherwise.
+pub(crate) fn zone(params: &HashMap<String, String>) -> Result<Tz, ApiError> {
+    match params.get("tz") {
+        None => Ok(Tz::UTC),
+        Some(name) => crate::query::period::zone(name).ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_parameter",
+                format!(
+                    "tz: must be an IANA time zone name such as Europe/Berlin, America/New_York \
+                     or UTC (spelt as in the database; POSIX strings such as UTC+3 are not \
+                     accepted), got `{name}`"
+                ),
+            )
+        }),
+    }
+}
+
+/// The rollups a calendar breakdown in `tz` can be read from exactly: every one of `cuts` (the
+/// starts and ends of its local days or months) must be the edge of a rollup bucket. The daily
+/// rollups when `grain` is daily and every cut is a UTC midnight; else the hourly ones, when
+/// every cut is a whole UTC hour and `from` (the first hour read) is within their retention.
+/// Anything else would put some hours in the wrong bucket: a 422 naming `tz` and the rule.
+pub(crate) fn cut_grain(
+    tz: Tz,
+    grain: Grain,
+    cuts: &[DateTime<Utc>],
+    from: DateTime<Utc>,
+    now: DateTime<Utc>,
+    hourly_retention_days: u32,
+) -> Result<Grain, ApiError> {
+    if grain == Grain::Daily && cuts.iter().all(|t| Grain::Daily.bucket(*t) == *t) {
+        return Ok(Grain::Daily);
+    }
+    if let Some(t) = cuts.iter().find(|t| Grain::Hourly.bucket(**t) != **t) {
+        let local = t.with_timezone(&tz);
+        return Err(ApiError::unprocessable(
+            "invalid_parameter",
+            format!(
+                "tz: day and month starts must fall on whole UTC hours (the rollups are UTC \
+                 hours), but {} starts a day at {} ({}); use interval=hour or a zone with \
+                 whole-hour offsets",
+                tz.name(),
+                local.to_rfc3339(),
+                t.to_rfc3339(),
+            ),
+        ));
+    }
+    let kept_since = hourly_kept_since(now, hourly_retention_days);
+    if from < kept_since {
+        return Err(ApiError::unprocessable(
+            "invalid_parameter",
+            format!(
+                "tz: days and months of {} that do not start at UTC midnight are cut from the \
+                 hourly rollups, kept {hourly_retention_days} days: the range must start on or \
+                 after {} in this zone (or use tz=UTC), got {}",
+                tz.name(),
+                kept_since.to_rfc3339(),
+                from.to_rfc3339()
+            ),
+        ));
+    }
+    Ok(Grain::Hourly)
+}
+
+/// 422 naming `tz` when, in some hour of `[from, to)` (up to `now` plus a week: no event is
+/// later), `tz` is not a whole number of hours off UTC: a UTC hour would then span two local
+/// hours of day.
+fn whole_hour_offsets(
+    tz: Tz,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let end = to.min(now + TimeDelta::days(7));
+    let mut t = from;
+    while t < end {
+        let local = t.with_timezone(&tz);
+        if local.offset().fix().local_minus_utc() % 3600 != 0 || local.minute() != 0 {
+            return Err(ApiError::unprocessable(
+                "invalid_parameter",
+                format!(
+                    "tz: hours of day need a zone a whole number of hours off UTC (the rollups \
+                     are UTC hours), but {} is {} at {}",
+                    tz.name(),
+                    local.offset().fix(),
+                    t.to_rfc3339()
+                ),
+            ));
+        }
+        t += TimeDelta::hours(1);
+    }
+    Ok(())
+}
+
 /// Most points a series may have per group.
 pub const MAX_BUCKETS: i64 = 10_000;
 
 /// The range a series covers: whole buckets of `interval`. Hours read the hourly rollups
-/// (within their retention), days and months the daily ones.
+/// (within their retention); days and months (local, in `tz`) the daily ones when every bucket
+/// starts at a UTC midnight, else the hourly ones (`cut_grain`).
 pub fn series_range(
     from: Option<&str>,
     to: Option<&str>,
     now: DateTime<Utc>,
     hourly_retention_days: u32,
     interval: Interval,
+    tz: Tz,
 ) -> Result<Range, ApiError> {
     let (from, to) = instants(from, to, now)?;
-    let range = match interval {
+    let mut range = match interval {
         Interval::Hour => hourly(from, to, now, hourly_retention_days)?,
         Interval::Day | Interval::Month => {
-            let start = interval.start(to);
+            let start = interval.start(to, tz);
             let end = if start == to {
                 Some(to)
             } else {
-                interval.next(start)
+                interval.next(start, tz)
             };
             Range {
-                from: interval.start(from),
+                from: interval.start(from, tz),
                 to: end.unwrap_or(to),
                 grain: Grain::Daily,
             }
@@ -282,6 +393,18 @@ pub fn series_range(
                  (use a wider interval or a shorter range)"
             ),
         ));
+    }
+    if interval != Interval::Hour {
+        let mut cuts = interval.starts(range.from, range.to, tz);
+        cuts.push(range.to);
+        range.grain = cut_grain(
+            tz,
+            Grain::Daily,
+            &cuts,
+            range.from,
+            now,
+            hourly_retention_days,
+        )?;
     }
     Ok(range)
 }
@@ -338,7 +461,7 @@ pub struct SavingsParams {
 }
 
 /// The parameters `savings` reads.
-const SAVINGS_PARAMS: &[&str] = &["from", "to", "tenant_id", "baseline", "format"];
+const SAVINGS_PARAMS: &[&str] = &["from", "to", "tenant_id", "baseline", "format", "tz"];
 
 /// What routing saved against a baseline, gross and over successful tasks, with breakdowns by
 /// provider, task type and month.
@@ -381,17 +504,29 @@ pub async fn savings(
             ))
         }
     };
-    let range = range(
+    let tz = zone(&params)?;
+    let now = Utc::now();
+    let mut range = range(
         params.get("from").map(String::as_str),
         params.get("to").map(String::as_str),
-        Utc::now(),
+        now,
+        st.config.hourly_retention_days,
+    )?;
+    // `by_month` cuts the range at the month starts of `tz` inside it.
+    let months = crate::query::period::month_starts(tz, range.from, range.to);
+    range.grain = cut_grain(
+        tz,
+        range.grain,
+        &months[1..],
+        range.from,
+        now,
         st.config.hourly_retention_days,
     )?;
     let mut client = client(&st).await?;
     let tx = tenant_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
-    let s = savings::savings(&tx, &tenant.id, &range, baseline)
+    let s = savings::savings(&tx, &tenant.id, &range, baseline, &months, tz)
         .await
         .map_err(|e| ApiError::from_store(&e))?;
     respond(&s, format, "savings", |v| {
@@ -421,13 +556,13 @@ pub struct PeaksParams {
 }
 
 /// The parameters `peaks` reads.
-const PEAKS_PARAMS: &[&str] = &["from", "to", "tenant_id", "metric", "limit", "format"];
+const PEAKS_PARAMS: &[&str] = &["from", "to", "tenant_id", "metric", "limit", "format", "tz"];
 
 /// Most top hours `peaks` lists.
 pub const MAX_TOP_HOURS: usize = 100;
 
-/// Peak usage: activity by UTC hour of day and day of week, the busiest of each, and the top
-/// hours of the range (always from the hourly rollups).
+/// Peak usage: activity by hour of day and day of week (local, in `tz`), the busiest of each,
+/// and the top hours of the range (always from the hourly rollups).
 #[utoipa::path(
     get,
     path = "/v1/metrics/peaks",
@@ -465,12 +600,14 @@ pub async fn peaks(
         params.get("to").map(String::as_str),
         now,
     )?;
+    let tz = zone(&params)?;
     let range = hourly(from, to, now, st.config.hourly_retention_days)?;
+    whole_hour_offsets(tz, range.from, range.to, now)?;
     let mut client = client(&st).await?;
     let tx = tenant_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
-    let p = peaks::peaks(&tx, &tenant.id, &range, metric, limit)
+    let p = peaks::peaks(&tx, &tenant.id, &range, metric, limit, tz)
         .await
         .map_err(|e| ApiError::from_store(&e))?;
     respond(&p, format, "peaks", |v| {
@@ -501,7 +638,15 @@ pub struct RecommendParams {
 }
 
 /// The parameters `recommendations` reads.
-const RECOMMEND_PARAMS: &[&str] = &["from", "to", "tenant_id", "margin", "min_tasks", "format"];
+const RECOMMEND_PARAMS: &[&str] = &[
+    "from",
+    "to",
+    "tenant_id",
+    "margin",
+    "min_tasks",
+    "format",
+    "tz",
+];
 
 /// Defaults of `margin` (success-rate points, 0–1) and `min_tasks`.
 pub const DEFAULT_MARGIN: Decimal = Decimal::from_parts(5, 0, 0, false, 2);
@@ -552,16 +697,35 @@ pub async fn recommendations(
         now,
         st.config.hourly_retention_days,
     )?;
+    let tz = zone(&params)?;
+    // The budget month: this calendar month in `tz`.
+    let (month_start, month_end) = crate::query::period::month_in(tz, now);
+    let budget_grain = match st.config.monthly_budget_usd {
+        Some(_) => cut_grain(
+            tz,
+            Grain::Daily,
+            &[month_start, month_end],
+            month_start,
+            now,
+            st.config.hourly_retention_days,
+        )?,
+        None => Grain::Daily,
+    };
     let policy = Policy {
         margin,
         min_tasks,
         monthly_budget_usd: st.config.monthly_budget_usd,
     };
+    let month = Range {
+        from: month_start,
+        to: month_end,
+        grain: budget_grain,
+    };
     let mut client = client(&st).await?;
     let tx = tenant_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
-    let r = recommend::recommendations(&tx, &tenant.id, &range, &policy, now)
+    let r = recommend::recommendations(&tx, &tenant.id, &range, &policy, now, &month, tz)
         .await
         .map_err(|e| ApiError::from_store(&e))?;
     respond(&r, format, "recommendations", recommend::table)
@@ -576,6 +740,7 @@ const SERIES_PARAMS: &[&str] = &[
     "interval",
     "group_by",
     "format",
+    "tz",
 ];
 
 /// The parameters `timeseries` reads besides `RangeParams`.
@@ -585,8 +750,9 @@ pub struct SeriesParams {
     /// What the series measures.
     #[param(inline)]
     pub metric: Metric,
-    /// The width of a bucket (UTC); default `day`. `hour` reads the hourly rollups. At most
-    /// 10,000 buckets per series (else 422 naming `interval`).
+    /// The width of a bucket: a UTC hour, or a day or calendar month in `tz` (starting at local
+    /// midnight; 23 or 25 hours across a clock change); default `day`. `hour` reads the hourly
+    /// rollups. At most 10,000 buckets per series (else 422 naming `interval`).
     #[param(inline)]
     pub interval: Option<Interval>,
     /// A dimension to group by; no grouping by default.
@@ -630,18 +796,20 @@ pub async fn timeseries(
         "provider, model, task_type, event_type",
         GroupBy::parse,
     )?;
+    let tz = zone(&params)?;
     let range = series_range(
         params.get("from").map(String::as_str),
         params.get("to").map(String::as_str),
         Utc::now(),
         st.config.hourly_retention_days,
         interval,
+        tz,
     )?;
     let mut client = client(&st).await?;
     let tx = tenant_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
-    let s = metrics::timeseries(&tx, &tenant.id, &range, metric, interval, group_by)
+    let s = metrics::timeseries(&tx, &tenant.id, &range, metric, interval, group_by, tz)
         .await
         .map_err(|e| ApiError::from_store(&e))?;
     respond(&s, format, "timeseries", |v| {
@@ -764,6 +932,87 @@ mod tests {
         let e = range(Some("2025-01-01T10:00:00Z"), None, now, 90).expect_err("old hourly");
         assert!(
             e.message.starts_with("from: a range starting before"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn zones_pick_the_rollups_that_cut_exactly() {
+        let now = at("2026-12-02T09:30:00Z");
+        let zone = |n: &str| crate::query::period::zone(n).expect("zone");
+        let day = |tz: &str, from: &str, to: &str, retention| {
+            series_range(
+                Some(from),
+                Some(to),
+                now,
+                retention,
+                Interval::Day,
+                zone(tz),
+            )
+        };
+        // UTC days: the daily rollups, however old.
+        let r = day("UTC", "2025-01-01T00:00:00Z", "2025-01-03T00:00:00Z", 90).expect("utc");
+        assert_eq!(r.grain, Grain::Daily);
+        // New York days start at 04:00 or 05:00 UTC: the hourly rollups, within retention.
+        let r = day(
+            "America/New_York",
+            "2026-11-01T12:00:00Z",
+            "2026-11-02T12:00:00Z",
+            90,
+        )
+        .expect("ny");
+        assert_eq!(
+            (r.grain, r.from, r.to),
+            (
+                Grain::Hourly,
+                at("2026-11-01T04:00:00Z"),
+                at("2026-11-03T05:00:00Z")
+            )
+        );
+        let e = day(
+            "America/New_York",
+            "2025-01-01T12:00:00Z",
+            "2025-01-02T12:00:00Z",
+            90,
+        )
+        .expect_err("old");
+        assert!(
+            e.message
+                .starts_with("tz: days and months of America/New_York"),
+            "{}",
+            e.message
+        );
+        // Half-hour zones: refused for days, fine for hours.
+        let e = day(
+            "Asia/Kolkata",
+            "2026-11-20T00:00:00Z",
+            "2026-11-21T00:00:00Z",
+            90,
+        )
+        .expect_err("kolkata");
+        assert!(
+            e.message
+                .starts_with("tz: day and month starts must fall on whole UTC hours"),
+            "{}",
+            e.message
+        );
+        assert!(series_range(
+            Some("2026-11-20T00:00:00Z"),
+            Some("2026-11-21T00:00:00Z"),
+            now,
+            90,
+            Interval::Hour,
+            zone("Asia/Kolkata")
+        )
+        .is_ok());
+        let e = whole_hour_offsets(zone("Asia/Kathmandu"), r.from, r.to, now).expect_err("npt");
+        assert!(e.message.starts_with("tz: hours of day"), "{}", e.message);
+        assert!(whole_hour_offsets(zone("Europe/Berlin"), r.from, r.to, now).is_ok());
+        let params = HashMap::from([("tz".to_string(), "UTC+3".to_string())]);
+        let e = super::zone(&params).expect_err("posix");
+        assert!(
+            e.message.starts_with("tz: must be an IANA time zone name"),
             "{}",
             e.message
         );

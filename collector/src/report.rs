@@ -44,10 +44,25 @@ pub async fn report(database_url: &str, tenants: &[String]) -> Result<String> {
         let mut names = savings::baselines(&tx, tenant).await?;
         // The policy of the seed first.
         names.sort_by_key(|b| b != crate::pricing::MOST_EXPENSIVE);
+        // UTC months (the report does not list them).
+        let months = crate::query::period::month_starts(chrono_tz::Tz::UTC, range.from, range.to);
         for b in names {
-            by_baseline.push(savings::savings(&tx, tenant, &range, &b).await?);
+            by_baseline.push(
+                savings::savings(&tx, tenant, &range, &b, &months, chrono_tz::Tz::UTC).await?,
+            );
         }
-        let rec = recommend::recommendations(&tx, tenant, &range, &policy, now).await?;
+        // No budget: the month is not read.
+        let month = range;
+        let rec = recommend::recommendations(
+            &tx,
+            tenant,
+            &range,
+            &policy,
+            now,
+            &month,
+            chrono_tz::Tz::UTC,
+        )
+        .await?;
         tx.commit().await?;
         write_summary(&mut out, tenant, &s);
         for sv in &by_baseline {

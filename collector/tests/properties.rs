@@ -587,8 +587,10 @@ async fn check_savings(
         baseline,
     )
     .await;
+    // Without `tz` the answer is for UTC (tz itself: tests/metrics_tz.rs).
+    assert_eq!(got["tz"], json!("UTC"), "{label}");
     let mut answer = got.clone();
-    for f in ["tenant_id", "from", "to", "granularity", "baseline"] {
+    for f in ["tenant_id", "from", "to", "granularity", "baseline", "tz"] {
         answer.as_object_mut().expect("object").remove(f);
     }
     raw::assert_same(
@@ -617,8 +619,9 @@ async fn check_peaks(env: &Env, key: &str, tenant: &str, range: &str, g: &mut Rn
         limit,
     )
     .await;
+    assert_eq!(got["tz"], json!("UTC"), "{label}");
     let mut answer = got.clone();
-    for f in ["tenant_id", "from", "to", "metric"] {
+    for f in ["tenant_id", "from", "to", "metric", "tz"] {
         answer.as_object_mut().expect("object").remove(f);
     }
     raw::assert_same(

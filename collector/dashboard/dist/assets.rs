@@ -4,7 +4,7 @@
 pub const INDEX: Asset = Asset {
     name: "index.html",
     content_type: "text/html; charset=utf-8",
-    etag: "\"6010d49f2b5a1157c9e0c0c576894375\"",
+    etag: "\"92f30b77833beb0828e97dcd722cdc75\"",
     body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/index.html")),
     gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/index.html.gz")),
 };
@@ -19,10 +19,10 @@ pub const ASSETS: &[Asset] = &[
         gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-5327QWHH.css.gz")),
     },
     Asset {
-        name: "app-A5TKTHSD.js",
+        name: "app-HHOE4RW5.js",
         content_type: "text/javascript; charset=utf-8",
-        etag: "\"0918c2dee6894da59375ef8af6c618ee\"",
-        body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-A5TKTHSD.js")),
-        gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-A5TKTHSD.js.gz")),
+        etag: "\"993dd1ef21afadc827cac01e48635416\"",
+        body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-HHOE4RW5.js")),
+        gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-HHOE4RW5.js.gz")),
     },
 ];

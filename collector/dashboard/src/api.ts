@@ -44,6 +44,7 @@ export interface Series {
   from: string;
   to: string;
   interval: "hour" | "day" | "month";
+  tz: string;
   points: Point[];
 }
 
@@ -90,6 +91,7 @@ export interface Peaks {
   from: string;
   to: string;
   metric: string;
+  tz: string;
   by_hour_of_day: (Activity & { hour: number })[];
   by_day_of_week: (Activity & { day: string })[];
   busiest_hours_of_day: number[];
@@ -159,6 +161,8 @@ export interface TierCost {
 
 export interface BillingUsage {
   tenant_id: string;
+  /** The IANA time zone of the periods. */
+  tz: string;
   period: string;
   period_start: string;
   period_end: string;

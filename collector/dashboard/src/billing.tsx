@@ -18,11 +18,11 @@ const amount = (metric: string, v: string) =>
 export function BillingDashboard() {
   const { api, refresh, tz } = usePage();
   const load = useLoad(
-    () => api.get<BillingUsage>("/v1/billing/usage"),
-    `${refresh}|${api.cred.tenant}`,
+    () => api.get<BillingUsage>("/v1/billing/usage", { tz }),
+    `${tz}|${refresh}|${api.cred.tenant}`,
   );
   const b = load.data;
-  const download = { name: "billing-usage", json: b, csv: { path: "/v1/billing/usage", params: {} } };
+  const download = { name: "billing-usage", json: b, csv: { path: "/v1/billing/usage", params: { tz } } };
   return (
     <div class="grid">
       <Panel
@@ -33,7 +33,7 @@ export function BillingDashboard() {
         download={download}
         note={
           b &&
-          `Period ${showDate(b.period_start, tz)} to ${showDate(b.period_end, tz)} (UTC month); ` +
+          `Period ${showDate(b.period_start, tz)} to ${showDate(b.period_end, tz)} (a calendar month in ${b.tz}); ` +
             "the date range and filters do not apply to billing."
         }
       >

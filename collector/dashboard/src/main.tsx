@@ -148,7 +148,7 @@ function Dashboard(props: { cred: Credentials; tenant: string; onSignOut: () => 
   const summary = useLoad(
     () =>
       rangeOk
-        ? api.get<Summary>("/v1/metrics/summary", { ...range })
+        ? api.get<Summary>("/v1/metrics/summary", { ...range, tz })
         : Promise.reject(new ApiError(0, "range", range)),
     `${rangeKey}|${refresh}`,
   );
@@ -189,7 +189,9 @@ function Dashboard(props: { cred: Credentials; tenant: string; onSignOut: () => 
     });
   }, []);
 
-  const ctx: Ctx | null = rangeOk ? { api, range, tz, filters, refresh, offer } : null;
+  const ctx: Ctx | null = rangeOk
+    ? { api, range: { ...range, tz }, tz, filters, refresh, offer }
+    : null;
 
   const onTabKey = (e: KeyboardEvent) => {
     const i = TABS.findIndex((t) => t.id === tab);

@@ -63,6 +63,14 @@ export function lastMonths(now = Date.now()): Range {
   return { from: iso(from), to: iso(to) };
 }
 
+/** `YYYY-MM` of the calendar month holding instant `t` in time zone `tz`. */
+export function monthIn(t: string, tz: string): string {
+  const parts = new Intl.DateTimeFormat("en-US", { timeZone: tz, year: "numeric", month: "2-digit" })
+    .formatToParts(new Date(t));
+  const part = (k: string) => parts.find((p) => p.type === k)?.value ?? "";
+  return `${part("year")}-${part("month")}`;
+}
+
 /** Whether the range reaches the present (live updates add to it). */
 export const includesNow = (r: Range, now = Date.now()) => Date.parse(r.to) > now;
 

@@ -1,10 +1,10 @@
 // Cost Savings: spend against the baseline (gross and successful tasks only), the monthly
 // trend, cost per task type and by provider/model, budget alert and routing recommendations.
 import { useEffect, useMemo } from "preact/hooks";
-import type { Figures, Recommendations, Savings, Series } from "./api";
+import { ApiError, type Figures, type Recommendations, type Savings, type Series } from "./api";
 import { Chart } from "./chart";
 import { cmp, pct, ratePct, sum, usd } from "./dec";
-import { lastMonths } from "./range";
+import { lastMonths, monthIn } from "./range";
 import { Money, Panel, Table, Tile, count, groupName, useLoad, usePage, type Filters } from "./ui";
 
 /** The dimension the trend is narrowed to by the filters (the API groups by one at a time). */
@@ -21,7 +21,7 @@ function SavingsPercent({ v }: { v: string | null }) {
 
 export function SavingsDashboard() {
   const { api, range, filters, refresh, tz, offer } = usePage();
-  const rk = `${range.from}|${range.to}|${refresh}|${api.cred.tenant}`;
+  const rk = `${range.from}|${range.to}|${tz}|${refresh}|${api.cred.tenant}`;
 
   const savings = useLoad(() => api.get<Savings>("/v1/metrics/savings", { ...range }), rk);
   const s = savings.data;
@@ -37,11 +37,20 @@ export function SavingsDashboard() {
     metric: "cost_usd",
     interval: "month",
     ...months,
+    tz,
     ...(g ? { group_by: g.by } : {}),
   };
+  // Months of a zone whose months do not start at midnight UTC are cut from the hourly rollups,
+  // which do not reach 12 months back (a 422): the trend then falls back to UTC months.
   const trend = useLoad(
-    () => api.get<Series>("/v1/metrics/timeseries", trendParams),
-    `${months.from}|${g?.by ?? ""}|${refresh}|${api.cred.tenant}`,
+    () =>
+      api.get<Series>("/v1/metrics/timeseries", trendParams).catch((e: unknown) => {
+        if (e instanceof ApiError && e.status === 422 && tz !== "UTC") {
+          return api.get<Series>("/v1/metrics/timeseries", { ...trendParams, tz: "UTC" });
+        }
+        throw e;
+      }),
+    `${months.from}|${tz}|${g?.by ?? ""}|${refresh}|${api.cred.tenant}`,
   );
 
   const byModelParams = { metric: "cost_usd", interval: "month", group_by: "model", ...range };
@@ -161,11 +170,14 @@ export function SavingsDashboard() {
         title="Monthly spend (last 12 months)"
         load={trend}
         wide
-        note={g ? `${g.by.replace("_", " ")}: ${groupName(g.value)}` : "All usage."}
+        note={
+          (g ? `${g.by.replace("_", " ")}: ${groupName(g.value)}. ` : "All usage. ") +
+          `Calendar months in ${trend.data?.tz ?? tz}.`
+        }
         download={{
           name: "spend-by-month",
           json: trend.data,
-          csv: { path: "/v1/metrics/timeseries", params: trendParams },
+          csv: { path: "/v1/metrics/timeseries", params: { ...trendParams, tz: trend.data?.tz ?? tz } },
         }}
       >
         {trend.data && (
@@ -184,7 +196,7 @@ export function SavingsDashboard() {
               head={["Month", "Spend"]}
               rows={trendData.pts
                 .filter((p) => String(p.value) !== "0" || (p.unpriced_events ?? 0) > 0)
-                .map((p) => [p.t.slice(0, 7), <Money v={p.value === null ? null : String(p.value)} unpriced={p.unpriced_events ?? 0} />])}
+                .map((p) => [monthIn(p.t, trend.data?.tz ?? "UTC"), <Money v={p.value === null ? null : String(p.value)} unpriced={p.unpriced_events ?? 0} />])}
               empty="No spend in the last 12 months."
             />
           </>

@@ -15,7 +15,8 @@ export interface Filters {
 
 export interface Ctx {
   api: Api;
-  range: Range;
+  /** The date range, with the time zone the read API buckets days and months in. */
+  range: Range & { tz: string };
   tz: string;
   filters: Filters;
   /** Bumped to re-read every panel (live updates, resync). */

@@ -24,7 +24,7 @@ const DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
 export function UsageDashboard({ summary }: { summary: Load<Summary> }) {
   const { api, range, filters, refresh, tz, offer } = usePage();
-  const rk = `${range.from}|${range.to}|${refresh}|${api.cred.tenant}`;
+  const rk = `${range.from}|${range.to}|${tz}|${refresh}|${api.cred.tenant}`;
   const s = summary.data;
   useEffect(() => {
     if (s) offer("provider", Object.keys(s.api_calls_by_provider));
@@ -232,7 +232,7 @@ export function UsageDashboard({ summary }: { summary: Load<Summary> }) {
         {peaks.data && (
           <>
             <p data-testid="peaks">
-              Busiest hours (UTC):{" "}
+              Busiest hours ({peaks.data.tz}):{" "}
               <strong>
                 {peaks.data.busiest_hours_of_day.map((h) => `${String(h).padStart(2, "0")}:00`).join(", ") || "—"}
               </strong>

@@ -1,4 +1,5 @@
-//! Billing: a tenant's usage of its plan this period (calendar month, UTC) against the limits
+//! Billing: a tenant's usage of its plan this period (a calendar month, in the request's time
+//! zone; UTC by default and for the watcher) against the limits
 //! of its tier, the linear projection to the period's end and its overage, past months, and the
 //! tier that would have cost least; and the watcher that records crossing 80% and 100% of a
 //! limit once (`watch`). Tiers are configured (`tiers`); a tenant's tier is its latest
@@ -10,7 +11,8 @@ pub mod watch;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Months, Utc};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use tokio_postgres::GenericClient;
@@ -18,7 +20,8 @@ use utoipa::ToSchema;
 
 use crate::error::Result;
 use crate::query::metrics::{decimal_string, DecimalString, OUTCOME_ROWS, SPEND_ROWS, TOKENS_SUM};
-use crate::query::period::{cents, days, month, month_name, percent};
+use crate::query::period::{cents, days, local_date, month_in, month_name, month_starts, percent};
+use crate::store::rollups::Grain;
 use crate::store::TenantTx;
 use tiers::{Tier, Tiers, METRICS};
 
@@ -44,37 +47,59 @@ impl Usage {
     }
 }
 
-/// Usage by period (`YYYY-MM`) over `[from, to)` (whole UTC days) from the daily rollups.
+/// Usage by UTC calendar month (`YYYY-MM`) over `[from, to)` (whole UTC days) from the daily
+/// rollups.
 pub async fn usage_by_month(
     tx: &impl GenericClient,
     tenant: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<BTreeMap<String, Usage>> {
+    let starts = month_starts(Tz::UTC, from, to);
+    usage_by_period(tx, tenant, Grain::Daily, &starts, to, Tz::UTC).await
+}
+
+/// Usage by period over `[starts[0], to)` cut at `starts` (the first instants of calendar
+/// months in `tz`, each a bucket edge of the `grain` rollups), keyed by the month's `YYYY-MM`;
+/// periods without data are absent.
+pub async fn usage_by_period(
+    tx: &impl GenericClient,
+    tenant: &str,
+    grain: Grain,
+    starts: &[DateTime<Utc>],
+    to: DateTime<Utc>,
+    tz: Tz,
+) -> Result<BTreeMap<String, Usage>> {
+    let Some(from) = starts.first() else {
+        return Ok(BTreeMap::new());
+    };
     let sql = format!(
-        "SELECT date_trunc('month', bucket, 'UTC'),
+        "SELECT width_bucket(bucket, $4::timestamptz[]),
                 coalesce(sum(events) FILTER (WHERE {OUTCOME_ROWS}), 0)::bigint,
                 coalesce(sum({TOKENS_SUM}) FILTER (WHERE {SPEND_ROWS}), 0)::bigint,
                 coalesce(sum(cost_usd) FILTER (WHERE {SPEND_ROWS}), 0),
                 coalesce(sum(unpriced_events) FILTER (WHERE {SPEND_ROWS}), 0)::bigint
-         FROM rollup_daily
+         FROM {table}
          WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3
-         GROUP BY 1"
+         GROUP BY 1",
+        table = grain.table()
     );
-    let rows = tx.query(&sql, &[&tenant, &from, &to]).await?;
+    let rows = tx.query(&sql, &[&tenant, from, &to, &starts]).await?;
     Ok(rows
         .iter()
-        .map(|r| {
+        .filter_map(|r| {
+            let i = usize::try_from(r.get::<_, i32>(0) - 1).ok()?;
+            let start = starts.get(i)?;
             let cost: Decimal = r.get(3);
-            (
-                month_name(&r.get::<_, DateTime<Utc>>(0)),
+            Some((
+                month_name(&local_date(tz, *start)),
                 Usage {
                     executions: r.get(1),
                     tokens: r.get(2),
                     cost_usd: cost.normalize(),
                     unpriced_events: r.get(4),
                 },
-            )
+            ))
         })
         .collect())
 }
@@ -174,7 +199,9 @@ pub struct TierCost {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct BillingUsage {
     pub tenant_id: String,
-    /// `YYYY-MM`: the current period, a UTC calendar month.
+    /// The IANA time zone of the periods (calendar months).
+    pub tz: String,
+    /// `YYYY-MM`: the current period, a calendar month in `tz`.
     pub period: String,
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
@@ -199,6 +226,10 @@ pub struct BillingUsage {
     pub projected_total_usd: Decimal,
     /// Up to 12 previous periods with data, oldest first.
     pub history: Vec<PastPeriod>,
+    /// The first instant `history` covers: 12 periods back; later when the months of `tz` do
+    /// not start at UTC midnight, as such months are cut from the hourly rollups and only those
+    /// starting within their retention are listed (earlier ones cannot be split exactly).
+    pub history_from: DateTime<Utc>,
     /// The tier whose price plus projected overage is lowest (ties: the cheaper price).
     #[schema(required = true)]
     pub recommended_tier: Option<TierCost>,
@@ -226,17 +257,56 @@ fn overage_of(tier: &Tier, usage: impl Fn(&str) -> Decimal) -> Decimal {
         .sum()
 }
 
-/// The billing picture of `tenant` at `now`.
+/// Where the billing periods of a request are read from: the calendar months of `tz` from
+/// `starts[0]` (the current one last) to `end`, on rollups that can be cut at each of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Periods {
+    pub tz: Tz,
+    pub grain: Grain,
+    pub starts: Vec<DateTime<Utc>>,
+    pub end: DateTime<Utc>,
+}
+
+impl Periods {
+    /// The 12 months of `tz` before the one holding `now`, and that one.
+    pub fn around(tz: Tz, now: DateTime<Utc>) -> Periods {
+        let (start, end) = month_in(tz, now);
+        let mut starts = vec![start];
+        for _ in 0..12 {
+            let first = starts[0];
+            let prev = month_in(tz, first - chrono::TimeDelta::days(1)).0;
+            if prev >= first {
+                break;
+            }
+            starts.insert(0, prev);
+        }
+        Periods {
+            tz,
+            grain: Grain::Daily,
+            starts,
+            end,
+        }
+    }
+}
+
+/// The billing picture of `tenant` at `now`, over `periods` (`Periods::around(tz, now)`, maybe
+/// trimmed to those the rollups hold exactly).
 pub async fn usage(
     tx: &TenantTx<'_>,
     tenant: &str,
     tiers: &Tiers,
     now: DateTime<Utc>,
+    periods: &Periods,
 ) -> Result<BillingUsage> {
-    let (start, end) = month(now);
-    let history_from = start.checked_sub_months(Months::new(12)).unwrap_or(start);
-    let mut months = usage_by_month(tx.pg(), tenant, history_from, end).await?;
-    let current = months.remove(&month_name(&start)).unwrap_or_default();
+    let tz = periods.tz;
+    let end = periods.end;
+    let start = periods.starts.last().copied().unwrap_or(end);
+    let history_from = periods.starts.first().copied().unwrap_or(start);
+    let mut months =
+        usage_by_period(tx.pg(), tenant, periods.grain, &periods.starts, end, tz).await?;
+    let current = months
+        .remove(&month_name(&local_date(tz, start)))
+        .unwrap_or_default();
     let (tier, source) = match recorded_tier(tx, tenant).await? {
         Some((name, source, _)) if tiers.get(&name).is_some() => {
             (tiers.resolve(Some(&name)), source)
@@ -305,7 +375,8 @@ pub async fn usage(
         .collect();
     Ok(BillingUsage {
         tenant_id: tenant.to_string(),
-        period: month_name(&start),
+        tz: tz.name().to_string(),
+        period: month_name(&local_date(tz, start)),
         period_start: start,
         period_end: end,
         tier: tier.map(|t| t.name.clone()),
@@ -317,6 +388,7 @@ pub async fn usage(
         projected_total_usd: (tier.map_or(Decimal::ZERO, |t| t.monthly_price_usd) + overage)
             .normalize(),
         history,
+        history_from,
         recommended_tier,
         tier_costs,
     })

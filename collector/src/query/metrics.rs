@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use tokio_postgres::types::Json;
@@ -12,6 +13,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
+use super::period;
 use crate::error::Result;
 use crate::store::histogram::Histogram;
 use crate::store::rollups::Grain;
@@ -308,7 +310,8 @@ impl Metric {
     }
 }
 
-/// The width of a time-series bucket (`interval=`), in UTC.
+/// The width of a time-series bucket (`interval=`): a UTC hour, or a day or calendar month in
+/// the request's `tz`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 #[schema(default = "day")]
@@ -328,35 +331,39 @@ impl Interval {
         })
     }
 
-    fn unit(self) -> &'static str {
-        match self {
-            Interval::Hour => "hour",
-            Interval::Day => "day",
-            Interval::Month => "month",
-        }
-    }
-
-    /// The start of the bucket holding `t`.
-    pub fn start(self, t: DateTime<Utc>) -> DateTime<Utc> {
+    /// The start of the bucket holding `t`: a UTC hour, or a local day or calendar month in
+    /// `tz` (a day starts at local midnight, so it lasts 23 or 25 hours across a clock change).
+    pub fn start(self, t: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
         match self {
             Interval::Hour => Grain::Hourly.bucket(t),
-            Interval::Day => Grain::Daily.bucket(t),
-            Interval::Month => {
-                let d = t.date_naive();
-                chrono::NaiveDate::from_ymd_opt(d.year(), d.month(), 1)
-                    .and_then(|d| d.and_hms_opt(0, 0, 0))
-                    .map_or(t, |d| d.and_utc())
-            }
+            Interval::Day => period::day_start(tz, period::local_date(tz, t)),
+            Interval::Month => period::month_in(tz, t).0,
         }
     }
 
     /// The start of the bucket after the one starting at `t`.
-    pub fn next(self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub fn next(self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
         match self {
             Interval::Hour => t.checked_add_signed(chrono::TimeDelta::hours(1)),
-            Interval::Day => t.checked_add_signed(chrono::TimeDelta::days(1)),
-            Interval::Month => t.checked_add_months(chrono::Months::new(1)),
+            Interval::Day => period::local_date(tz, t)
+                .succ_opt()
+                .map(|d| period::day_start(tz, d)),
+            Interval::Month => Some(period::month_in(tz, t).1).filter(|n| *n > t),
         }
+    }
+
+    /// The starts of the buckets of `[from, to)` (`from` a bucket start), in order.
+    pub fn starts(self, from: DateTime<Utc>, to: DateTime<Utc>, tz: Tz) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::new();
+        let mut t = from;
+        while t < to {
+            out.push(t);
+            match self.next(t, tz) {
+                Some(n) => t = n,
+                None => break,
+            }
+        }
+        out
     }
 }
 
@@ -433,6 +440,8 @@ pub struct Series {
     /// The end of the range covered, exclusive.
     pub to: DateTime<Utc>,
     pub interval: Interval,
+    /// The IANA time zone of the day and month buckets (hours are UTC hours).
+    pub tz: String,
     /// One point per bucket and group, in time order.
     pub points: Vec<Point>,
 }
@@ -449,8 +458,9 @@ struct Acc {
     durations: Histogram,
 }
 
-/// A series of `metric` per `interval` over `range` (whole buckets of `interval`; the caller
-/// aligns it), one point per bucket and group, empty buckets present (zero).
+/// A series of `metric` per `interval` (days and months in `tz`) over `range` (whole buckets
+/// of `interval`, on rollups that can be cut at every bucket start: the caller aligns it and
+/// picks them), one point per bucket and group, empty buckets present (zero).
 pub async fn timeseries(
     tx: &TenantTx<'_>,
     tenant: &str,
@@ -458,10 +468,13 @@ pub async fn timeseries(
     metric: Metric,
     interval: Interval,
     group_by: Option<GroupBy>,
+    tz: Tz,
 ) -> Result<Series> {
     let group = group_by.map_or("''", GroupBy::column);
+    let starts = interval.starts(range.from, range.to, tz);
+    // Each rollup bucket falls in the bucket of the last start at or before it (1-based).
     let sql = format!(
-        "SELECT date_trunc($4, bucket, 'UTC'), {group}, event_type, itemized,
+        "SELECT width_bucket(bucket, $4::timestamptz[]), {group}, event_type, itemized,
                 sum(events)::bigint, sum(successes)::bigint, sum(cost_usd),
                 sum(unpriced_events)::bigint,
                 sum({TOKENS_SUM})::bigint,
@@ -472,12 +485,19 @@ pub async fn timeseries(
         table = range.grain.table()
     );
     let rows = tx
-        .query(&sql, &[&tenant, &range.from, &range.to, &interval.unit()])
+        .query(&sql, &[&tenant, &range.from, &range.to, &starts])
         .await?;
     let mut acc: BTreeMap<(DateTime<Utc>, String), Acc> = BTreeMap::new();
     let mut groups: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for r in &rows {
-        let t: DateTime<Utc> = r.get(0);
+        let i: i32 = r.get(0);
+        let Some(t) = usize::try_from(i - 1)
+            .ok()
+            .and_then(|i| starts.get(i))
+            .copied()
+        else {
+            continue;
+        };
         let g: String = r.get(1);
         let event_type: &str = r.get(2);
         let itemized: bool = r.get(3);
@@ -504,8 +524,7 @@ pub async fn timeseries(
     }
     let empty = Acc::default();
     let mut points = Vec::new();
-    let mut t = interval.start(range.from);
-    while t < range.to {
+    for &t in &starts {
         for g in &groups {
             let a = acc.get(&(t, g.clone())).unwrap_or(&empty);
             let value = match metric {
@@ -526,16 +545,13 @@ pub async fn timeseries(
                 unpriced_events: (metric == Metric::CostUsd).then_some(a.unpriced),
             });
         }
-        match interval.next(t) {
-            Some(n) => t = n,
-            None => break,
-        }
     }
     Ok(Series {
         tenant_id: tenant.to_string(),
         from: range.from,
         to: range.to,
         interval,
+        tz: tz.name().to_string(),
         points,
     })
 }

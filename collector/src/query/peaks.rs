@@ -1,10 +1,11 @@
 //! Peak usage of one tenant over a time range, from the hourly rollups: activity by hour of day
-//! and by day of week (UTC), the busiest of each, and the top hours of the range — the figures
+//! and by day of week (local, in the request's time zone), the busiest of each, and the top hours of the range — the figures
 //! capacity planning and rate-limit tuning start from (docs/metrics.md).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
@@ -92,7 +93,7 @@ impl Activity {
 /// The activity of one hour of day, over every day of the range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct HourOfDay {
-    /// 0–23, UTC.
+    /// 0–23, local (in `tz`).
     #[schema(minimum = 0, maximum = 23)]
     pub hour: u32,
     #[serde(flatten)]
@@ -102,7 +103,7 @@ pub struct HourOfDay {
 /// The activity of one day of the week, over every week of the range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct DayOfWeek {
-    /// `monday` … `sunday` (UTC days).
+    /// `monday` … `sunday` (local days, in `tz`).
     #[schema(schema_with = weekday)]
     pub day: &'static str,
     #[serde(flatten)]
@@ -128,6 +129,8 @@ pub struct Peaks {
     pub to: DateTime<Utc>,
     /// What the busiest slots are ranked by.
     pub metric: PeakMetric,
+    /// The IANA time zone of the hours of day and days of week.
+    pub tz: String,
     /// All 24 hours, 0 first.
     pub by_hour_of_day: Vec<HourOfDay>,
     /// All 7 days, Monday first.
@@ -177,13 +180,16 @@ fn busiest_days() -> Schema {
         .into()
 }
 
-/// Peaks of the tenant `tx` acts for over `range` (hourly rollups, whole hours).
+/// Peaks of the tenant `tx` acts for over `range` (hourly rollups, whole hours), hours of day
+/// and days of week in `tz` (a whole number of hours off UTC over the range: the caller checks
+/// it, so each UTC hour is one local hour).
 pub async fn peaks(
     tx: &TenantTx<'_>,
     tenant: &str,
     range: &Range,
     metric: PeakMetric,
     limit: usize,
+    tz: Tz,
 ) -> Result<Peaks> {
     let sql = format!(
         "SELECT bucket,
@@ -218,9 +224,10 @@ pub async fn peaks(
     let mut by_hour: BTreeMap<u32, Activity> = (0..24).map(|h| (h, Activity::default())).collect();
     let mut by_day: BTreeMap<u32, Activity> = (0..7).map(|d| (d, Activity::default())).collect();
     for (t, a) in &hours {
-        by_hour.entry(t.hour()).or_default().add(a);
+        let local = t.with_timezone(&tz);
+        by_hour.entry(local.hour()).or_default().add(a);
         by_day
-            .entry(t.weekday().num_days_from_monday())
+            .entry(local.weekday().num_days_from_monday())
             .or_default()
             .add(a);
     }
@@ -249,6 +256,7 @@ pub async fn peaks(
         from: range.from,
         to: range.to,
         metric,
+        tz: tz.name().to_string(),
         by_hour_of_day: by_hour
             .into_iter()
             .map(|(hour, activity)| HourOfDay { hour, activity })

@@ -7,12 +7,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::metrics::{decimal_string, DecimalString, Range, SPEND_ROWS};
-use super::period::{cents, days, month, month_name, percent};
+use super::period::{cents, days, local_date, month_name, percent};
 use crate::error::Result;
 use crate::store::TenantTx;
 
@@ -83,8 +84,12 @@ pub struct TaskTypeAdvice {
 /// The month's spend against the budget.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Budget {
-    /// `YYYY-MM`, UTC.
+    /// `YYYY-MM`, a calendar month in `tz`.
     pub month: String,
+    /// The month's first instant.
+    pub month_start: DateTime<Utc>,
+    /// The next month's first instant.
+    pub month_end: DateTime<Utc>,
     #[serde(serialize_with = "decimal_string")]
     #[schema(value_type = DecimalString)]
     pub monthly_budget_usd: Decimal,
@@ -123,6 +128,8 @@ pub struct Recommendations {
     /// `null` when no monthly budget is configured.
     #[schema(required = true)]
     pub budget: Option<Budget>,
+    /// The IANA time zone of the budget's month.
+    pub tz: String,
 }
 
 /// Average days in a month (365.25 / 12): the pace of a range extended to a month.
@@ -142,14 +149,17 @@ fn spend_sql(table: &str) -> String {
     )
 }
 
-/// Recommendations for the tenant `tx` acts for over `range`; the budget is this UTC month's
-/// as of `now`.
+/// Recommendations for the tenant `tx` acts for over `range`; the budget is `month`'s (this
+/// calendar month in `tz`, on rollups cut exactly at its edges: the caller picks them) as of
+/// `now`.
 pub async fn recommendations(
     tx: &TenantTx<'_>,
     tenant: &str,
     range: &Range,
     policy: &Policy,
     now: DateTime<Utc>,
+    month: &Range,
+    tz: Tz,
 ) -> Result<Recommendations> {
     let sql = spend_sql(range.grain.table());
     let rows = tx.query(&sql, &[&tenant, &range.from, &range.to]).await?;
@@ -236,7 +246,7 @@ pub async fn recommendations(
         });
     }
     let budget = match policy.monthly_budget_usd {
-        Some(b) => Some(budget(tx, tenant, b, now).await?),
+        Some(b) => Some(budget(tx, tenant, b, now, month, tz).await?),
         None => None,
     };
     Ok(Recommendations {
@@ -248,6 +258,7 @@ pub async fn recommendations(
         by_task_type: advice,
         projected_monthly_saving_usd: total_saving.normalize(),
         budget,
+        tz: tz.name().to_string(),
     })
 }
 
@@ -293,16 +304,18 @@ pub fn table(v: &serde_json::Value) -> super::csv::Table {
     out
 }
 
-/// This month's spend (daily rollups: today's bucket is updated as events arrive) projected
-/// linearly to the month's end.
+/// The spend of `month` (this month; the current rollup bucket is updated as events arrive)
+/// projected linearly to the month's end.
 async fn budget(
     tx: &TenantTx<'_>,
     tenant: &str,
     monthly_budget_usd: Decimal,
     now: DateTime<Utc>,
+    month: &Range,
+    tz: Tz,
 ) -> Result<Budget> {
-    let (start, end) = month(now);
-    let sql = spend_sql("rollup_daily");
+    let (start, end) = (month.from, month.to);
+    let sql = spend_sql(month.grain.table());
     let rows = tx.query(&sql, &[&tenant, &start, &end]).await?;
     let (mut spent, mut unpriced) = (Decimal::ZERO, 0i64);
     for r in &rows {
@@ -312,7 +325,9 @@ async fn budget(
     let elapsed = days(start, now.max(start + TimeDelta::hours(1)));
     let projected = cents(spent * days(start, end) / elapsed);
     Ok(Budget {
-        month: month_name(&start),
+        month: month_name(&local_date(tz, start)),
+        month_start: start,
+        month_end: end,
         monthly_budget_usd: monthly_budget_usd.normalize(),
         month_to_date_usd: spent.normalize(),
         projected_usd: projected,

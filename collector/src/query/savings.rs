@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 
 use agenttally::pricing::{SavingsSummary, SavingsSums};
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::metrics::{decimal_string, DecimalString, Granularity, Range};
-use super::period::month_name;
+use super::period::{local_date, month_name};
 use crate::error::Result;
 use crate::store::rollups::Grain;
 use crate::store::TenantTx;
@@ -139,8 +140,10 @@ pub struct Savings {
     pub by_provider: BTreeMap<String, Figures>,
     /// By task type; tasks without one under `""`.
     pub by_task_type: BTreeMap<String, Figures>,
-    /// By calendar month (UTC), `YYYY-MM`.
+    /// By calendar month in `tz`, `YYYY-MM`.
     pub by_month: BTreeMap<String, Figures>,
+    /// The IANA time zone of the months.
+    pub tz: String,
 }
 
 /// The baselines the tenant has savings on, in name order (each configured baseline from the
@@ -157,12 +160,16 @@ pub async fn baselines(tx: &TenantTx<'_>, tenant: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-/// The savings of the tenant `tx` acts for against `baseline` (one of the configured ones).
+/// The savings of the tenant `tx` acts for against `baseline` (one of the configured ones);
+/// `months` are the starts of the range's pieces in each calendar month of `tz` (the range's
+/// start first; each a bucket edge of the range's rollups: the caller checks it).
 pub async fn savings(
     tx: &TenantTx<'_>,
     tenant: &str,
     range: &Range,
     baseline: &str,
+    months: &[DateTime<Utc>],
+    tz: Tz,
 ) -> Result<Savings> {
     let table = match range.grain {
         Grain::Hourly => "rollup_savings_hourly",
@@ -170,7 +177,7 @@ pub async fn savings(
     };
     let sql = format!(
         "SELECT CASE WHEN provider = '' THEN model ELSE provider END, task_type, success,
-                date_trunc('month', bucket AT TIME ZONE 'UTC'),
+                width_bucket(bucket, $5::timestamptz[]),
                 sum(tasks)::bigint, sum(compared)::bigint, sum(actual_unpriced)::bigint,
                 sum(baseline_unpriced)::bigint, sum(unpriced_tokens)::bigint,
                 sum(estimated)::bigint, sum(actual_usd), sum(baseline_usd)
@@ -179,19 +186,23 @@ pub async fn savings(
          GROUP BY 1, 2, 3, 4"
     );
     let rows = tx
-        .query(&sql, &[&tenant, &range.from, &range.to, &baseline])
+        .query(&sql, &[&tenant, &range.from, &range.to, &baseline, &months])
         .await?;
     let mut total = SavingsSums::default();
     let mut by_provider: BTreeMap<String, SavingsSums> = BTreeMap::new();
     let mut by_task_type: BTreeMap<String, SavingsSums> = BTreeMap::new();
     let mut by_month: BTreeMap<String, SavingsSums> = BTreeMap::new();
     for r in &rows {
-        let month: chrono::NaiveDateTime = r.get(3);
+        let piece: i32 = r.get(3);
+        let month = usize::try_from(piece - 1)
+            .ok()
+            .and_then(|i| months.get(i))
+            .map_or_else(String::new, |t| month_name(&local_date(tz, *t)));
         let sums = row_sums(r);
         total += &sums;
         *by_provider.entry(r.get(0)).or_default() += &sums;
         *by_task_type.entry(r.get(1)).or_default() += &sums;
-        *by_month.entry(month_name(&month)).or_default() += &sums;
+        *by_month.entry(month).or_default() += &sums;
     }
     let figures = |groups: BTreeMap<String, SavingsSums>| {
         groups
@@ -209,6 +220,7 @@ pub async fn savings(
         by_provider: figures(by_provider),
         by_task_type: figures(by_task_type),
         by_month: figures(by_month),
+        tz: tz.name().to_string(),
     })
 }
 
