@@ -27,121 +27,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use agenttally::{AgentEvent, AnalyticsEvent, Client, CustomerEvent, ProviderEvent, Usage};
+use agenttally::Client;
 use agenttally_collector::{EmbeddedOptions, EmbeddedPostgres, Scope, Server, ServerConfig};
-use rust_decimal::Decimal;
 
-const COSTS: [&str; 6] = ["0.0123", "0.000000123", "0.10", "1.5", "0.004125", "0.0375"];
-
-/// The `i`-th event of a realistic mix (70% provider calls with usage and cost).
-fn event(i: usize, tenant: &str) -> AnalyticsEvent {
-    let agent = format!("agent-{}", i % 7);
-    let b = match i % 10 {
-        0..=6 => {
-            let (p, m) = [
-                ("openai", "gpt-4o"),
-                ("anthropic", "claude-sonnet-4"),
-                ("google", "gemini-2.5-pro"),
-            ][i % 3];
-            ProviderEvent::api_call(tenant, p, m)
-                .usage(Usage {
-                    input_tokens: 100 + (i as u64 % 900),
-                    cached_input_tokens: (i as u64 % 3) * 64,
-                    output_tokens: 20 + (i as u64 % 300),
-                    requests: 1,
-                    ..Usage::default()
-                })
-                .cost_usd(Decimal::from_str(COSTS[i % COSTS.len()]).unwrap())
-                .duration_ms(50 + (i as u64 % 2000))
-                .task_type(["code", "chat", "summarize"][i % 3])
-                .agent_id(agent)
-        }
-        7 => AgentEvent::started(tenant, agent).task_type("code"),
-        8 => AgentEvent::completed(tenant, agent).duration_ms(100 + (i as u64 % 5000)),
-        _ => CustomerEvent::dashboard_view(tenant, format!("user-{}", i % 50)),
-    };
-    b.correlation_id(format!("run-{}", i / 10)).build().unwrap()
-}
-
-const COLUMNS: &str = "tenant_id, id, ts, event_type, correlation_id, user_id, agent_id, \
-    workflow_id, duration_ms, queue_ms, cost_usd, cost_status, price_version, provider, model, \
-    task_type, service_tier, input_tokens, cached_input_tokens, cache_write_tokens, \
-    cache_write_1h_tokens, output_tokens, reasoning_tokens, requests, success, error_code, \
-    metadata";
-
-/// One CSV line with exactly the values the collector's writer inserts for `e`.
-fn csv_row(out: &mut Vec<u8>, e: &AnalyticsEvent) {
-    fn text(out: &mut Vec<u8>, v: Option<&str>) {
-        if let Some(s) = v {
-            out.push(b'"');
-            out.extend_from_slice(s.replace('"', "\"\"").as_bytes());
-            out.push(b'"');
-        }
-        out.push(b',');
-    }
-    fn num<T: ToString>(out: &mut Vec<u8>, v: Option<T>) {
-        if let Some(n) = v {
-            out.extend_from_slice(n.to_string().as_bytes());
-        }
-        out.push(b',');
-    }
-    text(out, Some(&e.tenant_id));
-    num(out, Some(e.id));
-    num(out, Some(e.timestamp.to_rfc3339()));
-    text(out, Some(e.event_type.as_str()));
-    text(out, Some(&e.correlation_id));
-    text(out, e.user_id.as_deref());
-    text(out, e.agent_id.as_deref());
-    text(out, e.workflow_id.as_deref());
-    num(out, e.duration_ms);
-    num(out, e.queue_ms);
-    num(out, e.cost_usd);
-    text(out, e.cost_status.map(|c| c.as_str()));
-    text(out, e.price_version.as_deref());
-    text(out, e.provider.as_deref());
-    text(out, e.model.as_deref());
-    text(out, e.task_type.as_deref());
-    text(out, e.service_tier.map(|t| t.as_str()));
-    let u = e.usage;
-    num(out, u.map(|u| u.input_tokens));
-    num(out, u.map(|u| u.cached_input_tokens));
-    num(out, u.map(|u| u.cache_write_tokens));
-    num(out, u.map(|u| u.cache_write_1h_tokens));
-    num(out, u.map(|u| u.output_tokens));
-    num(out, u.map(|u| u.reasoning_tokens));
-    num(out, u.map(|u| u.requests));
-    num(out, Some(e.success));
-    text(out, e.error_code.as_deref());
-    let meta = serde_json::Value::Object(e.metadata.clone()).to_string();
-    out.push(b'"');
-    out.extend_from_slice(meta.replace('"', "\"\"").as_bytes());
-    out.extend_from_slice(b"\"\n");
-}
-
-fn psql() -> PathBuf {
-    let from_pg_config = Command::new("pg_config")
-        .arg("--bindir")
-        .output()
-        .ok()
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("psql"));
-    match from_pg_config {
-        Some(p) if p.is_file() => p,
-        _ => PathBuf::from("/usr/lib/postgresql/15/bin/psql"),
-    }
-}
-
-/// A numeric environment variable, or `default`.
-fn env_or<T: FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+use common::{copy, csv_row, env_or, event};
 
 fn client(endpoint: &str, key: &str, max_queue: usize) -> Client {
     Client::builder()
@@ -191,22 +83,6 @@ fn paced(endpoint: &str, key: &str, tenant: &str, n: usize, rate: f64) {
     }
     c.flush(Duration::from_secs(120)).unwrap();
     c.shutdown(Duration::from_secs(10)).unwrap();
-}
-
-fn copy(url: &str, csv: &Path) -> f64 {
-    let cmd = format!("\\copy events({COLUMNS}) FROM '{}' CSV", csv.display());
-    let t0 = Instant::now();
-    let out = Command::new(psql())
-        .args([url, "-v", "ON_ERROR_STOP=1", "-c", &cmd])
-        .output()
-        .expect("run psql");
-    let secs = t0.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "psql \\copy failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    secs
 }
 
 /// `(p50, p95)` of `received_at - ts` in ms for `tenant`.

@@ -1,0 +1,441 @@
+//! The read API at scale: `QUERY_BENCH_EVENTS` (10,000,000) events of agent runs for
+//! `QUERY_BENCH_TENANTS` (1,000) tenants spread over the last 90 days, then
+//! `QUERY_BENCH_QUERIES` (200) random tenant/range queries per endpoint through the HTTP API,
+//! each also answered by a plain SQL scan of the raw events (the reference answers of the
+//! property test, `tests/common/raw.rs`), and the time both took. Then ingest alone, ingest
+//! while the query mix runs, and `psql \copy` of as many rows, in the same run.
+//!
+//! `cargo bench -p agenttally-collector --bench query` (release). The data set is stored
+//! through the collector's own ingest path (SDK client → HTTP → writer: raw rows and rollups in
+//! the same transactions, so the rollups are exactly what ingest builds) into a PostgreSQL
+//! cluster kept in `QUERY_BENCH_DIR` (default `target/query-bench`); a later run with the same
+//! size reuses it (delete the directory to reload). Targets: p95 ≤ 20 ms per endpoint; ingest
+//! while queries run ≥ 0.5 of `\copy`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[path = "../tests/common/raw.rs"]
+mod raw;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agenttally::pricing::PriceBook;
+use agenttally::{AgentEvent, AnalyticsEvent, Client, ProviderEvent, Usage};
+use agenttally_collector::{EmbeddedOptions, EmbeddedPostgres, Scope, Server, ServerConfig};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use common::{copy, csv_row, env_or, event};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+/// A small deterministic generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+const MODELS: [(&str, &str); 5] = [
+    ("openai", "gpt-4o"),
+    ("openai", "gpt-4o-mini"),
+    ("anthropic", "claude-sonnet-4-5"),
+    ("google", "gemini-2.5-pro"),
+    ("nowhere", "no-such-model"),
+];
+const TASKS: [&str; 4] = ["bug_fix", "feature", "test_generation", "review"];
+
+/// One agent run of `tenant` starting at `start`: `agent.started`, 0–3 provider calls (priced
+/// at ingest, or unpriced for the unknown model), and a terminal event — itemized
+/// (`metadata.calls`) when it had calls, else carrying the run's cost itself.
+fn run(g: &mut Rng, tenant: &str, start: DateTime<Utc>, out: &mut Vec<AnalyticsEvent>) {
+    let corr = format!("{tenant}-{}", g.next(u64::MAX));
+    let agent = format!("agent-{}", g.next(8));
+    let task = TASKS[g.next(TASKS.len() as u64) as usize];
+    let at = |s: u64| start + TimeDelta::seconds(s as i64);
+    out.push(
+        AgentEvent::started(tenant, &agent)
+            .task_type(task)
+            .correlation_id(&corr)
+            .timestamp(start)
+            .build()
+            .unwrap(),
+    );
+    let calls = g.next(4);
+    for c in 0..calls {
+        let (p, m) = MODELS[g.next(MODELS.len() as u64) as usize];
+        out.push(
+            ProviderEvent::api_call(tenant, p, m)
+                .usage(Usage {
+                    input_tokens: 200 + g.next(8_000),
+                    output_tokens: 50 + g.next(2_000),
+                    requests: 1,
+                    ..Usage::default()
+                })
+                .duration_ms(100 + g.next(8_000))
+                .task_type(task)
+                .agent_id(&agent)
+                .correlation_id(&corr)
+                .timestamp(at(c + 1))
+                .build()
+                .unwrap(),
+        );
+    }
+    let end = at(30 + g.next(600));
+    let b = match g.next(10) {
+        0 => AgentEvent::failed(tenant, &agent, "tool_error"),
+        1 => AgentEvent::timeout(tenant, &agent),
+        _ => AgentEvent::completed(tenant, &agent),
+    };
+    let mut b = b
+        .task_type(task)
+        .correlation_id(&corr)
+        .timestamp(end)
+        .duration_ms(1_000 + g.next(600_000))
+        .queue_ms(g.next(5_000));
+    b = if calls > 0 {
+        b.meta("calls", calls)
+    } else {
+        b.cost_usd(Decimal::new(g.next(500_000) as i64, 5))
+    };
+    out.push(b.build().unwrap());
+}
+
+fn client(endpoint: &str, key: &str) -> Client {
+    Client::builder()
+        .endpoint(endpoint)
+        .api_key(key)
+        .flush_at(1_000)
+        .max_queue_events(2_000_000)
+        .max_queue_bytes(2 * 1024 * 1024 * 1024)
+        .max_retry_time(Duration::from_secs(600))
+        .build()
+        .unwrap()
+}
+
+/// Store `n` events (whole runs) for `tenants` tenants over the 90 days before `now`.
+fn load(endpoint: &str, key: &str, n: usize, tenants: usize, now: DateTime<Utc>) {
+    let c = client(endpoint, key);
+    let mut g = Rng(7);
+    let mut buf = Vec::with_capacity(8);
+    let (mut sent, mut mark, t0) = (0usize, 1_000_000usize, Instant::now());
+    let span = 90 * 86_400 - 3_600;
+    while sent < n {
+        let tenant = format!("tenant-{:04}", g.next(tenants as u64));
+        let start = now - TimeDelta::seconds(3_600 + g.next(span) as i64);
+        buf.clear();
+        run(&mut g, &tenant, start, &mut buf);
+        for e in buf.drain(..) {
+            c.track(e).unwrap();
+            sent += 1;
+        }
+        if sent >= mark {
+            mark += 1_000_000;
+            eprintln!(
+                "load: {sent} events, {:.0} s, {:?}",
+                t0.elapsed().as_secs_f64(),
+                c.stats().sent
+            );
+            // Keep the client's queue bounded: wait for the collector to catch up.
+            c.flush(Duration::from_secs(3_600)).unwrap();
+        }
+    }
+    c.flush(Duration::from_secs(3_600)).unwrap();
+    let stats = c.stats();
+    c.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!(stats.sent, sent as u64, "{stats:?}");
+    eprintln!(
+        "load: {sent} events stored in {:.0} s ({:.0} ev/s)",
+        t0.elapsed().as_secs_f64(),
+        sent as f64 / t0.elapsed().as_secs_f64()
+    );
+}
+
+/// A random range: the last 1, 7, 30 or 90 days, whole UTC days (daily rollups) or not (hourly).
+fn range(g: &mut Rng, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let days = [1, 7, 30, 89][g.next(4) as usize];
+    if g.next(2) == 0 {
+        let today = now.duration_trunc(TimeDelta::days(1)).unwrap();
+        (today - TimeDelta::days(days), today)
+    } else {
+        let to = now - TimeDelta::minutes(g.next(600) as i64);
+        (to - TimeDelta::days(days) + TimeDelta::minutes(17), to)
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Endpoint {
+    Summary,
+    Series,
+    Savings,
+    Peaks,
+    Recommend,
+    Billing,
+}
+
+const ENDPOINTS: [(Endpoint, &str); 6] = [
+    (Endpoint::Summary, "summary"),
+    (Endpoint::Series, "timeseries"),
+    (Endpoint::Savings, "savings"),
+    (Endpoint::Peaks, "peaks"),
+    (Endpoint::Recommend, "recommendations"),
+    (Endpoint::Billing, "billing/usage"),
+];
+
+fn path(e: Endpoint, tenant: &str, from: DateTime<Utc>, to: DateTime<Utc>, g: &mut Rng) -> String {
+    let r = format!("tenant_id={tenant}&from={}&to={}", ts(from), ts(to));
+    match e {
+        Endpoint::Summary => format!("/v1/metrics/summary?{r}"),
+        Endpoint::Series => {
+            let metric =
+                ["cost_usd", "executions", "tokens", "p95_duration_ms"][g.next(4) as usize];
+            let group = [
+                "",
+                "&group_by=provider",
+                "&group_by=task_type",
+                "&group_by=model",
+            ][g.next(4) as usize];
+            format!("/v1/metrics/timeseries?{r}&metric={metric}&interval=day{group}")
+        }
+        Endpoint::Savings => format!("/v1/metrics/savings?{r}"),
+        Endpoint::Peaks => format!("/v1/metrics/peaks?{r}"),
+        Endpoint::Recommend => format!("/v1/metrics/recommendations?{r}"),
+        Endpoint::Billing => format!("/v1/billing/usage?tenant_id={tenant}"),
+    }
+}
+
+/// The same answer by a plain SQL scan of the raw rows (the property test's references).
+async fn reference(
+    db: &tokio_postgres::Client,
+    book: &PriceBook,
+    e: Endpoint,
+    tenant: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Value {
+    match e {
+        Endpoint::Summary => raw::summary(db, tenant, from, to).await.0,
+        Endpoint::Series => {
+            let (b, _) = raw::series(db, tenant, from, to, "day", Some("provider")).await;
+            Value::from(b.len())
+        }
+        Endpoint::Savings => raw::savings(db, book, tenant, from, to, "most_expensive").await,
+        Endpoint::Peaks => raw::peaks(db, tenant, from, to, "executions", 10).await,
+        Endpoint::Recommend => {
+            raw::recommendations(db, tenant, from, to, Decimal::new(5, 2), 20)
+                .await
+                .0
+        }
+        Endpoint::Billing => {
+            let (start, end) = raw::month(to);
+            let since = start - TimeDelta::days(366);
+            Value::from(raw::usage_by_month(db, tenant, since, end).await.len())
+        }
+    }
+}
+
+fn main() {
+    let n: usize = env_or("QUERY_BENCH_EVENTS", 10_000_000);
+    let tenants: usize = env_or("QUERY_BENCH_TENANTS", 1_000);
+    let queries: usize = env_or("QUERY_BENCH_QUERIES", 200);
+    let dir = std::env::var_os("QUERY_BENCH_DIR").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/query-bench")
+                .join(format!("{n}-{tenants}"))
+        },
+        PathBuf::from,
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let fresh = !dir.join("loaded").exists();
+    let pg = EmbeddedPostgres::start(&EmbeddedOptions::new(&dir)).unwrap();
+    let url = pg.database_url();
+    let server = rt
+        .block_on(Server::start({
+            let mut cfg = ServerConfig::new(url.clone());
+            cfg.listen = "127.0.0.1:0".parse().unwrap();
+            cfg.commit_interval = Duration::ZERO;
+            // 90 days of raw rows (the reference scans them); no query rate limit here.
+            cfg.raw_retention_days = 100;
+            cfg.hourly_retention_days = 100;
+            cfg.rate_query_per_minute = 1_000_000;
+            cfg
+        }))
+        .unwrap();
+    let endpoint = format!("http://{}", server.addr());
+    let key = rt
+        .block_on(agenttally_collector::create_key(
+            &url,
+            None,
+            &[Scope::Ingest, Scope::Read],
+        ))
+        .unwrap();
+    let now = Utc::now();
+    if fresh {
+        load(&endpoint, &key, n, tenants, now);
+        std::fs::write(dir.join("loaded"), now.to_rfc3339()).unwrap();
+    }
+    let (db, conn) = rt
+        .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))
+        .unwrap();
+    rt.spawn(conn);
+    let stored: i64 = rt
+        .block_on(db.query_one("SELECT count(*) FROM events", &[]))
+        .unwrap()
+        .get(0);
+    rt.block_on(db.batch_execute("VACUUM ANALYZE")).unwrap();
+    println!(
+        "data    {stored} events, {tenants} tenants, 90 days ({})",
+        if fresh { "loaded now" } else { "reused" }
+    );
+
+    let http = reqwest::Client::new();
+    let book = PriceBook::builtin();
+    let mut g = Rng(42);
+    println!(
+        "{:<16} {:>8} {:>8} {:>8}   {:>9} {:>9}   {:>7}",
+        "endpoint", "p50 ms", "p95 ms", "max ms", "raw p50", "raw p95", "raw/api"
+    );
+    let mut worst = 0.0f64;
+    for (e, name) in ENDPOINTS {
+        let (mut api, mut scan) = (Vec::new(), Vec::new());
+        for _ in 0..queries {
+            let tenant = format!("tenant-{:04}", g.next(tenants as u64));
+            let (from, to) = range(&mut g, now);
+            let p = path(e, &tenant, from, to, &mut g);
+            let t0 = Instant::now();
+            let resp = rt
+                .block_on(
+                    http.get(format!("{endpoint}{p}"))
+                        .header("authorization", format!("Bearer {key}"))
+                        .send(),
+                )
+                .unwrap();
+            let status = resp.status();
+            let body: Value = rt.block_on(resp.json()).unwrap();
+            api.push(t0.elapsed().as_secs_f64() * 1e3);
+            assert!(status.is_success(), "{p}: {status} {body}");
+            let (f, t) = match (body["from"].as_str(), body["to"].as_str()) {
+                (Some(f), Some(t)) => (
+                    DateTime::parse_from_rfc3339(f).unwrap().to_utc(),
+                    DateTime::parse_from_rfc3339(t).unwrap().to_utc(),
+                ),
+                _ => (from, to),
+            };
+            let t0 = Instant::now();
+            let want = rt.block_on(reference(&db, &book, e, &tenant, f, t));
+            scan.push(t0.elapsed().as_secs_f64() * 1e3);
+            if e == Endpoint::Summary {
+                for field in ["executions", "successes", "cost_usd", "api_calls"] {
+                    assert_eq!(body[field], want[field], "{p}: {field}");
+                }
+            }
+        }
+        let (p50, p95, max) = (pct(&mut api, 0.5), pct(&mut api, 0.95), pct(&mut api, 1.0));
+        let (r50, r95) = (pct(&mut scan, 0.5), pct(&mut scan, 0.95));
+        worst = worst.max(p95);
+        println!(
+            "{name:<16} {p50:>8.1} {p95:>8.1} {max:>8.1}   {r50:>9.1} {r95:>9.1}   {:>6.1}x",
+            r95 / p95
+        );
+    }
+    println!("worst p95 {worst:.1} ms  (target <= 20 ms per endpoint)");
+
+    // Ingest alone, ingest while the query mix runs, and `\copy` of as many rows.
+    let m: usize = env_or("QUERY_BENCH_INGEST_EVENTS", 200_000);
+    let ingest = |tenant: &str| -> f64 {
+        let c = client(&endpoint, &key);
+        let t0 = Instant::now();
+        for i in 0..m {
+            c.track(event(i, tenant)).unwrap();
+        }
+        c.flush(Duration::from_secs(600)).unwrap();
+        let s = t0.elapsed().as_secs_f64();
+        c.shutdown(Duration::from_secs(10)).unwrap();
+        m as f64 / s
+    };
+    let alone = ingest("bench-ingest-alone");
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let readers: Vec<_> = (0..2)
+        .map(|r| {
+            let (stop, served, endpoint, key) =
+                (stop.clone(), served.clone(), endpoint.clone(), key.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let http = reqwest::Client::new();
+                let mut g = Rng(1_000 + r);
+                let now = Utc::now();
+                while !stop.load(Ordering::Relaxed) {
+                    let e = ENDPOINTS[g.next(ENDPOINTS.len() as u64) as usize].0;
+                    let tenant = format!("tenant-{:04}", g.next(tenants as u64));
+                    let (from, to) = range(&mut g, now);
+                    let p = path(e, &tenant, from, to, &mut g);
+                    let ok = rt
+                        .block_on(
+                            http.get(format!("{endpoint}{p}"))
+                                .header("authorization", format!("Bearer {key}"))
+                                .send(),
+                        )
+                        .is_ok_and(|r| r.status().is_success());
+                    assert!(ok, "{p}");
+                    served.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    let busy = ingest("bench-ingest-busy");
+    let qps = served.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    let csv = dir.join("copy.csv");
+    let mut buf = Vec::with_capacity(m * 300);
+    for i in 0..m {
+        csv_row(&mut buf, &event(i, "bench-copy"));
+    }
+    std::fs::File::create(&csv)
+        .unwrap()
+        .write_all(&buf)
+        .unwrap();
+    let copy_rate = m as f64 / copy(&url, &csv);
+    std::fs::remove_file(&csv).unwrap();
+    rt.block_on(db.batch_execute(
+        "DELETE FROM events WHERE tenant_id LIKE 'bench-%';
+         DELETE FROM event_ids WHERE tenant_id LIKE 'bench-%'",
+    ))
+    .unwrap();
+    println!("ingest  alone {alone:.0} ev/s; while 2 readers query ({qps:.0} queries/s) {busy:.0} ev/s; \\copy {copy_rate:.0} rows/s");
+    println!(
+        "ratio   ingest while querying / copy {:.2}  (target >= 0.5); alone / copy {:.2}",
+        busy / copy_rate,
+        alone / copy_rate
+    );
+    rt.block_on(server.shutdown(Duration::from_secs(30)))
+        .unwrap();
+}
