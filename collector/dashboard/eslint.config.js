@@ -17,7 +17,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ["*.{js,mjs}", "tests/**/*.{js,mjs}"],
+    files: ["*.{js,mjs}", "tests/**/*.{js,mjs}", "bench/**/*.{js,mjs}"],
     languageOptions: {
       globals: {
         process: "readonly",
@@ -27,6 +27,7 @@ export default tseslint.config(
         fetch: "readonly",
         setTimeout: "readonly",
         clearTimeout: "readonly",
+        performance: "readonly",
         // Code the browser tests run in the page.
         document: "readonly",
         sessionStorage: "readonly",
