@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -349,3 +353,33 @@ def test_bad_settings_and_headers_name_the_field() -> None:
         "user_id": "u-7",
         "task_type": "bug_fix",
     }
+
+
+def test_example_worker(collector: Collector, temporal_server: str, tenant: str) -> None:
+    """examples/temporal/python/worker.py: the collector has the cost of each workflow run."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "temporal" / "python" / "worker.py"
+    p = subprocess.run(
+        [sys.executable, str(example), tenant, "3"],
+        env={
+            **os.environ,
+            "AGENTTALLY_ENDPOINT": collector.endpoint,
+            "AGENTTALLY_API_KEY": collector.api_key,
+            "TEMPORAL_ADDRESS": temporal_server,
+        },
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "3 workflow runs (3 approved)" in p.stdout
+    per_run = collector.query(
+        "SELECT workflow_id, count(*), sum(cost_usd), count(*) FILTER (WHERE cost_usd IS NULL) "
+        f"FROM events WHERE tenant_id = '{tenant}' AND event_type = 'provider.api_call' "
+        "GROUP BY workflow_id"
+    )
+    assert len(per_run) == 3
+    for workflow_id, calls, cost, unpriced in per_run:
+        assert workflow_id.startswith("ticket-")
+        assert (int(calls), int(unpriced)) == (4, 0) and Decimal(cost) > 0
+    rep = collector.report(tenant)
+    assert rep.runs == rep.completed + rep.failed and rep.completed >= 12
