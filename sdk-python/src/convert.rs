@@ -288,3 +288,27 @@ pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "object".into())
 }
+
+/// An explicit event id: a `uuid.UUID` or its string form (not the nil UUID, which means
+/// "assign one").
+pub fn event_id(obj: &Bound<'_, PyAny>) -> PyResult<uuid::Uuid> {
+    const FIELD: &str = "event.id";
+    let text = if let Ok(s) = obj.cast::<PyString>() {
+        s.to_cow()?.into_owned()
+    } else if type_name(obj) == "UUID" {
+        obj.str()?.to_cow()?.into_owned()
+    } else {
+        return Err(errors::invalid(
+            FIELD,
+            format!("must be a UUID (uuid.UUID or str), got {}", type_name(obj)),
+        ));
+    };
+    match uuid::Uuid::parse_str(&text) {
+        Ok(id) if !id.is_nil() => Ok(id),
+        Ok(_) => Err(errors::invalid(FIELD, "must not be the nil UUID")),
+        Err(e) => Err(errors::invalid(
+            FIELD,
+            format!("must be a UUID, got `{text}` ({e})"),
+        )),
+    }
+}

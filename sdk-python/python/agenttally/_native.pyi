@@ -1,5 +1,6 @@
 # Stubs of the native module (checked against it by stubtest in ci.sh).
 import os
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -71,6 +72,7 @@ class Client:
         metadata: Optional[Mapping[str, Any]] = None,
         timestamp: Optional[datetime] = None,
         service_tier: Optional[_Tier] = None,
+        event_id: Optional[Union[str, uuid.UUID]] = None,
     ) -> str: ...
     def flush(self, timeout: Optional[_Seconds] = None) -> None: ...
     def shutdown(self, timeout: Optional[_Seconds] = None) -> None: ...
@@ -78,6 +80,15 @@ class Client:
     @property
     def exit_timeout(self) -> float: ...
     def _exit_shutdown(self) -> None: ...
+    def price_call(
+        self,
+        *,
+        tenant_id: str,
+        provider: str,
+        model: str,
+        usage: Any = None,
+        service_tier: Optional[_Tier] = None,
+    ) -> Optional[Decimal]: ...
     def _start_run(self, *, tenant_id: str, agent_id: str, task_type: str) -> Run: ...
 
 @final
