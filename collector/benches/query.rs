@@ -121,31 +121,34 @@ fn client(endpoint: &str, key: &str) -> Client {
         .unwrap()
 }
 
-/// Store `n` events (whole runs) for `tenants` tenants over the 90 days before `now`.
+/// Store `n` events (whole runs) for `tenants` tenants over the 90 days before `now`, one
+/// tenant after another (as tenants' own clients send them: each batch holds one tenant).
 fn load(endpoint: &str, key: &str, n: usize, tenants: usize, now: DateTime<Utc>) {
     let c = client(endpoint, key);
     let mut g = Rng(7);
     let mut buf = Vec::with_capacity(8);
     let (mut sent, mut mark, t0) = (0usize, 1_000_000usize, Instant::now());
     let span = 90 * 86_400 - 3_600;
-    while sent < n {
-        let tenant = format!("tenant-{:04}", g.next(tenants as u64));
-        let start = now - TimeDelta::seconds(3_600 + g.next(span) as i64);
-        buf.clear();
-        run(&mut g, &tenant, start, &mut buf);
-        for e in buf.drain(..) {
-            c.track(e).unwrap();
-            sent += 1;
+    for t in 0..tenants {
+        let tenant = format!("tenant-{t:04}");
+        let share = n * (t + 1) / tenants;
+        while sent < share {
+            let start = now - TimeDelta::seconds(3_600 + g.next(span) as i64);
+            buf.clear();
+            run(&mut g, &tenant, start, &mut buf);
+            for e in buf.drain(..) {
+                c.track(e).unwrap();
+                sent += 1;
+            }
         }
         if sent >= mark {
             mark += 1_000_000;
-            eprintln!(
-                "load: {sent} events, {:.0} s, {:?}",
-                t0.elapsed().as_secs_f64(),
-                c.stats().sent
-            );
             // Keep the client's queue bounded: wait for the collector to catch up.
             c.flush(Duration::from_secs(3_600)).unwrap();
+            eprintln!(
+                "load: {sent} events stored, {:.0} s",
+                t0.elapsed().as_secs_f64()
+            );
         }
     }
     c.flush(Duration::from_secs(3_600)).unwrap();
