@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use crate::error::Result;
 use crate::store::histogram::Histogram;
-use crate::store::rollups::Grain;
+use crate::store::rollups::{Dims, Grain};
 use crate::store::TenantTx;
 
 /// The terminal agent events: an execution each.
@@ -368,15 +368,19 @@ pub enum GroupBy {
     Model,
     TaskType,
     EventType,
+    AgentId,
 }
 
 impl GroupBy {
+    pub const NAMES: &'static str = "provider, model, task_type, event_type, agent_id";
+
     pub fn parse(s: &str) -> Option<GroupBy> {
         Some(match s {
             "provider" => GroupBy::Provider,
             "model" => GroupBy::Model,
             "task_type" => GroupBy::TaskType,
             "event_type" => GroupBy::EventType,
+            "agent_id" => GroupBy::AgentId,
             _ => return None,
         })
     }
@@ -388,6 +392,16 @@ impl GroupBy {
             GroupBy::Model => "model",
             GroupBy::TaskType => "task_type",
             GroupBy::EventType => "event_type",
+            GroupBy::AgentId => "agent_id",
+        }
+    }
+
+    /// The rollups that hold the dimension: the agent rollups for `agent_id`, the usage
+    /// rollups for the rest. Both count every event, by the same rules (`RowKind`).
+    fn dims(self) -> Dims {
+        match self {
+            GroupBy::AgentId => Dims::Agent,
+            _ => Dims::Usage,
         }
     }
 }
@@ -460,6 +474,7 @@ pub async fn timeseries(
     group_by: Option<GroupBy>,
 ) -> Result<Series> {
     let group = group_by.map_or("''", GroupBy::column);
+    let dims = group_by.map_or(Dims::Usage, GroupBy::dims);
     let sql = format!(
         "SELECT date_trunc($4, bucket, 'UTC'), {group}, event_type, itemized,
                 sum(events)::bigint, sum(successes)::bigint, sum(cost_usd),
@@ -469,7 +484,7 @@ pub async fn timeseries(
          FROM {table}
          WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3
          GROUP BY 1, 2, 3, 4",
-        table = range.grain.table()
+        table = dims.table(range.grain)
     );
     let rows = tx
         .query(&sql, &[&tenant, &range.from, &range.to, &interval.unit()])
