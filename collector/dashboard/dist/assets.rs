@@ -4,7 +4,7 @@
 pub const INDEX: Asset = Asset {
     name: "index.html",
     content_type: "text/html; charset=utf-8",
-    etag: "\"6010d49f2b5a1157c9e0c0c576894375\"",
+    etag: "\"dd1b45f9ef7c26d143d076a5b4637e68\"",
     body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/index.html")),
     gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/index.html.gz")),
 };
@@ -19,10 +19,10 @@ pub const ASSETS: &[Asset] = &[
         gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-5327QWHH.css.gz")),
     },
     Asset {
-        name: "app-A5TKTHSD.js",
+        name: "app-FD7GA2HC.js",
         content_type: "text/javascript; charset=utf-8",
-        etag: "\"0918c2dee6894da59375ef8af6c618ee\"",
-        body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-A5TKTHSD.js")),
-        gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-A5TKTHSD.js.gz")),
+        etag: "\"df0e730d6d156f8e6b9c74de23e77009\"",
+        body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-FD7GA2HC.js")),
+        gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-FD7GA2HC.js.gz")),
     },
 ];

@@ -12,6 +12,7 @@ export function trendGroup(f: Filters): { by: keyof Filters; value: string } | n
   if (f.model) return { by: "model", value: f.model };
   if (f.provider) return { by: "provider", value: f.provider };
   if (f.task_type) return { by: "task_type", value: f.task_type };
+  if (f.agent_id) return { by: "agent_id", value: f.agent_id };
   return null;
 }
 
@@ -161,7 +162,7 @@ export function SavingsDashboard() {
         title="Monthly spend (last 12 months)"
         load={trend}
         wide
-        note={g ? `${g.by.replace("_", " ")}: ${groupName(g.value)}` : "All usage."}
+        note={g ? `${g.by === "agent_id" ? "agent" : g.by.replace("_", " ")}: ${groupName(g.value)}` : "All usage."}
         download={{
           name: "spend-by-month",
           json: trend.data,
