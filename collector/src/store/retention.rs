@@ -1,6 +1,6 @@
 //! Upkeep: day partitions created ahead (today-8 .. today+2), expired raw partitions dropped with
-//! their dedupe ids, expired hourly rollups (usage, agent and savings) deleted, erased raw events past
-//! their grace period deleted (`erasure::purge_due`). Runs at start and every hour; what is due
+//! their dedupe ids, expired hourly rollups (usage, agent and savings) deleted, erased raw events
+//! past their grace period deleted (`erasure::purge_due`). Runs at start and every hour; what is due
 //! is recorded in the database, so a restart loses nothing.
 
 use chrono::{TimeDelta, Utc};

@@ -1,9 +1,10 @@
 //! Rollup deltas: the newly inserted rows of one commit, aggregated by tenant x bucket x
 //! event_type x provider x model x task_type x itemized (`Dims::Usage`) and by tenant x bucket x
 //! event_type x agent_id x itemized (`Dims::Agent`), and added into the hourly and daily tables
-//! of each in the same transaction as the raw rows, so rollups stay exact under retries. Stored rows are read
-//! and locked first (`lock`), their histograms merged here and written back (`update`); keys not
-//! stored yet are inserted (`upsert`, which merges in SQL should the key appear meanwhile).
+//! of each in the same transaction as the raw rows, so rollups stay exact under retries. Stored
+//! rows are read and locked first (`lock`), their histograms merged here and written back
+//! (`update`); keys not stored yet are inserted (`upsert`, which merges in SQL should the key
+//! appear meanwhile).
 
 use std::collections::{BTreeMap, HashMap};
 
