@@ -202,7 +202,7 @@ mod tests {
                 .collect()
         };
         let ts = "/v1/metrics/timeseries";
-        for (name, n) in [("metric", 6), ("interval", 3), ("group_by", 4)] {
+        for (name, n) in [("metric", 6), ("interval", 3), ("group_by", 5)] {
             let values = choices(ts, name);
             assert_eq!(values.len(), n, "{name}: {values:?}");
             for v in values {

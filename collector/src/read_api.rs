@@ -790,12 +790,7 @@ pub async fn timeseries(
     })?;
     let interval =
         choice(&params, "interval", "hour, day, month", Interval::parse)?.unwrap_or(Interval::Day);
-    let group_by = choice(
-        &params,
-        "group_by",
-        "provider, model, task_type, event_type",
-        GroupBy::parse,
-    )?;
+    let group_by = choice(&params, "group_by", GroupBy::NAMES, GroupBy::parse)?;
     let tz = zone(&params)?;
     let range = series_range(
         params.get("from").map(String::as_str),

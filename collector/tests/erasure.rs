@@ -15,9 +15,11 @@ use common::runs::tenant_events;
 use common::Env;
 use serde_json::{json, Value};
 
-const ROLLUPS: [&str; 4] = [
+const ROLLUPS: [&str; 6] = [
     "rollup_hourly",
     "rollup_daily",
+    "rollup_agent_hourly",
+    "rollup_agent_daily",
     "rollup_savings_hourly",
     "rollup_savings_daily",
 ];

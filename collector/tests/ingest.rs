@@ -371,7 +371,8 @@ async fn a_poison_row_is_rejected_alone_and_stored_once_fixed() {
     env.shutdown().await;
 }
 
-/// Retention drops an expired day partition and its dedupe ids, and leaves current data alone.
+/// Retention drops an expired day partition and its dedupe ids, expired hourly agent rollups, and
+/// leaves current data alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_drops_expired_partitions_with_their_ids() {
     let (mut env, key) = setup().await;
@@ -408,6 +409,44 @@ async fn retention_drops_expired_partitions_with_their_ids() {
         5,
         "retention leaves current data alone"
     );
+
+    // -- hourly agent rollups expire with the hourly retention; daily ones are kept --
+    for (table, age) in [
+        ("rollup_agent_hourly", "100 days"),
+        ("rollup_agent_hourly", "10 days"),
+        ("rollup_agent_daily", "100 days"),
+    ] {
+        env.db
+            .batch_execute(&format!(
+                "INSERT INTO {table} (tenant_id, bucket, event_type, agent_id, itemized, events, \
+                   successes, cost_usd, costed_events, unpriced_events, unpriced_tokens, \
+                   input_tokens, cached_input_tokens, cache_write_tokens, cache_write_1h_tokens, \
+                   output_tokens, reasoning_tokens, requests, duration_count, duration_sum_ms, \
+                   duration_hist, queue_count, queue_sum_ms, queue_hist) \
+                 VALUES ('old', date_trunc('hour', now() - interval '{age}'), 'agent.started', \
+                   'a1', false, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '{{}}', 0, 0, '{{}}')"
+            ))
+            .await
+            .expect("agent rollup row");
+    }
+    agenttally_collector::store::retention::run_once(&env.db, 30, 90)
+        .await
+        .expect("retention");
+    assert_eq!(
+        env.count("SELECT count(*) FROM rollup_agent_hourly WHERE tenant_id = 'old'")
+            .await,
+        1,
+        "the hourly row older than 90 days is deleted, the 10-day-old one kept"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM rollup_agent_daily WHERE tenant_id = 'old'")
+            .await,
+        1
+    );
+    let current_agents = env
+        .count("SELECT sum(events)::int8 FROM rollup_agent_hourly WHERE tenant_id = 'acme'")
+        .await;
+    assert_eq!(current_agents, 5);
 
     env.shutdown().await;
 }

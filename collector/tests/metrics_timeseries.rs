@@ -1,6 +1,7 @@
 //! `GET /v1/metrics/timeseries` against plain SQL over the raw `events` rows: per hour, day and
-//! month, grouped or not, every point equals the raw figure of its bucket and group (exact for
-//! counts, spend and tokens; p95 within 1%), and empty buckets are present as zero.
+//! month, grouped or not (by the usage rollups' dimensions and by agent, from the agent
+//! rollups), every point equals the raw figure of its bucket and group (exact for counts, spend
+//! and tokens; p95 within 1%), and empty buckets are present as zero.
 
 mod common;
 
@@ -238,7 +239,7 @@ async fn timeseries_equal_plain_sql_over_raw_events() {
         ("?interval=day", "metric:"),
         ("?metric=cost", "metric:"),
         ("?metric=executions&interval=week", "interval:"),
-        ("?metric=executions&group_by=agent_id", "group_by:"),
+        ("?metric=executions&group_by=agent", "group_by:"),
         (
             "?metric=executions&interval=hour&from=2026-01-01T00:00:00Z&to=2027-12-01T00:00:00Z",
             "from:",
@@ -259,5 +260,300 @@ async fn timeseries_equal_plain_sql_over_raw_events() {
         (403, Some("tenant_forbidden")),
         "{v}"
     );
+    env.shutdown().await;
+}
+
+/// What each metric sums over the rows of `RAW` (docs/metrics.md).
+const METRICS: [(&str, &str); 6] = [
+    ("cost_usd", "sum(cost_usd) FILTER (WHERE spend)"),
+    ("executions", "count(*) FILTER (WHERE outcome)"),
+    (
+        "failures",
+        "count(*) FILTER (WHERE outcome AND NOT success)",
+    ),
+    (
+        "api_calls",
+        "count(*) FILTER (WHERE event_type = 'provider.api_call')",
+    ),
+    // Prompt plus output: reasoning is part of output.
+    (
+        "tokens",
+        "coalesce(sum(coalesce(input_tokens, 0) + coalesce(cached_input_tokens, 0) \
+         + coalesce(cache_write_tokens, 0) + coalesce(cache_write_1h_tokens, 0) \
+         + coalesce(output_tokens, 0)) FILTER (WHERE spend), 0)",
+    ),
+    (
+        "p95_duration_ms",
+        "percentile_disc(0.95) WITHIN GROUP (ORDER BY duration_ms) FILTER (WHERE outcome)",
+    ),
+];
+
+/// The runs of `tenant_events` spread over three agents (by run number); the calls of every
+/// fourth run name no agent (agent events must name one).
+fn with_agents(events: Vec<Value>) -> Vec<Value> {
+    events
+        .into_iter()
+        .map(|mut e| {
+            let run: usize = e["correlation_id"]
+                .as_str()
+                .and_then(|c| c.rsplit('-').next())
+                .and_then(|n| n.parse().ok())
+                .expect("run number");
+            e["agent_id"] = json!(["planner", "coder", "reviewer"][run % 4 % 3]);
+            if run % 4 == 3 && e["event_type"] == "provider.api_call" {
+                e.as_object_mut().expect("event").remove("agent_id");
+            }
+            e
+        })
+        .collect()
+}
+
+/// `metric` by agent per `interval` over `range` against plain SQL over the raw rows: one point
+/// per bucket and agent with events in the range, each equal to its raw figure (p95 within 1%).
+/// Returns the series.
+async fn check_by_agent(env: &Env, key: &str, metric: &str, interval: &str, range: &str) -> Value {
+    let (s, series) = get(
+        env,
+        key,
+        &format!("?metric={metric}&interval={interval}&group_by=agent_id{range}"),
+    )
+    .await;
+    assert_eq!(s, 200, "{series}");
+    let select = METRICS
+        .iter()
+        .find(|(m, _)| *m == metric)
+        .expect("metric")
+        .1;
+    let group = "coalesce(agent_id, '')";
+    let want = raw(env, &series, interval, group, select).await;
+    let groups: std::collections::BTreeSet<String> = env
+        .db
+        .query(
+            &format!("SELECT DISTINCT {group} FROM ({RAW}) s"),
+            &[&"acme", &at(&series["from"]), &at(&series["to"])],
+        )
+        .await
+        .expect("groups")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(groups.len() >= 3, "{groups:?}");
+    let points = series["points"].as_array().expect("points");
+    let mut buckets = std::collections::BTreeSet::new();
+    for p in points {
+        buckets.insert(at(&p["t"]));
+        let k = point_key(p);
+        assert!(groups.contains(&k.1), "{metric}: {p}");
+        let exact = want.get(&k).and_then(Value::as_str);
+        match metric {
+            "cost_usd" => {
+                let w = exact.map_or(Decimal::ZERO, |c| c.parse().expect("decimal"));
+                let got: Decimal = p["value"].as_str().expect("decimal").parse().expect("d");
+                assert_eq!(got, w, "{metric} {interval}: {p}");
+            }
+            "p95_duration_ms" => match exact {
+                None => assert_eq!(p["value"], Value::Null, "{p}"),
+                Some(exact) => {
+                    let exact: f64 = exact.parse().expect("ms");
+                    let got = p["value"].as_f64().expect("p95");
+                    assert!((got - exact).abs() <= 0.01 * exact, "{p}: raw {exact}");
+                }
+            },
+            _ => {
+                let w: i64 = exact.map_or(0, |c| c.parse().expect("n"));
+                assert_eq!(p["value"], json!(w), "{metric} {interval}: {p}");
+            }
+        }
+    }
+    assert_eq!(
+        points.len(),
+        buckets.len() * groups.len(),
+        "{metric} {interval}: every bucket has every agent"
+    );
+    if metric == "cost_usd" {
+        let unpriced = raw(
+            env,
+            &series,
+            interval,
+            group,
+            "count(*) FILTER (WHERE spend AND cost_status = 'unpriced')",
+        )
+        .await;
+        for p in points {
+            let n: i64 = unpriced
+                .get(&point_key(p))
+                .and_then(Value::as_str)
+                .map_or(0, |c| c.parse().expect("n"));
+            assert_eq!(p["unpriced_events"], json!(n), "{p}");
+        }
+    }
+    series
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeseries_by_agent_equal_plain_sql_over_raw_events() {
+    let mut env = Env::start().await;
+    let now = Utc::now();
+    let ingest = env.key(Some("acme"), &[Scope::Ingest]).await;
+    let mut events = with_agents(tenant_events("acme", 11, 160, now));
+    // Two runs by hand, an hour ago: an itemized one (a call of $0.5, its terminal event
+    // repeating it with `calls`: counted once) and a summary-only one ($0.25).
+    let hand = now - TimeDelta::hours(1);
+    let ev = |agent: &str, fields: Value| {
+        let mut e = json!({
+            "id": uuid::Uuid::now_v7().to_string(), "tenant_id": "acme",
+            "timestamp": ts(hand), "correlation_id": format!("hand-{agent}"),
+            "agent_id": agent, "success": true,
+        });
+        for (k, v) in fields.as_object().expect("fields") {
+            e[k] = v.clone();
+        }
+        e
+    };
+    events.push(ev(
+        "solo-itemized",
+        json!({"event_type": "provider.api_call", "provider": "openai", "model": "gpt-4o",
+               "cost_usd": "0.5", "usage": {"input_tokens": 100, "output_tokens": 10}}),
+    ));
+    events.push(ev(
+        "solo-itemized",
+        json!({"event_type": "agent.completed", "cost_usd": "0.5", "duration_ms": 900,
+               "metadata": {"calls": 1}, "usage": {"input_tokens": 100, "output_tokens": 10}}),
+    ));
+    events.push(ev(
+        "solo-summary",
+        json!({"event_type": "agent.completed", "cost_usd": "0.25", "duration_ms": 400,
+               "usage": {"input_tokens": 7, "output_tokens": 3}}),
+    ));
+    // Newest first, so older events arrive late into hours and days already rolled up; then
+    // the first batches again (a client's retries: nothing is counted twice).
+    events.sort_by(|a, b| b["timestamp"].as_str().cmp(&a["timestamp"].as_str()));
+    for chunk in events.chunks(90) {
+        let (s, v) = env.post(&ingest, chunk).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["rejected"], json!([]), "{v}");
+    }
+    for chunk in events.chunks(90).take(2) {
+        let (s, v) = env.post(&ingest, chunk).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let stored = env
+        .count("SELECT count(*) FROM events WHERE tenant_id = 'acme'")
+        .await;
+    assert_eq!(stored as usize, events.len());
+    let key = env.key(Some("acme"), &[Scope::Read]).await;
+    let today = now.duration_trunc(TimeDelta::days(1)).expect("day");
+    let days = format!(
+        "&from={}&to={}",
+        ts(today - TimeDelta::days(4)),
+        ts(today + TimeDelta::days(1))
+    );
+
+    // Every metric, per hour (hourly agent rollups), day and month (daily ones).
+    for (metric, _) in METRICS {
+        for interval in ["hour", "day", "month"] {
+            check_by_agent(&env, &key, metric, interval, &days).await;
+        }
+    }
+
+    // The hand-made runs: spend counted once for the itemized run, executions and calls as sent.
+    let (s, series) = get(
+        &env,
+        &key,
+        &format!("?metric=cost_usd&interval=month&group_by=agent_id{days}"),
+    )
+    .await;
+    assert_eq!(s, 200, "{series}");
+    let total = |series: &Value, agent: &str| -> Decimal {
+        series["points"]
+            .as_array()
+            .expect("points")
+            .iter()
+            .filter(|p| p["group"] == agent)
+            .map(|p| {
+                p["value"].as_str().map_or_else(
+                    || Decimal::from(p["value"].as_i64().expect("n")),
+                    |v| v.parse().expect("decimal"),
+                )
+            })
+            .sum()
+    };
+    assert_eq!(total(&series, "solo-itemized"), Decimal::new(5, 1));
+    assert_eq!(total(&series, "solo-summary"), Decimal::new(25, 2));
+    for (metric, itemized, summary) in [
+        ("executions", 1, 1),
+        ("api_calls", 1, 0),
+        ("tokens", 110, 10),
+    ] {
+        let (_, series) = get(
+            &env,
+            &key,
+            &format!("?metric={metric}&interval=month&group_by=agent_id{days}"),
+        )
+        .await;
+        assert_eq!(
+            total(&series, "solo-itemized"),
+            Decimal::from(itemized),
+            "{metric}"
+        );
+        assert_eq!(
+            total(&series, "solo-summary"),
+            Decimal::from(summary),
+            "{metric}"
+        );
+    }
+
+    // The agents add up to the ungrouped series (read from the usage rollups), bucket by bucket.
+    for metric in ["cost_usd", "executions", "failures", "api_calls", "tokens"] {
+        let q = format!("?metric={metric}&interval=day{days}");
+        let (_, all) = get(&env, &key, &q).await;
+        let (_, by_agent) = get(&env, &key, &format!("{q}&group_by=agent_id")).await;
+        let mut sums: BTreeMap<DateTime<Utc>, Decimal> = BTreeMap::new();
+        for p in by_agent["points"].as_array().expect("points") {
+            let v = p["value"].as_str().map_or_else(
+                || Decimal::from(p["value"].as_i64().expect("n")),
+                |v| v.parse().expect("decimal"),
+            );
+            *sums.entry(at(&p["t"])).or_default() += v;
+        }
+        for p in all["points"].as_array().expect("points") {
+            let v = p["value"].as_str().map_or_else(
+                || Decimal::from(p["value"].as_i64().expect("n")),
+                |v| v.parse().expect("decimal"),
+            );
+            assert_eq!(sums.get(&at(&p["t"])).copied(), Some(v), "{metric} {p}");
+        }
+    }
+
+    // CSV: the same points, one row each.
+    let series = check_by_agent(&env, &key, "cost_usd", "day", &days).await;
+    let resp = env
+        .http
+        .get(format!(
+            "{}/v1/metrics/timeseries?metric=cost_usd&interval=day&group_by=agent_id&format=csv{days}",
+            env.base
+        ))
+        .header("authorization", format!("Bearer {key}"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.text().await.expect("csv");
+    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
+    assert_eq!(lines.next(), Some("t,group,value,unpriced_events"));
+    let rows: Vec<&str> = lines.collect();
+    let points = series["points"].as_array().expect("points");
+    assert_eq!(rows.len(), points.len(), "{text}");
+    for (row, p) in rows.iter().zip(points) {
+        let want = format!(
+            "{},{},{},{}",
+            p["t"].as_str().expect("t"),
+            p["group"].as_str().expect("group"),
+            p["value"].as_str().expect("value"),
+            p["unpriced_events"]
+        );
+        assert_eq!(*row, want);
+    }
+    assert!(rows.iter().any(|r| r.contains(",planner,")), "{text}");
     env.shutdown().await;
 }

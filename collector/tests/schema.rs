@@ -96,9 +96,16 @@ async fn tenant_keys_start_with_tenant_id() {
         "every table without row-level security is a known reference table"
     );
     assert!(
-        ["events", "event_ids", "rollup_hourly", "rollup_daily"]
-            .iter()
-            .all(|t| tenant_tables.contains(*t)),
+        [
+            "events",
+            "event_ids",
+            "rollup_hourly",
+            "rollup_daily",
+            "rollup_agent_hourly",
+            "rollup_agent_daily",
+        ]
+        .iter()
+        .all(|t| tenant_tables.contains(*t)),
         "{tenant_tables:?}"
     );
 

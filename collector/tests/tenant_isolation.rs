@@ -104,6 +104,8 @@ async fn no_statement_as_tenant_a_reaches_tenant_b() {
         "event_ids",
         "rollup_hourly",
         "rollup_daily",
+        "rollup_agent_hourly",
+        "rollup_agent_daily",
         "rollup_savings_hourly",
         "rollup_savings_daily",
         "tenant_tiers",

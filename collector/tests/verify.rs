@@ -22,9 +22,11 @@ use deadpool_postgres::Pool;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_agenttally-collector");
-const TABLES: [&str; 4] = [
+const TABLES: [&str; 6] = [
     "rollup_hourly",
     "rollup_daily",
+    "rollup_agent_hourly",
+    "rollup_agent_daily",
     "rollup_savings_hourly",
     "rollup_savings_daily",
 ];
@@ -118,7 +120,7 @@ async fn wait_for_check(env: &Env, differences: i64) {
     panic!("the daily check never reported {differences} differences");
 }
 
-/// Raw totals equal rollup totals for `tenant`: events and cost in both usage tables, tasks and
+/// Raw totals equal rollup totals for `tenant`: events and cost in the usage and agent tables, tasks and
 /// both sums per baseline in both savings tables.
 async fn totals_match(env: &Env, tenant: &str) {
     let raw = env
@@ -129,7 +131,12 @@ async fn totals_match(env: &Env, tenant: &str) {
         )
         .await
         .expect("raw");
-    for t in ["rollup_hourly", "rollup_daily"] {
+    for t in [
+        "rollup_hourly",
+        "rollup_daily",
+        "rollup_agent_hourly",
+        "rollup_agent_daily",
+    ] {
         let r = env
             .db
             .query_one(
@@ -289,26 +296,48 @@ async fn verify_reports_every_corruption_and_repair_restores_the_rollups() {
         ),
     )
     .await;
+    // The agent rollups: a cost changed, a row gone (their key slots without a column read
+    // back as "").
+    let agent_cost = corrupt(
+        &env,
+        "UPDATE rollup_agent_daily SET cost_usd = cost_usd + 2 WHERE ctid = \
+           (SELECT ctid FROM rollup_agent_daily WHERE tenant_id = 'acme' \
+            AND event_type = 'provider.api_call' ORDER BY bucket, agent_id LIMIT 1)
+         RETURNING bucket, event_type, agent_id, '', '', itemized",
+    )
+    .await;
+    let agent_deleted = corrupt(
+        &env,
+        "DELETE FROM rollup_agent_hourly WHERE ctid = \
+           (SELECT ctid FROM rollup_agent_hourly WHERE tenant_id = 'globex' \
+            AND event_type = 'agent.completed' AND duration_count > 0 \
+            ORDER BY bucket, agent_id, itemized LIMIT 1)
+         RETURNING bucket, event_type, agent_id, '', '', itemized",
+    )
+    .await;
     let want: Found = [
         ("acme", "rollup_daily", cost, "cost_usd"),
         ("globex", "rollup_hourly", deleted, "<missing>"),
         ("acme", "rollup_daily", bogus, "<extra>"),
         ("globex", "rollup_savings_hourly", saving, "baseline_usd"),
         ("acme", "rollup_hourly", hist, "duration_hist"),
+        ("acme", "rollup_agent_daily", agent_cost, "cost_usd"),
+        ("globex", "rollup_agent_hourly", agent_deleted, "<missing>"),
     ]
     .into_iter()
     .map(|(t, table, k, c)| (t.to_string(), table.to_string(), k, c.to_string()))
     .collect();
     let dirty = run(&pool, &opts(None, false)).await;
     assert_eq!(found(&dirty), want, "{dirty}");
-    assert_eq!(dirty.differences.len(), 5, "{dirty}");
+    assert_eq!(dirty.differences.len(), 7, "{dirty}");
     let text = dirty.to_string();
-    assert!(text.contains(": 5 differences"), "{text}");
+    assert!(text.contains(": 7 differences"), "{text}");
+    assert!(text.contains("rollup_agent_daily (bucket "), "{text}");
     assert!(
         text.contains("cost_usd: stored ") && text.contains("missing row"),
         "{text}"
     );
-    // One tenant only: only its three.
+    // One tenant only: only its four.
     let acme = run(&pool, &opts(Some("acme"), false)).await;
     assert_eq!(acme.tenants, 1);
     assert_eq!(
@@ -317,12 +346,12 @@ async fn verify_reports_every_corruption_and_repair_restores_the_rollups() {
         "{acme}"
     );
     // The daily check sees them too.
-    wait_for_check(&env, 5).await;
+    wait_for_check(&env, 7).await;
 
     // -- repair: every row as ingest wrote it --
     let repaired = run(&pool, &opts(None, true)).await;
     assert_eq!(found(&repaired), want, "{repaired}");
-    assert_eq!(repaired.repaired_rows, 5, "{repaired}");
+    assert_eq!(repaired.repaired_rows, 7, "{repaired}");
     assert_eq!(repaired.notes, Vec::<String>::new());
     let again = run(&pool, &opts(None, false)).await;
     assert_eq!(again.differences, [], "{again}");

@@ -24,10 +24,13 @@ async fn concurrent_writers_store_each_event_once() {
         let events: Vec<Value> = (0..400)
             .map(|i| {
                 let model = ["gpt-4o", "gpt-4o-mini"][i % 3 % 2];
+                // Every fifth call names no agent.
+                let agent = ["a1", "a2", "a3", "a4", ""][i % 5];
                 event(
                     ["w1", "w2"][i % 2],
                     json!({"duration_ms": 1 + (i * 7 + round) % 900, "queue_ms": i % 3,
-                           "model": model}),
+                           "model": model,
+                           "agent_id": if agent.is_empty() { Value::Null } else { json!(agent) }}),
                 )
             })
             .collect();
@@ -76,6 +79,9 @@ async fn concurrent_writers_store_each_event_once() {
         "SELECT sum(duration_count)::int8 FROM rollup_daily",
         "SELECT sum(value::int8)::int8 FROM rollup_hourly, jsonb_each_text(duration_hist)",
         "SELECT sum(value::int8)::int8 FROM rollup_daily, jsonb_each_text(queue_hist)",
+        "SELECT sum(events)::int8 FROM rollup_agent_hourly",
+        "SELECT sum(events)::int8 FROM rollup_agent_daily",
+        "SELECT sum(value::int8)::int8 FROM rollup_agent_hourly, jsonb_each_text(duration_hist)",
     ] {
         assert_eq!(env.count(sql).await, expected, "{sql}");
     }
@@ -85,6 +91,17 @@ async fn concurrent_writers_store_each_event_once() {
                SELECT tenant_id, provider, model, count(*) AS n, sum(duration_ms) AS d, \
                  sum(cost_usd) AS c FROM events GROUP BY 1, 2, 3) e \
              USING (tenant_id, provider, model) \
+             WHERE r.events IS DISTINCT FROM e.n OR r.duration_sum_ms IS DISTINCT FROM e.d \
+               OR r.cost_usd IS DISTINCT FROM e.c"
+        );
+        assert_eq!(env.count(&sql).await, 0, "{table} equals the raw rows");
+    }
+    for table in ["rollup_agent_hourly", "rollup_agent_daily"] {
+        let sql = format!(
+            "SELECT count(*) FROM {table} r FULL JOIN ( \
+               SELECT tenant_id, coalesce(agent_id, '') AS agent_id, count(*) AS n, \
+                 sum(duration_ms) AS d, sum(cost_usd) AS c FROM events GROUP BY 1, 2) e \
+             USING (tenant_id, agent_id) \
              WHERE r.events IS DISTINCT FROM e.n OR r.duration_sum_ms IS DISTINCT FROM e.d \
                OR r.cost_usd IS DISTINCT FROM e.c"
         );

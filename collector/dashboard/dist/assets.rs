@@ -4,7 +4,7 @@
 pub const INDEX: Asset = Asset {
     name: "index.html",
     content_type: "text/html; charset=utf-8",
-    etag: "\"92f30b77833beb0828e97dcd722cdc75\"",
+    etag: "\"74f83fbfb5a86fa1384a89a5396a55da\"",
     body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/index.html")),
     gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/index.html.gz")),
 };
@@ -19,10 +19,10 @@ pub const ASSETS: &[Asset] = &[
         gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-5327QWHH.css.gz")),
     },
     Asset {
-        name: "app-HHOE4RW5.js",
+        name: "app-KJZUGPIR.js",
         content_type: "text/javascript; charset=utf-8",
-        etag: "\"993dd1ef21afadc827cac01e48635416\"",
-        body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-HHOE4RW5.js")),
-        gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-HHOE4RW5.js.gz")),
+        etag: "\"cd37fbd0dedd86d3f6abba1380b12bcc\"",
+        body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-KJZUGPIR.js")),
+        gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-KJZUGPIR.js.gz")),
     },
 ];

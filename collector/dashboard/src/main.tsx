@@ -24,6 +24,7 @@ const FILTER_LABEL: Record<keyof Filters, string> = {
   provider: "Provider",
   model: "Model",
   task_type: "Task type",
+  agent_id: "Agent",
 };
 
 function SignIn(props: { onSignedIn: (c: Credentials, tenant: string) => void; message: string }) {
@@ -130,11 +131,12 @@ function Dashboard(props: { cred: Credentials; tenant: string; onSignOut: () => 
   });
   const [tz, setTz] = useState("UTC");
   const zones = useMemo(timeZones, []);
-  const [filters, setFilters] = useState<Filters>({ provider: "", model: "", task_type: "" });
+  const [filters, setFilters] = useState<Filters>({ provider: "", model: "", task_type: "", agent_id: "" });
   const [options, setOptions] = useState<Record<keyof Filters, string[]>>({
     provider: [],
     model: [],
     task_type: [],
+    agent_id: [],
   });
   const [refresh, setRefresh] = useState(0);
   const [live, setLive] = useState<LiveState>("connecting");
@@ -275,7 +277,7 @@ function Dashboard(props: { cred: Credentials; tenant: string; onSignOut: () => 
             ))}
           </select>
         </label>
-        {(["provider", "model", "task_type"] as const).map((dim) => (
+        {(["provider", "model", "task_type", "agent_id"] as const).map((dim) => (
           <label key={dim}>
             {FILTER_LABEL[dim]}
             <select
@@ -294,7 +296,7 @@ function Dashboard(props: { cred: Credentials; tenant: string; onSignOut: () => 
         ))}
         <p class="note filters-note">
           Filters narrow the breakdowns, trends and recommendations; totals cover all of the
-          tenant's usage. There is no agent filter: the API has no agent dimension yet.
+          tenant's usage. A trend is narrowed by one filter at a time.
         </p>
       </form>
       {rangeOk ? (

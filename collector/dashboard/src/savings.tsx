@@ -12,6 +12,7 @@ export function trendGroup(f: Filters): { by: keyof Filters; value: string } | n
   if (f.model) return { by: "model", value: f.model };
   if (f.provider) return { by: "provider", value: f.provider };
   if (f.task_type) return { by: "task_type", value: f.task_type };
+  if (f.agent_id) return { by: "agent_id", value: f.agent_id };
   return null;
 }
 
@@ -171,8 +172,9 @@ export function SavingsDashboard() {
         load={trend}
         wide
         note={
-          (g ? `${g.by.replace("_", " ")}: ${groupName(g.value)}. ` : "All usage. ") +
-          `Calendar months in ${trend.data?.tz ?? tz}.`
+          (g
+            ? `${g.by === "agent_id" ? "agent" : g.by.replace("_", " ")}: ${groupName(g.value)}. `
+            : "All usage. ") + `Calendar months in ${trend.data?.tz ?? tz}.`
         }
         download={{
           name: "spend-by-month",

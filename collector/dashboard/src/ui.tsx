@@ -11,6 +11,7 @@ export interface Filters {
   provider: string;
   model: string;
   task_type: string;
+  agent_id: string;
 }
 
 export interface Ctx {

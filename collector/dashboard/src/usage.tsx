@@ -2,6 +2,7 @@
 // the executions trend, and when the tenant is busiest (a day × hour heat map in the chosen
 // time zone, and the API's peak hours, days and top hours).
 import { useEffect, useMemo } from "preact/hooks";
+import { AgentsPanel } from "./agents";
 import type { Peaks, Series, Summary } from "./api";
 import { Chart } from "./chart";
 import { showTime, weekdayHour } from "./range";
@@ -31,26 +32,30 @@ export function UsageDashboard({ summary }: { summary: Load<Summary> }) {
   }, [s, offer]);
 
   const hours = Date.parse(range.to) - Date.parse(range.from) <= 3 * 86_400_000;
+  // The API groups by one dimension at a time: task type, else agent.
+  const tg = filters.task_type
+    ? { by: "task_type", value: filters.task_type, label: "task type" }
+    : filters.agent_id
+      ? { by: "agent_id", value: filters.agent_id, label: "agent" }
+      : null;
   const trendParams = {
     metric: "executions",
     interval: hours ? "hour" : "day",
     ...range,
-    ...(filters.task_type ? { group_by: "task_type" } : {}),
+    ...(tg ? { group_by: tg.by } : {}),
   };
   const trend = useLoad(
     () => api.get<Series>("/v1/metrics/timeseries", trendParams),
-    `${rk}|${trendParams.interval}|${filters.task_type ? "t" : ""}`,
+    `${rk}|${trendParams.interval}|${tg?.by ?? ""}`,
   );
   const heatParams = { metric: "executions", interval: "hour", ...range };
   const heat = useLoad(() => api.get<Series>("/v1/metrics/timeseries", heatParams), rk);
   const peaks = useLoad(() => api.get<Peaks>("/v1/metrics/peaks", { ...range }), rk);
 
   const trendData = useMemo(() => {
-    const pts = (trend.data?.points ?? []).filter(
-      (p) => !filters.task_type || (p.group ?? "") === filters.task_type,
-    );
+    const pts = (trend.data?.points ?? []).filter((p) => !tg || (p.group ?? "") === tg.value);
     return { x: pts.map((p) => Date.parse(p.t) / 1000), values: pts.map((p) => Number(p.value ?? 0)) };
-  }, [trend.data, filters.task_type]);
+  }, [trend.data, tg?.value]);
 
   const grid = useMemo(() => {
     const g = Array.from({ length: 7 }, () => new Array<number>(24).fill(0));
@@ -162,12 +167,14 @@ export function UsageDashboard({ summary }: { summary: Load<Summary> }) {
         />
       </Panel>
 
+      <AgentsPanel />
+
       <Panel
         id="executions-trend"
         title={`Executions by ${trendParams.interval}`}
         load={trend}
         wide
-        note={filters.task_type ? `task type: ${groupName(filters.task_type)}` : undefined}
+        note={tg ? `${tg.label}: ${groupName(tg.value)}` : undefined}
         download={{
           name: "executions",
           json: trend.data,

@@ -113,6 +113,14 @@ async function apiJson(path, key, params) {
   return JSON.parse(r.text);
 }
 
+/** A decimal string as an exact count of 10^-12 (money sums compared without floats). */
+function micro(s) {
+  const [int, frac = ""] = String(s).split(".");
+  const neg = int.startsWith("-");
+  const v = BigInt(int.replace("-", "") || "0") * 10n ** 12n + BigInt((frac + "0".repeat(12)).slice(0, 12));
+  return neg ? -v : v;
+}
+
 async function shownRange(page) {
   const el = page.getByTestId("range");
   return { from: await el.getAttribute("data-from"), to: await el.getAttribute("data-to") };
@@ -264,6 +272,83 @@ describe("dashboard page", () => {
     const provoked = /status of (403|422) .*\/v1\/metrics\/summary/;
     assert.deepEqual(errors.filter((e) => !provoked.test(e)), []);
     assert.equal(errors.length, 2);
+    await context.close();
+  });
+
+  test("by agent: the figures are the API's; the agent filter narrows the table and the trends", async () => {
+    const { context, page, errors } = await open();
+    await signIn(page, readKey);
+    await panelsLoaded(page, "savings");
+    await page.getByRole("tab", { name: "Usage" }).click();
+    await panelsLoaded(page, "usage");
+    const range = await shownRange(page);
+    const interval = Date.parse(range.to) - Date.parse(range.from) <= 3 * 86_400_000 ? "hour" : "day";
+    // The API's series by agent, summed over the range.
+    const want = new Map();
+    for (const metric of ["executions", "failures", "api_calls", "cost_usd"]) {
+      const s = await apiJson("/v1/metrics/timeseries", readKey, { metric, interval, group_by: "agent_id", ...range });
+      for (const p of s.points) {
+        const row = want.get(p.group) ?? { executions: 0, failures: 0, api_calls: 0, cost_usd: 0n, unpriced: 0 };
+        if (metric === "cost_usd") {
+          row.cost_usd += micro(p.value);
+          row.unpriced += p.unpriced_events;
+        } else {
+          row[metric] += p.value;
+        }
+        want.set(p.group, row);
+      }
+    }
+    assert.ok(want.size >= 3, `seeded agents: ${[...want.keys()]}`);
+    const table = page.getByTestId("agent-table");
+    const shown = async () => {
+      const out = new Map();
+      for (const tr of await table.locator("tbody tr").all()) {
+        const cells = tr.locator("td, th");
+        const n = async (i) => Number((await cells.nth(i).textContent()).replace(/,/g, ""));
+        out.set(await tr.locator("[data-agent]").getAttribute("data-agent"), {
+          executions: await n(1),
+          failures: await n(2),
+          api_calls: await n(3),
+          cost_usd: micro(await tr.locator("[data-value]").getAttribute("data-value")),
+        });
+      }
+      return out;
+    };
+    const all = await shown();
+    assert.deepEqual([...all.keys()].sort(), [...want.keys()].sort());
+    for (const [agent, row] of all) {
+      const w = want.get(agent);
+      assert.deepEqual(row, { executions: w.executions, failures: w.failures, api_calls: w.api_calls, cost_usd: w.cost_usd }, agent);
+    }
+
+    // The filter offers the agents; choosing one narrows the table and groups the trend by agent.
+    await page.getByTestId("filter-agent_id").selectOption("agent-2");
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="agent-table"] tbody tr').length === 1);
+    assert.deepEqual([...(await shown()).keys()], ["agent-2"]);
+    await page.getByTestId("panel-executions-trend").getByText("agent: agent-2").waitFor();
+    await panelsLoaded(page, "usage");
+    const trendParams = { metric: "executions", interval, ...range, group_by: "agent_id", format: "csv" };
+    const [download] = await Promise.all([page.waitForEvent("download"), page.getByTestId("csv-executions-trend").click()]);
+    const got = await readFile(await download.path(), "utf8");
+    assert.equal(got, (await api("/v1/metrics/timeseries", readKey, trendParams)).text);
+    assert.match(got, /,agent-2,/);
+
+    // The monthly spend trend too: its table lists agent-2's months, as the API answers them.
+    await page.getByRole("tab", { name: "Cost Savings" }).click();
+    await panelsLoaded(page, "savings");
+    await page.getByTestId("panel-trend").getByText("agent: agent-2").waitFor();
+    const [json] = await Promise.all([page.waitForEvent("download"), page.getByTestId("json-trend").click()]);
+    const trend = JSON.parse(await readFile(await json.path(), "utf8"));
+    assert.deepEqual(
+      trend,
+      await apiJson("/v1/metrics/timeseries", readKey, {
+        metric: "cost_usd", interval: "month", group_by: "agent_id", from: trend.from, to: trend.to,
+      }),
+    );
+    const months = trend.points.filter((p) => p.group === "agent-2" && (p.value !== "0" || p.unpriced_events > 0));
+    assert.ok(months.length > 0);
+    assert.equal(await page.getByTestId("trend-table").locator("tbody tr").count(), months.length);
+    assert.deepEqual(errors, []);
     await context.close();
   });
 

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use super::period;
 use crate::error::Result;
 use crate::store::histogram::Histogram;
-use crate::store::rollups::Grain;
+use crate::store::rollups::{Dims, Grain};
 use crate::store::TenantTx;
 
 /// The terminal agent events: an execution each.
@@ -375,15 +375,19 @@ pub enum GroupBy {
     Model,
     TaskType,
     EventType,
+    AgentId,
 }
 
 impl GroupBy {
+    pub const NAMES: &'static str = "provider, model, task_type, event_type, agent_id";
+
     pub fn parse(s: &str) -> Option<GroupBy> {
         Some(match s {
             "provider" => GroupBy::Provider,
             "model" => GroupBy::Model,
             "task_type" => GroupBy::TaskType,
             "event_type" => GroupBy::EventType,
+            "agent_id" => GroupBy::AgentId,
             _ => return None,
         })
     }
@@ -395,6 +399,16 @@ impl GroupBy {
             GroupBy::Model => "model",
             GroupBy::TaskType => "task_type",
             GroupBy::EventType => "event_type",
+            GroupBy::AgentId => "agent_id",
+        }
+    }
+
+    /// The rollups that hold the dimension: the agent rollups for `agent_id`, the usage
+    /// rollups for the rest. Both count every event, by the same rules (`RowKind`).
+    fn dims(self) -> Dims {
+        match self {
+            GroupBy::AgentId => Dims::Agent,
+            _ => Dims::Usage,
         }
     }
 }
@@ -472,6 +486,7 @@ pub async fn timeseries(
 ) -> Result<Series> {
     let group = group_by.map_or("''", GroupBy::column);
     let starts = interval.starts(range.from, range.to, tz);
+    let dims = group_by.map_or(Dims::Usage, GroupBy::dims);
     // Each rollup bucket falls in the bucket of the last start at or before it (1-based).
     let sql = format!(
         "SELECT width_bucket(bucket, $4::timestamptz[]), {group}, event_type, itemized,
@@ -482,7 +497,7 @@ pub async fn timeseries(
          FROM {table}
          WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3
          GROUP BY 1, 2, 3, 4",
-        table = range.grain.table()
+        table = dims.table(range.grain)
     );
     let rows = tx
         .query(&sql, &[&tenant, &range.from, &range.to, &starts])

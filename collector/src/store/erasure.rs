@@ -35,6 +35,8 @@ pub const PURGED_TABLES: &[&str] = &[
     "events",
     "rollup_hourly",
     "rollup_daily",
+    "rollup_agent_hourly",
+    "rollup_agent_daily",
     "rollup_savings_hourly",
     "rollup_savings_daily",
     "tier_limit_marks",

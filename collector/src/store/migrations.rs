@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "export_erasure",
         include_str!("migrations/0007_export_erasure.sql"),
     ),
+    (
+        8,
+        "rollup_agent",
+        include_str!("migrations/0008_rollup_agent.sql"),
+    ),
 ];
 
 /// Apply every migration not yet recorded. Safe to run from several collectors at once: an

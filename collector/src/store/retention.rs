@@ -1,6 +1,6 @@
 //! Upkeep: day partitions created ahead (today-8 .. today+2), expired raw partitions dropped with
-//! their dedupe ids, expired hourly rollups (usage and savings) deleted, erased raw events past
-//! their grace period deleted (`erasure::purge_due`). Runs at start and every hour; what is due
+//! their dedupe ids, expired hourly rollups (usage, agent and savings) deleted, erased raw events
+//! past their grace period deleted (`erasure::purge_due`). Runs at start and every hour; what is due
 //! is recorded in the database, so a restart loses nothing.
 
 use chrono::{TimeDelta, Utc};
@@ -28,7 +28,11 @@ pub async fn run_once(client: &Client, raw_days: u32, hourly_days: u32) -> Resul
         .await?
         .get(0);
     let hourly_days = i32::try_from(hourly_days).unwrap_or(i32::MAX);
-    for table in ["rollup_hourly", "rollup_savings_hourly"] {
+    for table in [
+        "rollup_hourly",
+        "rollup_agent_hourly",
+        "rollup_savings_hourly",
+    ] {
         client
             .execute(
                 &format!("DELETE FROM {table} WHERE bucket < now() - make_interval(days => $1)"),

@@ -1,8 +1,10 @@
 //! Rollup deltas: the newly inserted rows of one commit, aggregated by tenant x bucket x
-//! event_type x provider x model x task_type x itemized, and added into the hourly and daily tables in the
-//! same transaction as the raw rows, so rollups stay exact under retries. Stored rows are read
-//! and locked first (`lock`), their histograms merged here and written back (`update`); keys not
-//! stored yet are inserted (`upsert`, which merges in SQL should the key appear meanwhile).
+//! event_type x provider x model x task_type x itemized (`Dims::Usage`) and by tenant x bucket x
+//! event_type x agent_id x itemized (`Dims::Agent`), and added into the hourly and daily tables
+//! of each in the same transaction as the raw rows, so rollups stay exact under retries. Stored
+//! rows are read and locked first (`lock`), their histograms merged here and written back
+//! (`update`); keys not stored yet are inserted (`upsert`, which merges in SQL should the key
+//! appear meanwhile).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -39,8 +41,63 @@ impl Grain {
     }
 }
 
-/// `(bucket, event_type, provider, model, task_type, itemized)`; absent dimensions are `""`.
-/// Borrowed from the events, which outlive the transaction.
+/// The dimensions a rollup table is keyed by, besides bucket, event type and `itemized`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dims {
+    /// provider x model x task_type: `rollup_hourly` / `rollup_daily`.
+    Usage,
+    /// agent_id: `rollup_agent_hourly` / `rollup_agent_daily` (migration 0008).
+    Agent,
+}
+
+impl Dims {
+    pub fn table(self, grain: Grain) -> &'static str {
+        match (self, grain) {
+            (Dims::Usage, g) => g.table(),
+            (Dims::Agent, Grain::Hourly) => "rollup_agent_hourly",
+            (Dims::Agent, Grain::Daily) => "rollup_agent_daily",
+        }
+    }
+
+    /// The key columns in `Key` order; `None` for a slot the table has no column for (its
+    /// `Key` slot is always `""`).
+    pub const fn key(self) -> [Option<&'static str>; 6] {
+        match self {
+            Dims::Usage => [
+                Some("bucket"),
+                Some("event_type"),
+                Some("provider"),
+                Some("model"),
+                Some("task_type"),
+                Some("itemized"),
+            ],
+            Dims::Agent => [
+                Some("bucket"),
+                Some("event_type"),
+                Some("agent_id"),
+                None,
+                None,
+                Some("itemized"),
+            ],
+        }
+    }
+
+    /// The three dimension slots of `e`'s key (absent: `""`).
+    fn of(self, e: &AnalyticsEvent) -> [&str; 3] {
+        match self {
+            Dims::Usage => [
+                e.provider.as_deref().unwrap_or(""),
+                e.model.as_deref().unwrap_or(""),
+                e.task_type.as_deref().unwrap_or(""),
+            ],
+            Dims::Agent => [e.agent_id.as_deref().unwrap_or(""), "", ""],
+        }
+    }
+}
+
+/// `(bucket, event_type, d1, d2, d3, itemized)`: the dimensions of `Dims` (`Usage`: provider,
+/// model, task_type; `Agent`: agent_id, "", ""); absent dimensions are `""`. Borrowed from the
+/// events, which outlive the transaction.
 pub type Key<'a> = (DateTime<Utc>, &'static str, &'a str, &'a str, &'a str, bool);
 
 /// Whether `e` is an *itemized* terminal agent event: an outcome whose cost and usage repeat
@@ -144,19 +201,21 @@ pub fn daily_from_hourly<'a>(hourly: &Deltas<'a>) -> Deltas<'a> {
     out
 }
 
-/// Aggregate `events` (all of one tenant) into deltas of `grain`.
+/// Aggregate `events` (all of one tenant) into deltas of `grain`, keyed by `dims`.
 pub fn deltas<'a>(
     grain: Grain,
+    dims: Dims,
     events: impl IntoIterator<Item = &'a AnalyticsEvent>,
 ) -> Deltas<'a> {
     let mut out = Deltas::new();
     for e in events {
+        let [d1, d2, d3] = dims.of(e);
         let key = (
             grain.bucket(e.timestamp),
             e.event_type.as_str(),
-            e.provider.as_deref().unwrap_or(""),
-            e.model.as_deref().unwrap_or(""),
-            e.task_type.as_deref().unwrap_or(""),
+            d1,
+            d2,
+            d3,
             is_itemized(e),
         );
         out.entry(key).or_default().add(e);
@@ -164,12 +223,15 @@ pub fn deltas<'a>(
     out
 }
 
-const COLUMNS: &str =
-    "tenant_id, bucket, event_type, provider, model, task_type, itemized, events, \
-    successes, cost_usd, costed_events, unpriced_events, unpriced_tokens, input_tokens, \
-    cached_input_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens, \
-    reasoning_tokens, requests, duration_count, duration_sum_ms, duration_hist, queue_count, \
-    queue_sum_ms, queue_hist";
+/// The value columns, in the order of the `$8..$26` arrays of `DELTA_ARRAYS`.
+const VALUES: &str = "events, successes, cost_usd, costed_events, unpriced_events, \
+    unpriced_tokens, input_tokens, cached_input_tokens, cache_write_tokens, \
+    cache_write_1h_tokens, output_tokens, reasoning_tokens, requests, duration_count, \
+    duration_sum_ms, duration_hist, queue_count, queue_sum_ms, queue_hist";
+
+/// The names of the six key arrays in `DELTA_ARRAYS` (a slot a table has no column for is
+/// still sent, as `""`, and ignored).
+const KEY_SLOTS: [&str; 6] = ["k_bucket", "k_type", "k_d1", "k_d2", "k_d3", "k_itemized"];
 
 /// The sums a delta adds to a stored row: counts, cost, the usage buckets, durations.
 fn sums() -> Vec<&'static str> {
@@ -191,7 +253,7 @@ fn sums() -> Vec<&'static str> {
     out
 }
 
-/// The deltas' columns (all of `COLUMNS` but `tenant_id`, which is `$1`) as `$2..$26` arrays.
+/// The deltas' six key slots and `VALUES` as `$2..$26` arrays (`$1` is the tenant).
 const DELTA_ARRAYS: &str = "unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], \
     $6::text[], $7::bool[], $8::int8[], $9::int8[], $10::numeric[], $11::int8[], $12::int8[], \
     $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[], \
@@ -212,33 +274,55 @@ pub struct RollupSql {
     pub upsert: String,
 }
 
-pub fn sql(grain: Grain) -> RollupSql {
-    let table = grain.table();
-    let key = "bucket, event_type, provider, model, task_type, itemized";
+pub fn sql(grain: Grain, dims: Dims) -> RollupSql {
+    let table = dims.table(grain);
+    // (column, key array) of the slots the table has.
+    let slots: Vec<(&str, &str)> = dims
+        .key()
+        .iter()
+        .zip(KEY_SLOTS)
+        .filter_map(|(c, s)| c.map(|c| (c, s)))
+        .collect();
+    let key = slots.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ");
+    let r_key = slots
+        .iter()
+        .map(|(c, _)| format!("r.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // A slot without a column reads back as `""`, as the deltas' keys hold it.
+    let r_slots = dims
+        .key()
+        .iter()
+        .map(|c| c.map_or("''::text".to_string(), |c| format!("r.{c}")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let d_cols = format!("{}, {VALUES}", KEY_SLOTS.join(", "));
+    let d_key = slots.iter().map(|(_, s)| *s).collect::<Vec<_>>().join(", ");
     let lock = format!(
-        "SELECT r.bucket, r.event_type, r.provider, r.model, r.task_type, r.itemized, \
-           r.duration_hist, r.queue_hist \
+        "SELECT {r_slots}, r.duration_hist, r.queue_hist \
          FROM {table} AS r \
          WHERE r.tenant_id = $1 \
-           AND (r.bucket, r.event_type, r.provider, r.model, r.task_type, r.itemized) \
-           IN (SELECT * FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], \
-               $6::text[], $7::bool[])) \
-         ORDER BY r.bucket, r.event_type, r.provider, r.model, r.task_type, r.itemized \
-         FOR UPDATE OF r"
+           AND ({r_key}) IN (SELECT {d_key} FROM unnest($2::timestamptz[], $3::text[], \
+               $4::text[], $5::text[], $6::text[], $7::bool[]) AS d ({slots})) \
+         ORDER BY {r_key} \
+         FOR UPDATE OF r",
+        slots = KEY_SLOTS.join(", "),
     );
     let update = format!(
         "UPDATE {table} AS r SET {sums}, duration_hist = d.duration_hist, \
            queue_hist = d.queue_hist \
-         FROM {DELTA_ARRAYS} AS d ({cols}) \
-         WHERE r.tenant_id = $1 AND r.bucket = d.bucket AND r.event_type = d.event_type \
-           AND r.provider = d.provider AND r.model = d.model AND r.task_type = d.task_type \
-           AND r.itemized = d.itemized",
+         FROM {DELTA_ARRAYS} AS d ({d_cols}) \
+         WHERE r.tenant_id = $1 AND {matches}",
         sums = sums()
             .iter()
             .map(|c| format!("{c} = r.{c} + d.{c}"))
             .collect::<Vec<_>>()
             .join(", "),
-        cols = COLUMNS.trim_start_matches("tenant_id, "),
+        matches = slots
+            .iter()
+            .map(|(c, s)| format!("r.{c} = d.{s}"))
+            .collect::<Vec<_>>()
+            .join(" AND "),
     );
     // Skip the SQL merge when either side is empty (no duration/queue time in the delta).
     let merge = |h: &str| {
@@ -249,7 +333,8 @@ pub fn sql(grain: Grain) -> RollupSql {
         )
     };
     let upsert = format!(
-        "INSERT INTO {table} AS r ({COLUMNS}) SELECT $1, * FROM {DELTA_ARRAYS} \
+        "INSERT INTO {table} AS r (tenant_id, {key}, {VALUES}) \
+         SELECT $1, {d_key}, {VALUES} FROM {DELTA_ARRAYS} AS d ({d_cols}) \
          ON CONFLICT (tenant_id, {key}) DO UPDATE SET {sums}, \
          duration_hist = {dh}, queue_hist = {qh}",
         sums = sums()
@@ -456,7 +541,7 @@ mod tests {
                 .single()
                 .expect("ts");
             let b = if i % 4 == 0 {
-                AgentEvent::completed("t", "a").duration_ms(i * 37)
+                AgentEvent::completed("t", ["a", "b"][(i / 4 % 2) as usize]).duration_ms(i * 37)
             } else {
                 ProviderEvent::api_call("t", ["openai", "anthropic"][(i % 2) as usize], "m")
                     .usage(Usage {
@@ -477,15 +562,17 @@ mod tests {
     #[test]
     fn daily_from_hourly_equals_daily_from_events() {
         let evs = events();
-        let hourly = deltas(Grain::Hourly, evs.iter());
-        let daily = daily_from_hourly(&hourly);
-        assert!(
-            hourly.len() > daily.len() && daily.len() > 3,
-            "{} {}",
-            hourly.len(),
-            daily.len()
-        );
-        assert_eq!(daily, deltas(Grain::Daily, evs.iter()));
+        for dims in [Dims::Usage, Dims::Agent] {
+            let hourly = deltas(Grain::Hourly, dims, evs.iter());
+            let daily = daily_from_hourly(&hourly);
+            assert!(
+                hourly.len() > daily.len() && daily.len() > 3,
+                "{} {}",
+                hourly.len(),
+                daily.len()
+            );
+            assert_eq!(daily, deltas(Grain::Daily, dims, evs.iter()));
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! by `agenttally-collector verify` and by the collector's daily check (`lib.rs`, gauges in
 //! `/metrics`).
 //!
-//! The recomputation runs ingest's own code on the raw rows read back — `rollups::deltas` (with
+//! The recomputation runs ingest's own code on the raw rows read back — `rollups::deltas` for
+//! the usage and the agent rollups (with
 //! `rollups::is_itemized` and the histogram of `store/histogram.rs`) and `savings::deltas` on the
 //! baseline prices stored on each row at ingest — so verify cannot disagree with ingest about
 //! what an event adds. One tenant-day at a time, under row-level security (`TenantTx`), in one
@@ -30,14 +31,15 @@ use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::rollups::{self, Grain};
+use super::rollups::{self, Dims, Grain};
 use super::{classify, savings, to_i64, ErrorClass, TenantTx};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::pricing::{BaselineCost, SavingsPricer};
 
-/// A rollup row's key in any of the four tables: `(bucket, event_type or baseline, provider,
-/// model, task_type, itemized or success)`; absent dimensions are `""`.
+/// A rollup row's key in any of the six tables: `(bucket, event_type or baseline, provider or
+/// agent_id, model, task_type, itemized or success)`; absent dimensions (and the slots the agent
+/// rollups have no column for) are `""`.
 pub type Key = (DateTime<Utc>, String, String, String, String, bool);
 
 /// How a value column is compared and written.
@@ -48,30 +50,23 @@ enum Kind {
     Hist,
 }
 
-/// One rollup table: its key columns and value columns, in the order `Val`s are kept.
+/// One rollup table: its key columns (in `Key` order; `None` for a slot it has no column for)
+/// and value columns, in the order `Val`s are kept.
 #[derive(Debug)]
 struct Table {
     name: &'static str,
-    key: [&'static str; 6],
+    key: [Option<&'static str>; 6],
     cols: &'static [(&'static str, Kind)],
     grain: Grain,
 }
 
-const USAGE_KEY: [&str; 6] = [
-    "bucket",
-    "event_type",
-    "provider",
-    "model",
-    "task_type",
-    "itemized",
-];
-const SAVINGS_KEY: [&str; 6] = [
-    "bucket",
-    "baseline",
-    "provider",
-    "model",
-    "task_type",
-    "success",
+const SAVINGS_KEY: [Option<&str>; 6] = [
+    Some("bucket"),
+    Some("baseline"),
+    Some("provider"),
+    Some("model"),
+    Some("task_type"),
+    Some("success"),
 ];
 
 const USAGE_COLS: &[(&str, Kind)] = &[
@@ -107,18 +102,30 @@ const SAVINGS_COLS: &[(&str, Kind)] = &[
     ("baseline_usd", Kind::Usd),
 ];
 
-/// In the order the writer takes its locks (usage hourly, daily, then savings), so a repair and
-/// a commit wait for each other rather than deadlock.
-const TABLES: [Table; 4] = [
+/// In the order the writer takes its locks (usage hourly, daily, agent hourly, daily, then
+/// savings), so a repair and a commit wait for each other rather than deadlock.
+const TABLES: [Table; 6] = [
     Table {
         name: "rollup_hourly",
-        key: USAGE_KEY,
+        key: Dims::Usage.key(),
         cols: USAGE_COLS,
         grain: Grain::Hourly,
     },
     Table {
         name: "rollup_daily",
-        key: USAGE_KEY,
+        key: Dims::Usage.key(),
+        cols: USAGE_COLS,
+        grain: Grain::Daily,
+    },
+    Table {
+        name: "rollup_agent_hourly",
+        key: Dims::Agent.key(),
+        cols: USAGE_COLS,
+        grain: Grain::Hourly,
+    },
+    Table {
+        name: "rollup_agent_daily",
+        key: Dims::Agent.key(),
         cols: USAGE_COLS,
         grain: Grain::Daily,
     },
@@ -188,19 +195,29 @@ pub struct Difference {
 impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (b, k2, p, m, t, k6) = &self.key;
-        let (n2, n6) = if self.table.starts_with("rollup_savings") {
-            ("baseline", "success")
+        if self.table.starts_with("rollup_agent") {
+            write!(
+                f,
+                "{} {} (bucket {}, event_type {k2:?}, agent_id {p:?}, itemized {k6}): ",
+                self.tenant,
+                self.table,
+                b.format("%Y-%m-%dT%H:%MZ"),
+            )?;
         } else {
-            ("event_type", "itemized")
-        };
-        write!(
-            f,
-            "{} {} (bucket {}, {n2} {k2:?}, provider {p:?}, model {m:?}, task_type {t:?}, \
-             {n6} {k6}): ",
-            self.tenant,
-            self.table,
-            b.format("%Y-%m-%dT%H:%MZ"),
-        )?;
+            let (n2, n6) = if self.table.starts_with("rollup_savings") {
+                ("baseline", "success")
+            } else {
+                ("event_type", "itemized")
+            };
+            write!(
+                f,
+                "{} {} (bucket {}, {n2} {k2:?}, provider {p:?}, model {m:?}, task_type {t:?}, \
+                 {n6} {k6}): ",
+                self.tenant,
+                self.table,
+                b.format("%Y-%m-%dT%H:%MZ"),
+            )?;
+        }
         match &self.kind {
             DiffKind::Missing => f.write_str("missing row (raw rows exist)"),
             DiffKind::Extra => f.write_str("extra row (no raw rows)"),
@@ -288,7 +305,7 @@ pub struct Report {
     pub tenants: usize,
     /// Days of the window whose raw rows could be read.
     pub days: usize,
-    /// Rollup rows compared (stored or recomputed, all four tables).
+    /// Rollup rows compared (stored or recomputed, all six tables).
     pub rows_checked: u64,
     /// Every difference found (before any repair).
     pub differences: Vec<Difference>,
@@ -483,6 +500,8 @@ async fn tenants_in_window(client: &Object, from: DateTime<Utc>) -> Result<Vec<S
              SELECT t FROM raw WHERE t IS NOT NULL
              UNION SELECT tenant_id FROM rollup_daily WHERE bucket >= $1
              UNION SELECT tenant_id FROM rollup_hourly WHERE bucket >= $1
+             UNION SELECT tenant_id FROM rollup_agent_daily WHERE bucket >= $1
+             UNION SELECT tenant_id FROM rollup_agent_hourly WHERE bucket >= $1
              UNION SELECT tenant_id FROM rollup_savings_daily WHERE bucket >= $1
              UNION SELECT tenant_id FROM rollup_savings_hourly WHERE bucket >= $1
              ORDER BY 1",
@@ -501,8 +520,8 @@ struct DaySnapshot {
     /// Whether an erasure deleted raw rows of the day (`purged_days`): the rollups keep the
     /// totals of rows that are gone, so the day cannot be recomputed.
     purged: bool,
-    stored: [Rows; 4],
-    recomputed: [Rows; 4],
+    stored: [Rows; 6],
+    recomputed: [Rows; 6],
 }
 
 /// Raw rows are read in pages of this many, so a large tenant-day never sits in memory whole.
@@ -513,7 +532,7 @@ const PAGE_ROWS: i32 = 5_000;
 const RAW_SQL: &str = "SELECT id, ts, event_type, provider, model, task_type, success, cost_usd,
         cost_status, duration_ms, queue_ms, input_tokens, cached_input_tokens, cache_write_tokens,
         cache_write_1h_tokens, output_tokens, reasoning_tokens, requests,
-        metadata -> 'calls' AS calls, baselines
+        metadata -> 'calls' AS calls, baselines, agent_id
     FROM events WHERE tenant_id = $1 AND ts >= $2 AND ts < $3";
 
 async fn read_day(
@@ -573,10 +592,16 @@ async fn read_day(
         }
     }
     tx.commit().await?;
-    let [hourly_usage, daily_usage, hourly_savings, daily_savings] = &mut out.recomputed;
+    let [hourly_usage, daily_usage, hourly_agent, daily_agent, hourly_savings, daily_savings] =
+        &mut out.recomputed;
     if hourly {
         *hourly_usage = acc
             .usage
+            .iter()
+            .map(|(k, d)| (k.clone(), usage_vals(d)))
+            .collect();
+        *hourly_agent = acc
+            .agent
             .iter()
             .map(|(k, d)| (k.clone(), usage_vals(d)))
             .collect();
@@ -587,6 +612,10 @@ async fn read_day(
             .collect();
     }
     *daily_usage = to_daily(&acc.usage, rollups::Delta::merge)
+        .iter()
+        .map(|(k, d)| (k.clone(), usage_vals(d)))
+        .collect();
+    *daily_agent = to_daily(&acc.agent, rollups::Delta::merge)
         .iter()
         .map(|(k, d)| (k.clone(), usage_vals(d)))
         .collect();
@@ -601,6 +630,7 @@ async fn read_day(
 #[derive(Default)]
 struct Recompute {
     usage: BTreeMap<Key, rollups::Delta>,
+    agent: BTreeMap<Key, rollups::Delta>,
     savings: BTreeMap<Key, savings::Delta>,
 }
 
@@ -618,16 +648,23 @@ impl Recompute {
             prices.push(b.filter(|_| SavingsPricer::is_task(&e)));
             events.push(e);
         }
-        for ((b, et, p, m, t, itemized), d) in rollups::deltas(Grain::Hourly, events.iter()) {
-            let key = (
-                b,
-                et.to_string(),
-                p.to_string(),
-                m.to_string(),
-                t.to_string(),
-                itemized,
-            );
-            self.usage.entry(key).or_default().merge(&d);
+        for (dims, acc) in [
+            (Dims::Usage, &mut self.usage),
+            (Dims::Agent, &mut self.agent),
+        ] {
+            for ((b, et, p, m, t, itemized), d) in
+                rollups::deltas(Grain::Hourly, dims, events.iter())
+            {
+                let key = (
+                    b,
+                    et.to_string(),
+                    p.to_string(),
+                    m.to_string(),
+                    t.to_string(),
+                    itemized,
+                );
+                acc.entry(key).or_default().merge(&d);
+            }
         }
         // `savings::deltas` takes one list of baseline names for all its events; a baseline
         // configured later covers only later events, so group by the names each row carries.
@@ -711,6 +748,7 @@ fn event_of(tenant: &str, row: &Row) -> Result<(AnalyticsEvent, Option<Baselines
     e.provider = col(row, 3, id)?;
     e.model = col(row, 4, id)?;
     e.task_type = col(row, 5, id)?;
+    e.agent_id = col(row, 20, id)?;
     e.success = col(row, 6, id)?;
     e.cost_usd = col(row, 7, id)?;
     let status: Option<String> = col(row, 8, id)?;
@@ -836,7 +874,12 @@ fn savings_vals(d: &savings::Delta) -> Vec<Val> {
 
 /// The key columns, then the value columns (money and histograms as text, read by `parse_row`).
 fn select_list(t: &Table) -> String {
-    let mut cols: Vec<String> = t.key.iter().map(|k| k.to_string()).collect();
+    // A slot without a column reads back as `""`, as the recomputed keys hold it.
+    let mut cols: Vec<String> = t
+        .key
+        .iter()
+        .map(|k| k.map_or("''::text".to_string(), str::to_string))
+        .collect();
     for (c, kind) in t.cols {
         cols.push(match kind {
             Kind::Int => c.to_string(),
@@ -986,8 +1029,11 @@ async fn apply(
         let zero = zero_vals(t);
         for key in differing {
             let (snap, rec) = (stored.get(key), recomputed.get(key));
-            let params_key: [&(dyn ToSql + Sync); 7] =
-                [&tenant, &key.0, &key.1, &key.2, &key.3, &key.4, &key.5];
+            let slots: [&(dyn ToSql + Sync); 6] = [&key.0, &key.1, &key.2, &key.3, &key.4, &key.5];
+            // The tenant, then the key slots the table has columns for (`key_match`).
+            let params_key: Vec<&(dyn ToSql + Sync)> = std::iter::once(&tenant as _)
+                .chain(t.key.iter().zip(slots).filter_map(|(c, v)| c.map(|_| v)))
+                .collect();
             match (current.get(key), snap) {
                 (Some(cur), _) => {
                     let Some(vals) = corrected(
@@ -1042,13 +1088,23 @@ async fn lock_rows(
     tenant: &str,
     keys: &BTreeSet<&Key>,
 ) -> std::result::Result<Rows, tokio_postgres::Error> {
-    let k = t.key.join(", ");
+    let k = key_columns(t).join(", ");
+    let slots = ["k1", "k2", "k3", "k4", "k5", "k6"];
+    let u = t
+        .key
+        .iter()
+        .zip(slots)
+        .filter_map(|(c, s)| c.map(|_| s))
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = format!(
-        "SELECT {} FROM {} WHERE tenant_id = $1 AND ({k}) IN (SELECT * FROM unnest(\
-           $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[])) \
+        "SELECT {} FROM {} WHERE tenant_id = $1 AND ({k}) IN (SELECT {u} FROM unnest(\
+           $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[]) \
+           AS u ({slots})) \
          ORDER BY {k} FOR UPDATE",
         select_list(t),
-        t.name
+        t.name,
+        slots = slots.join(", "),
     );
     let b: Vec<DateTime<Utc>> = keys.iter().map(|k| k.0).collect();
     let k2: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
@@ -1142,8 +1198,14 @@ fn value_params(vals: &[Val]) -> Vec<Box<dyn ToSql + Sync + Send>> {
         .collect()
 }
 
+/// The key columns the table has, in `Key` order.
+fn key_columns(t: &Table) -> Vec<&'static str> {
+    t.key.iter().flatten().copied().collect()
+}
+
+/// `$2..` are the key columns (`key_columns`), then the values.
 fn key_match(t: &Table) -> String {
-    t.key
+    key_columns(t)
         .iter()
         .enumerate()
         .map(|(i, k)| format!("{k} = ${}", i + 2))
@@ -1164,7 +1226,7 @@ fn update_sql(t: &Table) -> String {
         .cols
         .iter()
         .enumerate()
-        .map(|(i, (c, _))| format!("{c} = ${}", i + 8))
+        .map(|(i, (c, _))| format!("{c} = ${}", i + 2 + key_columns(t).len()))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
@@ -1176,7 +1238,8 @@ fn update_sql(t: &Table) -> String {
 
 fn insert_sql(t: &Table) -> String {
     let cols: Vec<&str> = t.cols.iter().map(|(c, _)| *c).collect();
-    let n = 7 + cols.len();
+    let key = key_columns(t).join(", ");
+    let n = 1 + key_columns(t).len() + cols.len();
     let add = t
         .cols
         .iter()
@@ -1190,13 +1253,13 @@ fn insert_sql(t: &Table) -> String {
         "INSERT INTO {} AS r (tenant_id, {}, {}) VALUES ({}) \
          ON CONFLICT (tenant_id, {}) DO UPDATE SET {add}",
         t.name,
-        t.key.join(", "),
+        key,
         cols.join(", "),
         (1..=n)
             .map(|i| format!("${i}"))
             .collect::<Vec<_>>()
             .join(", "),
-        t.key.join(", "),
+        key,
     )
 }
 

@@ -34,7 +34,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::committed::{self, CommitFeed, Committed};
-use super::rollups::{self, Grain};
+use super::rollups::{self, Dims, Grain};
 use super::savings;
 use super::{classify, ErrorClass, TenantTx};
 use crate::config::{ServerConfig, ACK_TIMEOUT, ENQUEUE_TIMEOUT};
@@ -160,8 +160,10 @@ pub fn spawn(
                 cfg: cfg.clone(),
                 metrics: metrics.clone(),
                 partitions: HashSet::new(),
-                hourly_sql: rollups::sql(Grain::Hourly),
-                daily_sql: rollups::sql(Grain::Daily),
+                hourly_sql: rollups::sql(Grain::Hourly, Dims::Usage),
+                daily_sql: rollups::sql(Grain::Daily, Dims::Usage),
+                agent_hourly_sql: rollups::sql(Grain::Hourly, Dims::Agent),
+                agent_daily_sql: rollups::sql(Grain::Daily, Dims::Agent),
                 savings_hourly_sql: savings::upsert_sql(Grain::Hourly),
                 savings_daily_sql: savings::upsert_sql(Grain::Daily),
                 careful: 0,
@@ -188,6 +190,8 @@ struct Writer {
     partitions: HashSet<NaiveDate>,
     hourly_sql: rollups::RollupSql,
     daily_sql: rollups::RollupSql,
+    agent_hourly_sql: rollups::RollupSql,
+    agent_daily_sql: rollups::RollupSql,
     savings_hourly_sql: String,
     savings_daily_sql: String,
     /// Commits left that claim ids carefully (see `CAREFUL_COMMITS`).
@@ -509,6 +513,8 @@ impl Writer {
             insert: client.prepare_cached(INSERT_SQL).await?,
             hourly: RollupStatements::prepare(&client, &self.hourly_sql).await?,
             daily: RollupStatements::prepare(&client, &self.daily_sql).await?,
+            agent_hourly: RollupStatements::prepare(&client, &self.agent_hourly_sql).await?,
+            agent_daily: RollupStatements::prepare(&client, &self.agent_daily_sql).await?,
             savings_hourly: client.prepare_cached(&self.savings_hourly_sql).await?,
             savings_daily: client.prepare_cached(&self.savings_daily_sql).await?,
         };
@@ -568,6 +574,8 @@ struct Statements {
     insert: tokio_postgres::Statement,
     hourly: RollupStatements,
     daily: RollupStatements,
+    agent_hourly: RollupStatements,
+    agent_daily: RollupStatements,
     savings_hourly: tokio_postgres::Statement,
     savings_daily: tokio_postgres::Statement,
 }
@@ -625,9 +633,9 @@ const INSERT_SQL: &str =
         metadata, baselines)";
 
 /// Store the events of one tenant (sorted by id): claim their ids, insert the raw rows of the
-/// claimed ones and add them to both rollups, after switching `tx` to the tenant. The statements
-/// are pipelined — sent together,
-/// answered in one round trip — in two or three steps: (claim, rows, lock the stored rollup rows)
+/// claimed ones and add them to the rollups (usage, agent, savings), after switching `tx` to the
+/// tenant. The statements are pipelined — sent together, answered in one round trip — in two or
+/// three steps: (claim, rows, lock the stored rollup rows)
 /// then (write the rollups); a careful claim is answered before the rows are sent. The first
 /// error in statement order is the one reported (later statements of a failed transaction only
 /// say it is aborted). Returns the events stored, and what `keep` asks of them.
@@ -645,20 +653,18 @@ async fn store_tenant<'e>(
     let claim_params: [&(dyn ToSql + Sync); 2] = [&tenant, &ids];
     // Each stored event's baseline prices (`None`: not a savings task), in event order.
     let baselines: Vec<Option<Vec<BaselineCost>>>;
-    let (fresh, hourly, daily, locked_hourly, locked_daily) = match claim {
+    let (fresh, deltas, locked) = match claim {
         Claim::Optimistic => {
-            let hourly = rollups::deltas(Grain::Hourly, events.iter().copied());
-            let daily = rollups::daily_from_hourly(&hourly);
+            let d = RollupDeltas::of(events);
             let books = pricer.books();
             let book = books.for_tenant(tenant);
             baselines = events.iter().map(|e| pricer.price(book, e)).collect();
-            let (r_tenant, r_claim, r_insert, r_hourly, r_daily) = tokio::join!(
+            let (r_tenant, r_claim, r_insert, r_locked) = tokio::join!(
                 biased;
                 tx.switch_tenant(tenant),
                 tx.execute(&st.claim, &claim_params),
                 insert_rows(tx, &st.insert, pricer, tenant, events, &baselines),
-                rollups::lock(tx.pg(), &st.hourly.lock, tenant, &hourly),
-                rollups::lock(tx.pg(), &st.daily.lock, tenant, &daily),
+                d.lock(tx, st, tenant),
             );
             r_tenant?;
             match r_claim {
@@ -668,7 +674,7 @@ async fn store_tenant<'e>(
                 r => r?,
             };
             r_insert?;
-            (events.to_vec(), hourly, daily, r_hourly?, r_daily?)
+            (events.to_vec(), d, r_locked?)
         }
         Claim::Careful => {
             let (r_tenant, r_claim) = tokio::join!(
@@ -691,19 +697,17 @@ async fn store_tenant<'e>(
             if fresh.is_empty() {
                 return Ok(Stored { fresh, kept: None });
             }
-            let hourly = rollups::deltas(Grain::Hourly, fresh.iter().copied());
-            let daily = rollups::daily_from_hourly(&hourly);
+            let d = RollupDeltas::of(&fresh);
             let books = pricer.books();
             let book = books.for_tenant(tenant);
             baselines = fresh.iter().map(|e| pricer.price(book, e)).collect();
-            let (r_insert, r_hourly, r_daily) = tokio::join!(
+            let (r_insert, r_locked) = tokio::join!(
                 biased;
                 insert_rows(tx, &st.insert, pricer, tenant, &fresh, &baselines),
-                rollups::lock(tx.pg(), &st.hourly.lock, tenant, &hourly),
-                rollups::lock(tx.pg(), &st.daily.lock, tenant, &daily),
+                d.lock(tx, st, tenant),
             );
             r_insert?;
-            (fresh, hourly, daily, r_hourly?, r_daily?)
+            (fresh, d, r_locked?)
         }
     };
     let kept = keep.deltas.then(|| {
@@ -712,10 +716,15 @@ async fn store_tenant<'e>(
         } else {
             Vec::new()
         };
-        (committed::owned(&hourly), recent)
+        (committed::owned(&deltas.hourly), recent)
     });
-    let (update_hourly, upsert_hourly) = rollups::merge_stored(hourly, &locked_hourly);
-    let (update_daily, upsert_daily) = rollups::merge_stored(daily, &locked_daily);
+    let [locked_hourly, locked_daily, locked_agent_hourly, locked_agent_daily] = locked;
+    let (update_hourly, upsert_hourly) = rollups::merge_stored(deltas.hourly, &locked_hourly);
+    let (update_daily, upsert_daily) = rollups::merge_stored(deltas.daily, &locked_daily);
+    let (update_agent_hourly, upsert_agent_hourly) =
+        rollups::merge_stored(deltas.agent_hourly, &locked_agent_hourly);
+    let (update_agent_daily, upsert_agent_daily) =
+        rollups::merge_stored(deltas.agent_daily, &locked_agent_daily);
     let names: Vec<&str> = pricer.names().collect();
     let tasks = || {
         fresh
@@ -725,16 +734,30 @@ async fn store_tenant<'e>(
     };
     let savings_hourly = savings::deltas(Grain::Hourly, &names, tasks());
     let savings_daily = savings::deltas(Grain::Daily, &names, tasks());
-    let (r_uh, r_ih, r_ud, r_id, r_sh, r_sd) = tokio::join!(
+    let (r_uh, r_ih, r_ud, r_id, r_uah, r_iah, r_uad, r_iad, r_sh, r_sd) = tokio::join!(
         biased;
         rollups::write(tx.pg(), &st.hourly.update, tenant, &update_hourly),
         rollups::write(tx.pg(), &st.hourly.upsert, tenant, &upsert_hourly),
         rollups::write(tx.pg(), &st.daily.update, tenant, &update_daily),
         rollups::write(tx.pg(), &st.daily.upsert, tenant, &upsert_daily),
+        rollups::write(tx.pg(), &st.agent_hourly.update, tenant, &update_agent_hourly),
+        rollups::write(tx.pg(), &st.agent_hourly.upsert, tenant, &upsert_agent_hourly),
+        rollups::write(tx.pg(), &st.agent_daily.update, tenant, &update_agent_daily),
+        rollups::write(tx.pg(), &st.agent_daily.upsert, tenant, &upsert_agent_daily),
         savings::write(tx.pg(), &st.savings_hourly, tenant, &savings_hourly),
         savings::write(tx.pg(), &st.savings_daily, tenant, &savings_daily),
     );
-    let (uh, _, ud, _, _, _) = (r_uh?, r_ih?, r_ud?, r_id?, r_sh?, r_sd?);
+    // In statement order: the first error is the one that says why.
+    let uh = r_uh?;
+    r_ih?;
+    let ud = r_ud?;
+    r_id?;
+    let uah = r_uah?;
+    r_iah?;
+    let uad = r_uad?;
+    r_iad?;
+    r_sh?;
+    r_sd?;
     // A subscription event sets the tenant's tier (the latest wins): rare, so not pipelined.
     for e in &fresh {
         if let Some(tier) = subscribed_tier(e) {
@@ -742,14 +765,60 @@ async fn store_tenant<'e>(
         }
     }
     // The rows updated were read and locked above: every one must still be there.
-    if uh != update_hourly.len() as u64 || ud != update_daily.len() as u64 {
+    if uh != update_hourly.len() as u64
+        || ud != update_daily.len() as u64
+        || uah != update_agent_hourly.len() as u64
+        || uad != update_agent_daily.len() as u64
+    {
         return Err(Fail::Transient(format!(
-            "rollup rows changed under a lock: updated {uh}/{} hourly, {ud}/{} daily",
+            "rollup rows changed under a lock: updated {uh}/{} hourly, {ud}/{} daily, \
+             {uah}/{} agent hourly, {uad}/{} agent daily",
             update_hourly.len(),
-            update_daily.len()
+            update_daily.len(),
+            update_agent_hourly.len(),
+            update_agent_daily.len()
         )));
     }
     Ok(Stored { fresh, kept })
+}
+
+/// The rollup deltas of one tenant's stored events: usage and agent, hourly and daily.
+struct RollupDeltas<'e> {
+    hourly: rollups::Deltas<'e>,
+    daily: rollups::Deltas<'e>,
+    agent_hourly: rollups::Deltas<'e>,
+    agent_daily: rollups::Deltas<'e>,
+}
+
+impl<'e> RollupDeltas<'e> {
+    fn of(events: &[&'e AnalyticsEvent]) -> Self {
+        let hourly = rollups::deltas(Grain::Hourly, Dims::Usage, events.iter().copied());
+        let agent_hourly = rollups::deltas(Grain::Hourly, Dims::Agent, events.iter().copied());
+        RollupDeltas {
+            daily: rollups::daily_from_hourly(&hourly),
+            agent_daily: rollups::daily_from_hourly(&agent_hourly),
+            hourly,
+            agent_hourly,
+        }
+    }
+
+    /// Lock the stored rows of every key, table by table in the order verify's repair locks
+    /// them (usage hourly, daily, agent hourly, daily), pipelined.
+    async fn lock(
+        &self,
+        tx: &TenantTx<'_>,
+        st: &Statements,
+        tenant: &str,
+    ) -> Result<[Vec<tokio_postgres::Row>; 4], tokio_postgres::Error> {
+        let (h, d, ah, ad) = tokio::join!(
+            biased;
+            rollups::lock(tx.pg(), &st.hourly.lock, tenant, &self.hourly),
+            rollups::lock(tx.pg(), &st.daily.lock, tenant, &self.daily),
+            rollups::lock(tx.pg(), &st.agent_hourly.lock, tenant, &self.agent_hourly),
+            rollups::lock(tx.pg(), &st.agent_daily.lock, tenant, &self.agent_daily),
+        );
+        Ok([h?, d?, ah?, ad?])
+    }
 }
 
 /// The tier a `billing.subscription_created|upgraded` event puts its tenant on.
