@@ -492,6 +492,7 @@ async fn check_series(env: &Env, key: &str, tenant: &str, range: &str, label: &s
             Some("model"),
             Some("task_type"),
             Some("event_type"),
+            Some("agent_id"),
         ] {
             let mut raw_of: Option<raw::Series> = None;
             for metric in METRICS {
