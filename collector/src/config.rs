@@ -162,8 +162,13 @@ pub const VERIFY_INTERVAL_SECS: Bounds = Bounds {
     min: 1,
     max: 7 * 86_400,
 };
-/// Seconds between reloads of tenants' negotiated prices: a second to an hour.
+/// Seconds between reloads of tenants' negotiated prices (the flag): a second to an hour.
 pub const PRICE_REFRESH_SECS: Bounds = Bounds { min: 1, max: 3_600 };
+/// The same in milliseconds (the setting; tests reload faster than a second).
+pub const PRICE_REFRESH_MS: Bounds = Bounds {
+    min: 10,
+    max: 3_600_000,
+};
 
 /// A rate limit (0: off).
 pub const RATE: Bounds = Bounds {
@@ -374,9 +379,9 @@ impl ServerConfig {
             ),
             ("queue_capacity", QUEUE_CAPACITY, n(self.queue_capacity)),
             (
-                "price_refresh (s)",
-                PRICE_REFRESH_SECS,
-                self.price_refresh.as_secs(),
+                "price_refresh (ms)",
+                PRICE_REFRESH_MS,
+                u64::try_from(self.price_refresh.as_millis()).unwrap_or(u64::MAX),
             ),
             (
                 "verify_delay (s)",
@@ -597,7 +602,7 @@ mod tests {
             (|c| c.max_future = TimeDelta::hours(-1), "config.max_future: must be between 0 and 168 hours, got -3600 s"),
             (|c| c.verify_delay = Duration::MAX, "config.verify_delay (s): must be between 0 and 86400, got 18446744073709551615"),
             (|c| c.verify_interval = Duration::ZERO, "config.verify_interval (s): must be between 1 and 604800, got 0"),
-            (|c| c.price_refresh = Duration::ZERO, "config.price_refresh (s): must be between 1 and 3600, got 0"),
+            (|c| c.price_refresh = Duration::ZERO, "config.price_refresh (ms): must be between 10 and 3600000, got 0"),
             (|c| c.max_concurrent_exports = 0, "config.max_concurrent_exports: must be between 1 and 64, got 0"),
             (|c| c.export_link_ttl = Duration::MAX, "config.export_link_ttl (s): must be between 60 and 604800, got 18446744073709551615"),
             (|c| c.erasure_grace_days = u32::MAX, "config.erasure_grace_days: must be between 0 and 3650, got 4294967295"),
