@@ -213,8 +213,9 @@ impl Client {
         self.inner.shared.stats()
     }
 
-    /// Price `event` the way `track()` would (used by the run helper to sum costs).
-    pub(crate) fn price(&self, event: &mut AnalyticsEvent) {
+    /// Price `event` the way `track()` would, without tracking it (the run helper and the
+    /// bindings use it to sum the costs of calls). Leaves it unpriced without a price book.
+    pub fn price(&self, event: &mut AnalyticsEvent) {
         self.inner.shared.auto_price(event);
     }
 
