@@ -40,7 +40,7 @@ git -C "$root" diff --exit-code -- sdk-node/native.js sdk-node/native.d.ts
 step "eslint and prettier"
 npx eslint --max-warnings 0 .
 npx prettier --check .
-npx prettier --config .prettierrc.json --check "$root/examples/node"
+npx prettier --config .prettierrc.json --check "$root/examples/node" "$root/examples/temporal/node"
 
 step "npm pack; install the tarball into a scratch project"
 tarball=$(npm pack --silent --pack-destination "$scratch" | tail -n 1)

@@ -11,7 +11,8 @@ const fs = require('node:fs')
 const net = require('node:net')
 const path = require('node:path')
 const crypto = require('node:crypto')
-const { spawn } = require('node:child_process')
+const { spawn, execFile } = require('node:child_process')
+const { promisify } = require('node:util')
 const { createRequire } = require('node:module')
 const { PACKAGE, collector, query, tenant } = require('./helpers.cjs')
 
@@ -51,6 +52,14 @@ async function freePort() {
   const { port } = server.address()
   await new Promise((resolve) => server.close(resolve))
   return port
+}
+
+/** A directory where the installed package and its @temporalio/* resolve (the scratch project
+ * under ci.sh, else this package, which resolves itself by name). */
+function appDir() {
+  const marker = `${path.sep}node_modules${path.sep}`
+  const at = PACKAGE.lastIndexOf(marker)
+  return at < 0 ? path.resolve(__dirname, '..') : PACKAGE.slice(0, at)
 }
 
 /** The workflows file where the installed package's @temporalio/workflow resolves (the bundle
@@ -156,6 +165,7 @@ async function setup() {
       server.kill('SIGTERM')
     }
     return {
+      address,
       client,
       events,
       book,
@@ -365,4 +375,54 @@ test('the header reaches a child workflow, through continue-as-new, and its acti
     [child, 'note', 'agent.completed', 'tree-1', ''],
     [child, 'note', 'agent.started', 'tree-1', ''],
   ])
+})
+
+test('examples/temporal/node: every run has its four calls priced', async () => {
+  const { address } = await setup()
+  const c = await collector()
+  const t = tenant()
+  const dir = fs.mkdtempSync(path.join(appDir(), '.temporal-example-'))
+  try {
+    const example = path.resolve(__dirname, '..', '..', 'examples', 'temporal', 'node')
+    for (const f of ['worker.mjs', 'workflows.mjs']) {
+      fs.copyFileSync(path.join(example, f), path.join(dir, f))
+    }
+    const { stdout: out } = await promisify(execFile)(
+      process.execPath,
+      [path.join(dir, 'worker.mjs'), t, '3'],
+      {
+        env: {
+          ...process.env,
+          AGENTTALLY_ENDPOINT: c.endpoint,
+          AGENTTALLY_API_KEY: c.apiKey,
+          TEMPORAL_ADDRESS: address,
+        },
+        encoding: 'utf8',
+        timeout: 120_000,
+      },
+    )
+    assert.match(out, /3 workflow runs \(3 approved\)/)
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+  const rows = await query(
+    `SELECT workflow_id, count(*), count(cost_usd), sum(cost_usd)::text
+       FROM events WHERE tenant_id = '${t}' AND event_type = 'provider.api_call'
+      GROUP BY workflow_id ORDER BY workflow_id`,
+  )
+  assert.equal(rows.length, 3)
+  for (const [, calls, priced] of rows) {
+    assert.deepEqual([calls, priced], ['4', '4'])
+  }
+  // Each run's outcome events carry the sum of its calls.
+  const sums = await query(
+    `SELECT workflow_id, sum(cost_usd)::text FROM events
+      WHERE tenant_id = '${t}' AND event_type = 'agent.completed'
+        AND metadata->'temporal'->>'scope' = 'activity'
+      GROUP BY workflow_id ORDER BY workflow_id`,
+  )
+  assert.deepEqual(
+    sums.map(([w, sum]) => [w, strip(sum)]),
+    rows.map(([w, , , sum]) => [w, strip(sum)]),
+  )
 })
