@@ -210,9 +210,10 @@ class Attempt {
     this.root = root
     this.context = context
     this.started = performance.now()
+    this.startedAt = Date.now()
     // The worker does not expose the attempt's started time; the attempt starts here, as soon
     // as the worker has the task.
-    this.queueMs = Math.max(0, Math.round(Date.now() - info.currentAttemptScheduledTimestampMs))
+    this.queueMs = Math.max(0, Math.round(this.startedAt - info.currentAttemptScheduledTimestampMs))
     this.agentId = info.activityType
     this.workflowId = info.workflowExecution ? info.workflowExecution.workflowId : null
     this.temporal = {
@@ -298,13 +299,26 @@ class Attempt {
   }
 }
 
+/** Whether the attempt ended by a timeout: an error named TimeoutError, or a cancellation that
+ * says so. The server does not tell a worker that an attempt timed out: the worker learns it from
+ * a heartbeat, which finds the attempt gone (`notFound`); that counts as a timeout once the
+ * attempt's start-to-close or schedule-to-close deadline has passed. */
 function timedOut(err, ctx) {
   if (err !== null && typeof err === 'object' && err.name === 'TimeoutError') return true
-  if (err instanceof CancelledFailure || (ctx && ctx.cancellationSignal.aborted)) {
-    const details = ctx ? ctx.cancellationDetails : undefined
-    return Boolean(details && details.timedOut)
-  }
-  return false
+  if (!(err instanceof CancelledFailure) && !(ctx && ctx.cancellationSignal.aborted)) return false
+  const details = ctx ? ctx.cancellationDetails : undefined
+  if (!details) return false
+  if (details.timedOut) return true
+  if (!details.notFound) return false
+  const info = ctx.info
+  const now = Date.now()
+  const startToClose =
+    info.startToCloseTimeoutMs > 0 &&
+    now >= info.currentAttemptScheduledTimestampMs + info.startToCloseTimeoutMs
+  const scheduleToClose =
+    info.scheduleToCloseTimeoutMs > 0 &&
+    now >= info.scheduledTimestampMs + info.scheduleToCloseTimeoutMs
+  return startToClose || scheduleToClose
 }
 
 /** An activity's error code: an ApplicationFailure's type, else the error's `code` (a string),

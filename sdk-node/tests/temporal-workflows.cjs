@@ -38,4 +38,26 @@ async function childWorkflow(n) {
   return await note('child')
 }
 
-module.exports = { agentWorkflow, flakyTaskWorkflow, parentWorkflow, childWorkflow }
+const { slow } = wf.proxyActivities({
+  startToCloseTimeout: '1s',
+  heartbeatTimeout: '400ms',
+  retry: { maximumAttempts: 1 },
+})
+
+/** One activity that outlives its start-to-close timeout. */
+async function timeoutWorkflow() {
+  try {
+    await slow()
+  } catch {
+    return 'timed out'
+  }
+  return 'finished'
+}
+
+module.exports = {
+  agentWorkflow,
+  flakyTaskWorkflow,
+  parentWorkflow,
+  childWorkflow,
+  timeoutWorkflow,
+}

@@ -214,6 +214,14 @@ const activities = {
   async note(text) {
     return text
   },
+  async slow() {
+    const ctx = Context.current()
+    for (let i = 0; i < 40; i++) {
+      ctx.heartbeat(i)
+      await ctx.sleep(100)
+    }
+    return 'late'
+  },
 }
 
 function strip(s) {
@@ -425,4 +433,97 @@ test('examples/temporal/node: every run has its four calls priced', async () => 
     sums.map(([w, sum]) => [w, strip(sum)]),
     rows.map(([w, , , sum]) => [w, strip(sum)]),
   )
+})
+
+test('bad input: options, context, header and recordCall name the field; no throw from events', () => {
+  const { AgentTallyError } = pkgRequire('agenttally')
+  const events = new Events({ endpoint: 'http://127.0.0.1:9', disabled: true })
+  const bad = (fn, field) =>
+    assert.throws(fn, (err) => {
+      assert.ok(err instanceof AgentTallyError, String(err))
+      assert.equal(err.code, 'VALIDATION')
+      assert.equal(err.field, field)
+      assert.ok(err.message.startsWith(`${field}: `), err.message)
+      return true
+    })
+  bad(() => temporal.workerOptions({ client: events, tenantId: '' }), 'temporal.tenantId')
+  bad(() => temporal.workerOptions({ client: {}, tenantId: 't' }), 'temporal.client')
+  bad(() => temporal.clientInterceptors(null), 'temporal.options')
+  bad(() => temporal.clientInterceptors({ tenantId: 't', taskType: 5 }), 'temporal.taskType')
+  bad(() => temporal.withContext({ correlationId: '' }, () => 1), 'context.correlationId')
+  bad(() => temporal.withContext({}, 'nope'), 'context.fn')
+  bad(() => temporal.recordCall({ provider: 'openai' }), 'recordCall.model')
+  const p = (v) => ({ metadata: { encoding: Buffer.from('json/plain') }, data: Buffer.from(v) })
+  bad(() => temporal.decodeHeader(p('[1]')), 'header.agenttally')
+  bad(() => temporal.decodeHeader(p('{"tenant_id":"t"}')), 'header.agenttally.correlation_id')
+  bad(
+    () => temporal.decodeHeader(p('{"tenant_id":"t","correlation_id":"c","user_id":7}')),
+    'header.agenttally.user_id',
+  )
+  bad(() => temporal.decodeHeader(p('{')), 'header.agenttally')
+  // The header as the Python interceptor writes it (sorted keys, no spaces) decodes; encoding
+  // gives json/plain.
+  const ctx = temporal.decodeHeader(
+    p(
+      '{"correlation_id":"order-42","task_type":"bug_fix","tenant_id":"acme-corp","user_id":"u-7"}',
+    ),
+  )
+  assert.deepEqual(ctx, {
+    tenant_id: 'acme-corp',
+    correlation_id: 'order-42',
+    user_id: 'u-7',
+    task_type: 'bug_fix',
+  })
+  const payload = temporal.encodeHeader(ctx)
+  assert.equal(Buffer.from(payload.metadata.encoding).toString(), 'json/plain')
+  assert.deepEqual(JSON.parse(Buffer.from(payload.data).toString()), ctx)
+  // Outside an instrumented activity recordCall records nothing.
+  assert.equal(temporal.recordCall({ provider: 'openai', model: 'gpt-4o' }), false)
+  // Ids shared with the Python interceptor: uuid5(namespace, "run:seq").
+  assert.equal(temporal.workflowEventId('abc', 0), '8f55aa0e-0291-5c38-8e54-d8f64d1146e8')
+  // Result shapes.
+  assert.deepEqual(
+    temporal
+      .callsInResult([
+        { model: 'gpt-4o', usage: { prompt_tokens: 1, completion_tokens: 2 } },
+        { type: 'message', model: 'claude-x', usage: { input_tokens: 1, output_tokens: 2 } },
+        { model: 'gemini-2.0-flash', usage: { promptTokenCount: 3 } },
+        { provider: 'mistral', model: 'm', usage: { input_tokens: 1 } },
+        'text',
+        { model: 'gpt-4o' },
+      ])
+      .map((c) => `${c.provider}/${c.model}`),
+    ['openai/gpt-4o', 'anthropic/claude-x', 'google/gemini-2.0-flash', 'mistral/m'],
+  )
+  // track's eventId is checked like any field.
+  const e = { eventType: 'agent.started', tenantId: 't', agentId: 'a' }
+  bad(() => events.track({ ...e, eventId: 'not-a-uuid' }), 'event.event_id')
+  const id = temporal.workflowEventId('run', 1)
+  assert.equal(events.track({ ...e, eventId: id }), id)
+  assert.equal(events.priceCall({ provider: 'openai', model: 'no-such-model' }), null)
+})
+
+test('an activity past its start-to-close timeout: agent.timeout', async () => {
+  const { client, events, taskQueue } = await setup()
+  const t = tenant()
+  const workflowId = `slow-${crypto.randomBytes(4).toString('hex')}`
+  const handle = await temporal.withContext({ tenantId: t }, () =>
+    client.workflow.start('timeoutWorkflow', { taskQueue, workflowId }),
+  )
+  assert.equal(await handle.result(), 'timed out')
+  // The attempt's outcome is emitted when the worker sees the cancellation.
+  let rows = []
+  for (let i = 0; i < 50; i++) {
+    await events.flush(30_000)
+    rows = await query(
+      `SELECT event_type, coalesce(error_code, '') FROM events
+        WHERE tenant_id = '${t}' AND agent_id = 'slow' ORDER BY event_type`,
+    )
+    if (rows.length >= 2) break
+    await new Promise((r) => setTimeout(r, 200))
+  }
+  assert.deepEqual(rows, [
+    ['agent.started', ''],
+    ['agent.timeout', 'timeout'],
+  ])
 })
