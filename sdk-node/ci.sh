@@ -48,8 +48,11 @@ app="$scratch/app"
 mkdir -p "$app"
 cp "$root/examples/node/agent.ts" "$root/examples/node/tsconfig.json" "$app/"
 printf '{ "name": "scratch", "private": true, "type": "module" }\n' > "$app/package.json"
-tar tzf "$scratch/$tarball" | grep -qx 'package/temporal/workflow.js' \
-  || { echo "npm pack left out temporal/"; exit 1; }
+tar tzf "$scratch/$tarball" > "$scratch/files.txt"
+for f in temporal/index.js temporal/index.mjs temporal/index.d.ts temporal/workflow.js \
+  temporal/workflow.d.ts; do
+  grep -qx "package/$f" "$scratch/files.txt" || { echo "npm pack left out $f"; exit 1; }
+done
 temporal_version=$(node -p "require('./package.json').devDependencies['@temporalio/worker']")
 (cd "$app" && npm install --no-audit --no-fund --silent "$scratch/$tarball" \
   "@temporalio/activity@$temporal_version" "@temporalio/client@$temporal_version" \
