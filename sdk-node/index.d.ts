@@ -64,6 +64,9 @@ export interface TrackEvent {
   /** A `Date` or RFC 3339 text with an offset. */
   timestamp?: Date | string
   serviceTier?: ServiceTier
+  /** The event's id (a UUID) instead of a generated one: an event sent again with the same id
+   * is stored once. */
+  eventId?: string
 }
 
 export interface Dropped {
@@ -132,6 +135,9 @@ export declare class Client {
   /** Deliver what is queued (at most `timeoutMs`), then stop. */
   shutdown(timeoutMs?: number): Promise<void>
   stats(): Stats
+  /** The cost of one provider call as `track` would price it with the client's price book,
+   * without tracking anything: a decimal string, or null (unpriced, or no price book). */
+  priceCall(call: Call): string | null
   /** `agent.started`, then `agent.completed` when `fn` resolves, or `agent.failed` with the
    * error's `code` (else its name) when it throws — then the error is rethrown. */
   run<T>(options: RunOptions, fn: (run: Run) => T | Promise<T>): Promise<T>

@@ -336,6 +336,7 @@ class Client {
       metadata,
       timestamp,
       serviceTier,
+      eventId,
     } = event
     let usageArg
     let u0 = 0
@@ -434,7 +435,7 @@ class Client {
             success,
           ]
     try {
-      return this.#track(text, usageArg, metadata, others)
+      return this.#track(text, usageArg, metadata, others, eventId)
     } catch (err) {
       throw adopt(err)
     }
@@ -456,6 +457,17 @@ class Client {
     live.delete(this.#entry)
     try {
       await this.#native.shutdown(timeoutMs)
+    } catch (err) {
+      throw adopt(err)
+    }
+  }
+
+  /** The cost of one provider call as `track` would price it with the client's price book,
+   * without tracking anything: a decimal string, or null (unpriced, or no price book). */
+  priceCall(call) {
+    if (call === null || typeof call !== 'object') throw notAnObject('call', call, 'VALIDATION')
+    try {
+      return this.#native.priceCall(call.provider, call.model, call.usage)
     } catch (err) {
       throw adopt(err)
     }

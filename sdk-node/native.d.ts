@@ -13,11 +13,11 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class NativeClient {
   constructor(endpoint: unknown, apiKey: unknown, caFile: unknown, flushAt: unknown, flushInterval: unknown, maxQueueEvents: unknown, maxQueueBytes: unknown, overflow: unknown, spoolDir: unknown, gzip: unknown, disabled: unknown, priceBook: PriceBook | undefined | null, requestTimeout: unknown, maxRetryTime: unknown, maxInFlight: unknown)
   /**
-   * The client's `track(text, usage, metadata, odd)`: validate, price (with a price book)
+   * The client's `track(text, usage, metadata, odd, eventId?)`: validate, price (with a price book)
    * and queue one event packed by `index.js` into `text`, the arguments and `slots` (see
    * `track.rs`); returns its id. Never blocks.
    */
-  tracker(slots: Float64Array): (text: string, usage: unknown, metadata: unknown, odd: unknown[] | undefined) => string
+  tracker(slots: Float64Array): (text: string, usage: unknown, metadata: unknown, odd: unknown[] | undefined, eventId?: unknown) => string
   /**
    * Resolves once every event accepted before the call is delivered; rejects with `TIMEOUT`
    * after `timeout` milliseconds (`undefined`: as long as it takes).
@@ -35,6 +35,11 @@ export declare class NativeClient {
   shutdownSync(timeout: unknown): void
   /** A snapshot of the counters. */
   stats(): Stats
+  /**
+   * The cost of one provider call as `track()` would price it (the client's price book),
+   * without tracking anything: a decimal string, or `null` when unpriced or without a book.
+   */
+  priceCall(provider: unknown, model: unknown, usage: unknown): string | null
   /** Start a run: emits `agent.started`. */
   startRun(tenantId: unknown, agentId: unknown, taskType: unknown): NativeRun
 }

@@ -176,11 +176,11 @@ impl NativeClient {
         })
     }
 
-    /// The client's `track(text, usage, metadata, odd)`: validate, price (with a price book)
+    /// The client's `track(text, usage, metadata, odd, eventId?)`: validate, price (with a price book)
     /// and queue one event packed by `index.js` into `text`, the arguments and `slots` (see
     /// `track.rs`); returns its id. Never blocks.
     #[napi(
-        ts_return_type = "(text: string, usage: unknown, metadata: unknown, odd: unknown[] | undefined) => string"
+        ts_return_type = "(text: string, usage: unknown, metadata: unknown, odd: unknown[] | undefined, eventId?: unknown) => string"
     )]
     pub fn tracker<'env>(&self, env: &'env Env, slots: Float64Array) -> Result<Unknown<'env>> {
         track::function(env, self.client(env)?.clone(), slots)
@@ -218,6 +218,28 @@ impl NativeClient {
     #[napi]
     pub fn stats(&self, env: Env) -> Result<Stats> {
         Ok(Stats::from(self.client(&env)?.stats()))
+    }
+
+    /// The cost of one provider call as `track()` would price it (the client's price book),
+    /// without tracking anything: a decimal string, or `null` when unpriced or without a book.
+    #[napi(ts_return_type = "string | null")]
+    pub fn price_call(
+        &self,
+        env: Env,
+        provider: Unknown<'_>,
+        model: Unknown<'_>,
+        usage: Unknown<'_>,
+    ) -> Result<Option<String>> {
+        let env = &env;
+        let provider = convert::string(env, &provider, "call.provider")?;
+        let model = convert::string(env, &model, "call.model")?;
+        let usage = convert::usage(env, &usage, Some(&provider), "call.usage")?;
+        // Prices do not depend on the tenant; the event is only priced, never tracked.
+        let mut event = agenttally::ProviderEvent::api_call("-", provider, model)
+            .usage(usage)
+            .build_unchecked();
+        self.client(env)?.price(&mut event);
+        Ok(event.cost_usd.map(|c| c.normalize().to_string()))
     }
 
     /// Start a run: emits `agent.started`.

@@ -139,13 +139,14 @@ unsafe extern "C" fn finalize(_env: sys::napi_env, data: *mut c_void, _hint: *mu
     drop(unsafe { Box::from_raw(data.cast::<Tracker>()) });
 }
 
-/// `track(text, usage, metadata, odd)`: returns the event's id or throws.
+/// `track(text, usage, metadata, odd, eventId?)`: returns the event's id or throws. `eventId`
+/// (a UUID text) replaces the generated id: an event sent again with the same id is stored once.
 unsafe extern "C" fn call(
     raw_env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> sys::napi_value {
-    let mut argc = 4;
-    let mut argv = [ptr::null_mut(); 4];
+    let mut argc = 5;
+    let mut argv = [ptr::null_mut(); 5];
     let mut data = ptr::null_mut();
     // SAFETY: N-API calls this with a live env and callback info; `argv` has room for `argc`.
     let status = unsafe {
@@ -172,9 +173,10 @@ unsafe extern "C" fn call(
     let tracker = unsafe { &*data.cast::<Tracker>() };
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the arguments are values of this call's scope.
-        let [text, usage, metadata, odd] =
+        // (N-API fills the arguments not passed with `undefined`.)
+        let [text, usage, metadata, odd, event_id] =
             argv.map(|v| unsafe { Unknown::from_napi_value(raw_env, v) });
-        track(&env, tracker, text?, usage?, metadata?, odd?)
+        track(&env, tracker, text?, usage?, metadata?, odd?, event_id?)
     }));
     let error = match outcome {
         Ok(Ok(id)) => return id,
@@ -196,6 +198,7 @@ fn track(
     usage: Unknown<'_>,
     metadata: Unknown<'_>,
     odd: Unknown<'_>,
+    event_id: Unknown<'_>,
 ) -> Result<sys::napi_value> {
     // Everything JavaScript packed is read before any conversion that can run JavaScript (a
     // metadata getter may call `track` again, which reuses the slots).
@@ -280,6 +283,13 @@ fn track(
         ValueType::Undefined | ValueType::Null => None,
         _ => Some(convert::object(env, &metadata, "event.metadata")?),
     };
+    let event_id = match convert::opt_string(env, &event_id, Kind::Event, "event.event_id")? {
+        Some(v) => Some(
+            uuid::Uuid::parse_str(&v)
+                .map_err(|_| errors::invalid(env, "event.event_id", "must be a UUID"))?,
+        ),
+        None => None,
+    };
 
     // The builder for what it derives (a given cost is `reported`; timestamps are truncated to
     // microseconds), plain fields set in place: the event is moved once, not once per field.
@@ -308,6 +318,9 @@ fn track(
     event.queue_ms = queue_ms;
     if let Some(m) = metadata {
         event.metadata = m;
+    }
+    if let Some(v) = event_id {
+        event.id = v;
     }
     let id = event.id;
     t.client
