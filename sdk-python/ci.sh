@@ -31,12 +31,13 @@ rm -f python/agenttally/_native*.so
   'import agenttally, sys; assert "site-packages" in agenttally.__file__, agenttally.__file__; print("agenttally", agenttally.__version__, "from", agenttally.__file__)')
 
 step "ruff"
-examples=("$root/examples/python" "$root/examples/temporal/python")
+examples=("$root/examples/python" "$root/examples/temporal/python" "$root/sdk-node/tests/temporal_python.py")
 "$venv/bin/ruff" check --config pyproject.toml python tests bench "${examples[@]}"
 "$venv/bin/ruff" format --config pyproject.toml --check python tests bench "${examples[@]}"
 
 step "mypy --strict (typed examples, agenttally.temporal) and stubtest (stubs match the module)"
-"$venv/bin/mypy" --strict "$root/examples/python/agent.py" "$root/examples/temporal/python/worker.py"
+"$venv/bin/mypy" --strict "$root/examples/python/agent.py" "$root/examples/temporal/python/worker.py" \
+  "$root/sdk-node/tests/temporal_python.py"
 (cd /tmp && "$root/sdk-python/$venv/bin/mypy" --strict -m agenttally.temporal)
 "$venv/bin/stubtest" agenttally._native
 

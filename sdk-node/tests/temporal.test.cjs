@@ -385,6 +385,109 @@ test('the header reaches a child workflow, through continue-as-new, and its acti
   ])
 })
 
+// The Python half: sdk-node/tests/temporal_python.py, run by the interpreter that has
+// `agenttally[temporal]` installed (ci.sh sets AGENTTALLY_PYTHON to sdk-python's venv after
+// sdk-python/ci.sh made it).
+const PYTHON = process.env.AGENTTALLY_PYTHON
+const PY_SCRIPT = path.join(__dirname, 'temporal_python.py')
+const crossLanguage = PYTHON
+  ? {}
+  : { skip: 'AGENTTALLY_PYTHON (a Python with agenttally[temporal]) is not set' }
+
+async function pythonEnv() {
+  const c = await collector()
+  return { ...process.env, AGENTTALLY_ENDPOINT: c.endpoint, AGENTTALLY_API_KEY: c.apiKey }
+}
+
+test(
+  'a Python client starts a TypeScript worker’s workflow: its header reaches every event',
+  crossLanguage,
+  async () => {
+    const { address, events, taskQueue } = await setup()
+    const t = tenant()
+    const workflowId = `py-parent-${crypto.randomBytes(4).toString('hex')}`
+    const { stdout } = await promisify(execFile)(
+      PYTHON,
+      [PY_SCRIPT, 'start', address, taskQueue, workflowId, t, 'py-tree', 'u-py', 'triage'],
+      { env: await pythonEnv(), encoding: 'utf8', timeout: 120_000 },
+    )
+    assert.equal(stdout.trim(), 'child')
+    await events.flush(30_000)
+    const rows = await query(
+      `SELECT workflow_id, agent_id, event_type, correlation_id, coalesce(user_id, ''),
+            coalesce(task_type, ''), coalesce(metadata->>'continued_as_new', '')
+       FROM events WHERE tenant_id = '${t}' ORDER BY workflow_id, agent_id, event_type, 7`,
+    )
+    const child = `${workflowId}-child`
+    const ctx = ['py-tree', 'u-py', 'triage']
+    assert.deepEqual(rows, [
+      [workflowId, 'parentWorkflow', 'agent.completed', ...ctx, ''],
+      [workflowId, 'parentWorkflow', 'agent.started', ...ctx, ''],
+      [child, 'childWorkflow', 'agent.completed', ...ctx, ''],
+      [child, 'childWorkflow', 'agent.completed', ...ctx, 'true'],
+      [child, 'childWorkflow', 'agent.started', ...ctx, ''],
+      [child, 'childWorkflow', 'agent.started', ...ctx, ''],
+      [child, 'note', 'agent.completed', ...ctx, ''],
+      [child, 'note', 'agent.started', ...ctx, ''],
+    ])
+    // Nothing went to the Python client's default tenant.
+    const stray = await query(`SELECT count(*) FROM events WHERE workflow_id = '${workflowId}'`)
+    assert.deepEqual(stray, [['2']])
+  },
+)
+
+test(
+  'a TypeScript client starts a Python worker’s workflow: its header reaches every event',
+  crossLanguage,
+  async () => {
+    const { address, client } = await setup()
+    const t = tenant()
+    const queue = `py-${crypto.randomBytes(4).toString('hex')}`
+    const py = spawn(PYTHON, [PY_SCRIPT, 'worker', address, queue, 'python-default'], {
+      env: await pythonEnv(),
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
+    let out = ''
+    let err = ''
+    py.stdout.on('data', (chunk) => {
+      out += chunk
+    })
+    py.stderr.on('data', (chunk) => {
+      err += chunk
+    })
+    const exited = new Promise((resolve) => py.on('exit', resolve))
+    try {
+      for (let i = 0; !out.includes('ready'); i++) {
+        assert.ok(i < 600 && py.exitCode === null, `the Python worker did not start:\n${err}`)
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      const workflowId = `py-agent-${crypto.randomBytes(4).toString('hex')}`
+      const handle = await temporal.withContext(
+        { tenantId: t, correlationId: 'ts-tree', userId: 'u-ts', taskType: 'research' },
+        () => client.workflow.start('PyAgent', { args: ['refunds'], taskQueue: queue, workflowId }),
+      )
+      assert.equal(await handle.result(), 'gpt-4o-mini')
+    } finally {
+      py.stdin.end()
+    }
+    assert.equal(await exited, 0, err)
+    assert.match(out, /sent 5 events/)
+    const rows = await query(
+      `SELECT agent_id, event_type, correlation_id, coalesce(user_id, ''),
+            coalesce(task_type, ''), metadata->'temporal'->>'scope', cost_usd IS NOT NULL
+       FROM events WHERE tenant_id = '${t}' ORDER BY agent_id, event_type`,
+    )
+    const ctx = ['ts-tree', 'u-ts', 'research']
+    assert.deepEqual(rows, [
+      ['PyAgent', 'agent.completed', ...ctx, 'workflow', 'f'],
+      ['PyAgent', 'agent.started', ...ctx, 'workflow', 'f'],
+      ['py_call', 'agent.completed', ...ctx, 'activity', 't'],
+      ['py_call', 'agent.started', ...ctx, 'activity', 'f'],
+      ['py_call', 'provider.api_call', ...ctx, 'activity', 't'],
+    ])
+  },
+)
+
 test('examples/temporal/node: every run has its four calls priced', async () => {
   const { address } = await setup()
   const c = await collector()
