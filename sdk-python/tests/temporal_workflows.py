@@ -3,6 +3,7 @@ workflow sandbox: `agenttally` and the shared flags are passed through)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -82,3 +83,57 @@ class FlakyTaskWorkflow:
             raise RuntimeError("first workflow task fails")
         await workflow.execute_activity(plan, task, start_to_close_timeout=timedelta(seconds=30))
         return "done"
+
+
+@activity.defn
+async def note(text: str) -> str:
+    return text
+
+
+@activity.defn
+async def slow() -> str:
+    """Heartbeats past its start-to-close timeout: the worker cancels it as timed out."""
+    for i in range(40):
+        activity.heartbeat(i)
+        await asyncio.sleep(0.1)
+    return "late"
+
+
+@workflow.defn
+class ChildWorkflow:
+    """Continues as new once, then runs an activity: every run carries the parent's header."""
+
+    @workflow.run
+    async def run(self, n: int) -> str:
+        if n == 0:
+            workflow.continue_as_new(1)
+        return await workflow.execute_activity(
+            note, "child", start_to_close_timeout=timedelta(seconds=30)
+        )
+
+
+@workflow.defn
+class ParentWorkflow:
+    @workflow.run
+    async def run(self) -> str:
+        return await workflow.execute_child_workflow(
+            ChildWorkflow.run, 0, id=f"{workflow.info().workflow_id}-child"
+        )
+
+
+@workflow.defn
+class TimeoutWorkflow:
+    """One activity that outlives its start-to-close timeout."""
+
+    @workflow.run
+    async def run(self) -> str:
+        try:
+            await workflow.execute_activity(
+                slow,
+                start_to_close_timeout=timedelta(seconds=1),
+                heartbeat_timeout=timedelta(milliseconds=400),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except ActivityError:
+            return "timed out"
+        return "finished"

@@ -22,9 +22,14 @@ import pytest
 from temporal_workflows import (
     OPENAI_RESULT,
     BugFixWorkflow,
+    ChildWorkflow,
     FlakyTaskWorkflow,
+    ParentWorkflow,
+    TimeoutWorkflow,
+    note,
     plan,
     run_tests,
+    slow,
     write_patch,
 )
 from temporalio.client import Client as TemporalClient
@@ -43,7 +48,7 @@ from agenttally.temporal import (
 
 from conftest import Collector
 
-WORKFLOWS = [BugFixWorkflow, FlakyTaskWorkflow]
+WORKFLOWS = [BugFixWorkflow, FlakyTaskWorkflow, ParentWorkflow, ChildWorkflow, TimeoutWorkflow]
 COLUMNS = (
     "event_type, agent_id, correlation_id, user_id, task_type, workflow_id, duration_ms, "
     "queue_ms, cost_usd, provider, model, success, error_code, metadata, id"
@@ -96,7 +101,7 @@ def make_worker(client: TemporalClient, task_queue: str, pool: ThreadPoolExecuto
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[plan, write_patch, run_tests],
+        activities=[plan, write_patch, run_tests, note, slow],
         activity_executor=pool,
         max_cached_workflows=0,
     )
@@ -314,6 +319,85 @@ def test_rerun_workflow_task_does_not_double_count(
     assert len(rows) == 5
     assert {x.correlation_id for x in rows} == {workflow_id}
     assert collector.report(tenant).completed == 2  # the workflow run and the activity
+
+
+def test_header_reaches_a_child_workflow_through_continue_as_new_and_its_activity(
+    collector: Collector, temporal_server: str, tenant: str
+) -> None:
+    at = make_client(collector, agenttally.PriceBook.builtin())
+    task_queue = f"tq-{uuid.uuid4().hex[:8]}"
+    workflow_id = f"parent-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> None:
+        client = await TemporalClient.connect(
+            temporal_server, interceptors=[AgentTallyInterceptor(at, tenant_id="not-this-one")]
+        )
+        with ThreadPoolExecutor(2) as pool:
+            async with make_worker(client, task_queue, pool):
+                with context(tenant_id=tenant, correlation_id="tree-1", task_type="triage"):
+                    handle = await client.start_workflow(
+                        ParentWorkflow.run, id=workflow_id, task_queue=task_queue
+                    )
+                assert await handle.result() == "child"
+
+    asyncio.run(main())
+    at.flush(timeout=30)
+    at.shutdown(timeout=10)
+    child = f"{workflow_id}-child"
+    got = sorted(
+        (
+            x.workflow_id,
+            x.agent_id,
+            x.event_type,
+            x.correlation_id,
+            x.task_type,
+            bool(x.metadata.get("continued_as_new")),
+        )
+        for x in rows_of(collector, tenant)
+    )
+    assert got == [
+        (workflow_id, "ParentWorkflow", "agent.completed", "tree-1", "triage", False),
+        (workflow_id, "ParentWorkflow", "agent.started", "tree-1", "triage", False),
+        (child, "ChildWorkflow", "agent.completed", "tree-1", "triage", False),
+        (child, "ChildWorkflow", "agent.completed", "tree-1", "triage", True),
+        (child, "ChildWorkflow", "agent.started", "tree-1", "triage", False),
+        (child, "ChildWorkflow", "agent.started", "tree-1", "triage", False),
+        (child, "note", "agent.completed", "tree-1", "triage", False),
+        (child, "note", "agent.started", "tree-1", "triage", False),
+    ]
+
+
+def test_activity_past_its_start_to_close_timeout_emits_agent_timeout(
+    collector: Collector, temporal_server: str, tenant: str
+) -> None:
+    at = make_client(collector, agenttally.PriceBook.builtin())
+    task_queue = f"tq-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> None:
+        client = await TemporalClient.connect(
+            temporal_server, interceptors=[AgentTallyInterceptor(at, tenant_id=tenant)]
+        )
+        with ThreadPoolExecutor(2) as pool:
+            async with make_worker(client, task_queue, pool):
+                handle = await client.start_workflow(
+                    TimeoutWorkflow.run, id=f"slow-{uuid.uuid4().hex[:8]}", task_queue=task_queue
+                )
+                assert await handle.result() == "timed out"
+                # The attempt's outcome leaves when the worker sees the cancellation.
+                for _ in range(50):
+                    at.flush(timeout=30)
+                    if len([x for x in rows_of(collector, tenant) if x.agent_id == "slow"]) >= 2:
+                        break
+                    await asyncio.sleep(0.2)
+
+    asyncio.run(main())
+    at.shutdown(timeout=10)
+    got = sorted(
+        (x.event_type, x.error_code, x.success)
+        for x in rows_of(collector, tenant)
+        if x.agent_id == "slow"
+    )
+    assert got == [("agent.started", "", "t"), ("agent.timeout", "timeout", "f")]
 
 
 def test_calls_in_result_shapes() -> None:

@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, NoReturn, Optional
 
@@ -358,14 +358,30 @@ class _ActivityAttempt:
 
 
 def _timed_out(exc: BaseException) -> bool:
+    """Whether the attempt ended by a timeout: a timeout error, or a cancellation that says so.
+    The server does not tell a worker that an attempt timed out: the worker learns it from a
+    heartbeat, which finds the attempt gone (``not_found``); that counts as a timeout once the
+    attempt's start-to-close or schedule-to-close deadline has passed."""
     if isinstance(exc, (builtins.TimeoutError, asyncio.TimeoutError)):
         return True
     if isinstance(exc, temporalio.exceptions.TimeoutError):
         return True
-    if isinstance(exc, (asyncio.CancelledError, temporalio.exceptions.CancelledError)):
-        details = temporalio.activity.cancellation_details()
-        return bool(details and details.timed_out)
-    return False
+    if not isinstance(exc, (asyncio.CancelledError, temporalio.exceptions.CancelledError)):
+        return False
+    details = temporalio.activity.cancellation_details()
+    if details is None:
+        return False
+    if details.timed_out:
+        return True
+    if not details.not_found:
+        return False
+    info = temporalio.activity.info()
+    now = datetime.now(timezone.utc)
+    deadlines = [
+        (info.current_attempt_scheduled_time, info.start_to_close_timeout),
+        (info.scheduled_time, info.schedule_to_close_timeout),
+    ]
+    return any(t and now >= since + t for since, t in deadlines)
 
 
 # Attempts by task token: sync activities run in an executor thread that does not inherit
