@@ -54,8 +54,16 @@ async function timeoutWorkflow() {
   return 'finished'
 }
 
+const { note: localNote } = wf.proxyLocalActivities({ startToCloseTimeout: '30s' })
+
+/** One local activity: it carries the header and is instrumented like any activity. */
+async function localWorkflow() {
+  return await localNote('local')
+}
+
 module.exports = {
   agentWorkflow,
+  localWorkflow,
   flakyTaskWorkflow,
   parentWorkflow,
   childWorkflow,

@@ -385,6 +385,29 @@ test('the header reaches a child workflow, through continue-as-new, and its acti
   ])
 })
 
+test('a local activity carries the header and is instrumented like any activity', async () => {
+  const { client, events, taskQueue } = await setup()
+  const t = tenant()
+  const workflowId = `local-${crypto.randomBytes(4).toString('hex')}`
+  const handle = await temporal.withContext(
+    { tenantId: t, correlationId: 'local-1', userId: 'u-9' },
+    () => client.workflow.start('localWorkflow', { taskQueue, workflowId }),
+  )
+  assert.equal(await handle.result(), 'local')
+  await events.flush(30_000)
+  const rows = await query(
+    `SELECT agent_id, event_type, correlation_id, coalesce(user_id, ''),
+            metadata->'temporal'->>'scope'
+       FROM events WHERE tenant_id = '${t}' ORDER BY agent_id, event_type`,
+  )
+  assert.deepEqual(rows, [
+    ['localWorkflow', 'agent.completed', 'local-1', 'u-9', 'workflow'],
+    ['localWorkflow', 'agent.started', 'local-1', 'u-9', 'workflow'],
+    ['note', 'agent.completed', 'local-1', 'u-9', 'activity'],
+    ['note', 'agent.started', 'local-1', 'u-9', 'activity'],
+  ])
+})
+
 // The Python half: sdk-node/tests/temporal_python.py, run by the interpreter that has
 // `agenttally[temporal]` installed (ci.sh sets AGENTTALLY_PYTHON to sdk-python's venv after
 // sdk-python/ci.sh made it).

@@ -137,3 +137,14 @@ class TimeoutWorkflow:
         except ActivityError:
             return "timed out"
         return "finished"
+
+
+@workflow.defn
+class LocalWorkflow:
+    """One local activity: it carries the header and is instrumented like any activity."""
+
+    @workflow.run
+    async def run(self) -> str:
+        return await workflow.execute_local_activity(
+            note, "local", start_to_close_timeout=timedelta(seconds=30)
+        )

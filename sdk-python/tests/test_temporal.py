@@ -24,6 +24,7 @@ from temporal_workflows import (
     BugFixWorkflow,
     ChildWorkflow,
     FlakyTaskWorkflow,
+    LocalWorkflow,
     ParentWorkflow,
     TimeoutWorkflow,
     note,
@@ -48,7 +49,14 @@ from agenttally.temporal import (
 
 from conftest import Collector
 
-WORKFLOWS = [BugFixWorkflow, FlakyTaskWorkflow, ParentWorkflow, ChildWorkflow, TimeoutWorkflow]
+WORKFLOWS = [
+    BugFixWorkflow,
+    FlakyTaskWorkflow,
+    ParentWorkflow,
+    ChildWorkflow,
+    TimeoutWorkflow,
+    LocalWorkflow,
+]
 COLUMNS = (
     "event_type, agent_id, correlation_id, user_id, task_type, workflow_id, duration_ms, "
     "queue_ms, cost_usd, provider, model, success, error_code, metadata, id"
@@ -364,6 +372,40 @@ def test_header_reaches_a_child_workflow_through_continue_as_new_and_its_activit
         (child, "ChildWorkflow", "agent.started", "tree-1", "triage", False),
         (child, "note", "agent.completed", "tree-1", "triage", False),
         (child, "note", "agent.started", "tree-1", "triage", False),
+    ]
+
+
+def test_local_activity_carries_the_header(
+    collector: Collector, temporal_server: str, tenant: str
+) -> None:
+    at = make_client(collector, agenttally.PriceBook.builtin())
+    task_queue = f"tq-{uuid.uuid4().hex[:8]}"
+    workflow_id = f"local-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> None:
+        client = await TemporalClient.connect(
+            temporal_server, interceptors=[AgentTallyInterceptor(at, tenant_id="not-this-one")]
+        )
+        with ThreadPoolExecutor(2) as pool:
+            async with make_worker(client, task_queue, pool):
+                with context(tenant_id=tenant, correlation_id="local-1", user_id="u-9"):
+                    handle = await client.start_workflow(
+                        LocalWorkflow.run, id=workflow_id, task_queue=task_queue
+                    )
+                assert await handle.result() == "local"
+
+    asyncio.run(main())
+    at.flush(timeout=30)
+    at.shutdown(timeout=10)
+    got = sorted(
+        (x.agent_id, x.event_type, x.correlation_id, x.user_id, x.temporal["scope"])
+        for x in rows_of(collector, tenant)
+    )
+    assert got == [
+        ("LocalWorkflow", "agent.completed", "local-1", "u-9", "workflow"),
+        ("LocalWorkflow", "agent.started", "local-1", "u-9", "workflow"),
+        ("note", "agent.completed", "local-1", "u-9", "activity"),
+        ("note", "agent.started", "local-1", "u-9", "activity"),
     ]
 
 
