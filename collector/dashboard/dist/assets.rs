@@ -4,7 +4,7 @@
 pub const INDEX: Asset = Asset {
     name: "index.html",
     content_type: "text/html; charset=utf-8",
-    etag: "\"74f83fbfb5a86fa1384a89a5396a55da\"",
+    etag: "\"8731ab0517cad2763713e9d48fa35955\"",
     body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/index.html")),
     gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/index.html.gz")),
 };
@@ -19,10 +19,10 @@ pub const ASSETS: &[Asset] = &[
         gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-5327QWHH.css.gz")),
     },
     Asset {
-        name: "app-KJZUGPIR.js",
+        name: "app-JDYICFM2.js",
         content_type: "text/javascript; charset=utf-8",
-        etag: "\"cd37fbd0dedd86d3f6abba1380b12bcc\"",
-        body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-KJZUGPIR.js")),
-        gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-KJZUGPIR.js.gz")),
+        etag: "\"8baa2ddc70e0c6b3624062c49f21eaf3\"",
+        body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-JDYICFM2.js")),
+        gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-JDYICFM2.js.gz")),
     },
 ];

@@ -22,6 +22,9 @@ export function Chart(props: {
 }) {
   const box = useRef<HTMLDivElement>(null);
   const { label, x, series, bars, tz, yLabel, height = 220 } = props;
+  // Callers build `series` afresh on every render: the chart is rebuilt only when what it shows
+  // changes, not each time a panel beside it loads.
+  const shown = JSON.stringify([x, series, bars ?? false, tz, yLabel, height]);
   useEffect(() => {
     const el = box.current;
     if (!el) return;
@@ -54,6 +57,6 @@ export function Chart(props: {
       resize.disconnect();
       plot.destroy();
     };
-  }, [x, series, bars, tz, yLabel, height]);
+  }, [shown]);
   return <div class="chart" role="img" aria-label={label} ref={box} />;
 }

@@ -121,7 +121,13 @@ function withDelta(s: Summary, u: Update): Summary {
   };
 }
 
-function Dashboard(props: { cred: Credentials; tenant: string; onSignOut: () => void }) {
+function Dashboard(props: {
+  cred: Credentials;
+  /** The tenant as far as known before the first answer names it. */
+  tenant: string;
+  onRefused: (err: ApiError) => void;
+  onSignOut: () => void;
+}) {
   const api = useMemo(() => new Api(props.cred), [props.cred]);
   const [tab, setTab] = useState<Tab>("savings");
   const [preset, setPreset] = useState<Preset>("30d");
@@ -156,6 +162,10 @@ function Dashboard(props: { cred: Credentials; tenant: string; onSignOut: () => 
   );
   // Deltas count from the summary they are added to.
   useEffect(() => setDeltas([]), [summary.data]);
+  const tenant = summary.data?.tenant_id ?? props.tenant;
+  useEffect(() => {
+    if (summary.state === "error" && refused(summary.error)) props.onRefused(summary.error);
+  }, [summary]);
   const shown = useMemo(() => {
     if (!summary.data || !rangeOk || !includesNow(range)) return summary;
     const data = deltas.reduce(withDelta, summary.data);
@@ -212,7 +222,7 @@ function Dashboard(props: { cred: Credentials; tenant: string; onSignOut: () => 
       <header class="top">
         <h1>AgentTally</h1>
         <span class="tenant" data-testid="tenant">
-          Tenant <strong>{props.tenant}</strong>
+          Tenant <strong>{tenant}</strong>
         </span>
         <span class={`live-state ${live}`} role="status" data-testid="live-state">
           {live === "live"
@@ -342,28 +352,26 @@ function Dashboard(props: { cred: Credentials; tenant: string; onSignOut: () => 
   );
 }
 
+/** Whether an error means the credential itself was refused (sign in again), not a panel's
+ * failure. */
+function refused(err: ApiError): boolean {
+  return err.status === 401 || err.status === 403 || (err.status === 422 && /tenant_id/.test(err.message));
+}
+
 function App() {
-  const [state, setState] = useState<{ cred: Credentials; tenant: string } | null>(null);
-  const [message, setMessage] = useState("");
-  const [checking, setChecking] = useState(true);
-  useEffect(() => {
+  // A stored credential (or a `#token=` link) opens the dashboard at once: its first reads check
+  // the credential, and a refusal returns here with the API's message. The sign-in form checks
+  // before it opens the dashboard.
+  const [state, setState] = useState<{ cred: Credentials; tenant: string } | null>(() => {
     const cred = session.load();
-    if (!cred) {
-      setChecking(false);
-      return;
-    }
-    new Api(cred)
-      .get<Summary>("/v1/metrics/summary", { ...last24h() })
-      .then(
-        (s) => setState({ cred, tenant: s.tenant_id }),
-        (err: unknown) => {
-          session.clear();
-          setMessage(signInError(err, cred.tenant));
-        },
-      )
-      .finally(() => setChecking(false));
-  }, []);
-  if (checking) return <p class="muted">Loading…</p>;
+    return cred ? { cred, tenant: cred.tenant } : null;
+  });
+  const [message, setMessage] = useState("");
+  const signOut = (msg: string) => {
+    session.clear();
+    setMessage(msg);
+    setState(null);
+  };
   if (!state) {
     return (
       <SignIn
@@ -379,11 +387,8 @@ function App() {
     <Dashboard
       cred={state.cred}
       tenant={state.tenant}
-      onSignOut={() => {
-        session.clear();
-        setMessage("");
-        setState(null);
-      }}
+      onRefused={(err) => signOut(signInError(err, state.cred.tenant))}
+      onSignOut={() => signOut("")}
     />
   );
 }

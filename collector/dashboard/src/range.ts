@@ -63,10 +63,16 @@ export function lastMonths(now = Date.now()): Range {
   return { from: iso(from), to: iso(to) };
 }
 
+const months = new Map<string, Intl.DateTimeFormat>();
+
 /** `YYYY-MM` of the calendar month holding instant `t` in time zone `tz`. */
 export function monthIn(t: string, tz: string): string {
-  const parts = new Intl.DateTimeFormat("en-US", { timeZone: tz, year: "numeric", month: "2-digit" })
-    .formatToParts(new Date(t));
+  let f = months.get(tz);
+  if (!f) {
+    f = new Intl.DateTimeFormat("en-US", { timeZone: tz, year: "numeric", month: "2-digit" });
+    months.set(tz, f);
+  }
+  const parts = f.formatToParts(new Date(t));
   const part = (k: string) => parts.find((p) => p.type === k)?.value ?? "";
   return `${part("year")}-${part("month")}`;
 }

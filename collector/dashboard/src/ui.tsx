@@ -2,7 +2,7 @@
 // tiles, money that says "unpriced" rather than $0, and tables.
 import type { ComponentChildren } from "preact";
 import { createContext } from "preact";
-import { useContext, useEffect, useState } from "preact/hooks";
+import { useContext, useLayoutEffect, useState } from "preact/hooks";
 import { Api, ApiError, type Params } from "./api";
 import { usd } from "./dec";
 import type { Range } from "./range";
@@ -42,9 +42,11 @@ export type Load<T> =
 /** Run `fetcher` whenever `key` changes (the previous data stays shown while it runs). */
 export function useLoad<T>(fetcher: () => Promise<T>, key: string): Load<T> {
   const [load, setLoad] = useState<Load<T>>({ state: "loading" });
-  useEffect(() => {
+  // A layout effect: the request leaves as soon as the panel is rendered, before the page is
+  // painted.
+  useLayoutEffect(() => {
     let live = true;
-    setLoad((l) => ({ state: "loading", data: l.data }));
+    setLoad((l) => (l.state === "loading" && l.data === undefined ? l : { state: "loading", data: l.data }));
     fetcher().then(
       (data) => live && setLoad({ state: "ok", data }),
       (e: unknown) =>
