@@ -222,6 +222,49 @@ describe("dashboard page", () => {
     await context.close();
   });
 
+  test("the time zone chosen reaches every read the page makes", async () => {
+    const { context, page, errors, requests } = await open();
+    await page.goto(`${base}/#token=${encodeURIComponent(readKey)}`);
+    await panelsLoaded(page, "savings");
+    const zone = "America/New_York";
+    const before = requests.length;
+    // The summary is a sum over the range, the same in any zone: the panels cut by day or month
+    // are read again.
+    const read = page.waitForResponse((r) => r.url().includes("/v1/metrics/timeseries") && r.url().includes("tz=America%2FNew_York"));
+    await page.getByRole("combobox", { name: /^Time zone/ }).selectOption(zone);
+    await read;
+    await panelsLoaded(page, "savings");
+    for (const [tab, name] of [["usage", "Usage"], ["billing", "Billing"]]) {
+      await page.getByRole("tab", { name }).click();
+      await panelsLoaded(page, tab);
+    }
+    const reads = requests
+      .slice(before)
+      .map((u) => new URL(u))
+      .filter((u) => u.pathname.startsWith("/v1/") && !u.pathname.startsWith("/v1/live"));
+    assert.ok(reads.length >= 8, `${reads.length} reads`);
+    const asked = new Set(reads.filter((u) => u.searchParams.get("tz") === zone).map((u) => `${u.pathname}|${u.searchParams.get("metric")}`));
+    for (const u of reads) {
+      const tz = u.searchParams.get("tz");
+      // The 12-month trend falls back to UTC months when the zone's reach past the hourly
+      // rollups: only after asking in the zone.
+      const ok = tz === zone || (tz === "UTC" && asked.has(`${u.pathname}|${u.searchParams.get("metric")}`));
+      assert.ok(ok, `${u.pathname}${u.search}`);
+    }
+    // The figures are the API's for the zone's range.
+    await page.getByRole("tab", { name: "Usage" }).click();
+    await panelsLoaded(page, "usage");
+    const range = await shownRange(page);
+    const sum = await apiJson("/v1/metrics/summary", readKey, { ...range, tz: zone });
+    assert.equal(Number(await value(page, "executions")), sum.executions);
+    assert.equal(await value(page, "spend"), sum.cost_usd);
+    // The browser logs the trend's 422 (the zone's months reach past the hourly rollups) it
+    // fell back from; nothing else.
+    const fallback = /status of 422 .*\/v1\/metrics\/timeseries\?metric=cost_usd&interval=month/;
+    assert.deepEqual(errors.filter((e) => !fallback.test(e)), []);
+    await context.close();
+  });
+
   test("a panel's CSV download is the API's CSV", async () => {
     const { context, page, errors } = await open();
     await signIn(page, readKey);

@@ -152,6 +152,7 @@ pub struct ProviderSpend {
 /// The summary of the tenant `tx` acts for (`tenant`, which must be the same: it narrows the
 /// scan to the tenant's rows by key; row-level security guarantees it).
 pub async fn summary(tx: &TenantTx<'_>, tenant: &str, range: &Range) -> Result<Summary> {
+    let (rows_sql, days) = usage_rows(range, SUMMARY_COLUMNS);
     let sql = format!(
         "SELECT event_type, provider, itemized,
                 sum(events)::bigint, sum(successes)::bigint, sum(cost_usd),
@@ -162,12 +163,16 @@ pub async fn summary(tx: &TenantTx<'_>, tenant: &str, range: &Range) -> Result<S
                 sum(duration_count)::bigint, sum(duration_sum_ms)::bigint,
                 {HISTS}(duration_hist) FILTER (WHERE {OUTCOME_ROWS} AND duration_count > 0),
                 {HISTS}(queue_hist) FILTER (WHERE {OUTCOME_ROWS} AND queue_count > 0)
-         FROM {table}
-         WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3
-         GROUP BY event_type, provider, itemized",
-        table = range.grain.table()
+         FROM ({rows_sql}) r
+         GROUP BY event_type, provider, itemized"
     );
-    let rows = tx.query(&sql, &[&tenant, &range.from, &range.to]).await?;
+    let rows = match days {
+        Some((d0, d1)) => {
+            tx.query(&sql, &[&tenant, &range.from, &range.to, &d0, &d1])
+                .await?
+        }
+        None => tx.query(&sql, &[&tenant, &range.from, &range.to]).await?,
+    };
     let mut s = Summary {
         tenant_id: tenant.to_string(),
         from: range.from,
@@ -239,6 +244,51 @@ pub async fn summary(tx: &TenantTx<'_>, tenant: &str, range: &Range) -> Result<S
     s.p95_duration_ms = durations.quantile(0.95);
     s.p95_queue_ms = queues.quantile(0.95);
     Ok(s)
+}
+
+/// The usage-rollup columns `summary` reads.
+const SUMMARY_COLUMNS: &str = "event_type, provider, itemized, events, successes, cost_usd,
+    unpriced_events, input_tokens, cached_input_tokens, cache_write_tokens,
+    cache_write_1h_tokens, output_tokens, reasoning_tokens, duration_count, duration_sum_ms,
+    duration_hist, queue_count, queue_hist";
+
+/// The whole UTC days inside an hourly range, `[start, end)`.
+pub(crate) type WholeDays = (DateTime<Utc>, DateTime<Utc>);
+
+/// The usage-rollup rows of the tenant (`$1`) in `range` (`$2`, `$3`) as a query for a FROM
+/// item, with `columns`. An hourly range that holds whole UTC days reads those days from the
+/// daily rollups (bound as `$4`, `$5`: the days returned) and only its ragged ends from the
+/// hourly ones. The sums are the same — a daily row is the sum of that day's hourly rows, both
+/// written in one transaction and checked by `verify` — and a long range reads about 24 times
+/// fewer rows: over 89 days of a busy tenant most of a summary's time was reading hourly rows.
+pub(crate) fn usage_rows(range: &Range, columns: &str) -> (String, Option<WholeDays>) {
+    let plain = |table: &str| {
+        format!(
+            "SELECT {columns} FROM {table} WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3"
+        )
+    };
+    if range.grain != Grain::Hourly {
+        return (plain(range.grain.table()), None);
+    }
+    let d0 = Grain::Daily.bucket(range.from);
+    let d0 = if d0 < range.from {
+        d0 + chrono::TimeDelta::days(1)
+    } else {
+        d0
+    };
+    let d1 = Grain::Daily.bucket(range.to);
+    if d0 >= d1 {
+        return (plain(Grain::Hourly.table()), None);
+    }
+    let (hourly, daily) = (Grain::Hourly.table(), Grain::Daily.table());
+    let sql = format!(
+        "SELECT {columns} FROM {hourly} WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $4
+         UNION ALL
+         SELECT {columns} FROM {daily} WHERE tenant_id = $1 AND bucket >= $4 AND bucket < $5
+         UNION ALL
+         SELECT {columns} FROM {hourly} WHERE tenant_id = $1 AND bucket >= $5 AND bucket < $3"
+    );
+    (sql, Some((d0, d1)))
 }
 
 /// What `decimal_string` writes: the pattern of a decimal in a JSON string.
