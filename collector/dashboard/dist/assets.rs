@@ -4,7 +4,7 @@
 pub const INDEX: Asset = Asset {
     name: "index.html",
     content_type: "text/html; charset=utf-8",
-    etag: "\"8731ab0517cad2763713e9d48fa35955\"",
+    etag: "\"7a84df1745d0e95b8d4b207632253e24\"",
     body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/index.html")),
     gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/index.html.gz")),
 };
@@ -19,10 +19,10 @@ pub const ASSETS: &[Asset] = &[
         gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-5327QWHH.css.gz")),
     },
     Asset {
-        name: "app-JDYICFM2.js",
+        name: "app-EI3XMO35.js",
         content_type: "text/javascript; charset=utf-8",
-        etag: "\"8baa2ddc70e0c6b3624062c49f21eaf3\"",
-        body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-JDYICFM2.js")),
-        gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-JDYICFM2.js.gz")),
+        etag: "\"5a4ed05b9bba27e3c854b4e37b510db7\"",
+        body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-EI3XMO35.js")),
+        gzip: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard/dist/assets/app-EI3XMO35.js.gz")),
     },
 ];

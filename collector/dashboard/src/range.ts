@@ -80,12 +80,13 @@ export function monthIn(t: string, tz: string): string {
 /** Whether the range reaches the present (live updates add to it). */
 export const includesNow = (r: Range, now = Date.now()) => Date.parse(r.to) > now;
 
-/** The time zones to choose from for display. */
-export function timeZones(): string[] {
+/** The time zones to choose from for display: UTC, this browser's zone and `current` first,
+ * then (`all`) every zone the browser knows. */
+export function timeZones(current: string, all: boolean): string[] {
   const intl = Intl as unknown as { supportedValuesOf?: (k: string) => string[] };
-  const zones = intl.supportedValuesOf?.("timeZone") ?? [];
+  const zones = all ? (intl.supportedValuesOf?.("timeZone") ?? []) : [];
   const local = Intl.DateTimeFormat().resolvedOptions().timeZone;
-  return Array.from(new Set(["UTC", local, ...zones]));
+  return Array.from(new Set(["UTC", local, current, ...zones]));
 }
 
 const formats = new Map<string, Intl.DateTimeFormat>();
