@@ -156,12 +156,18 @@ impl WorkerState {
                 }
             }
             let wake = tokio::time::Instant::from_std(self.next_wake());
+            // `track()` wakes the worker (a system call) once per `flush_at` events while
+            // `woken` is clear. With every slot busy a wake can start nothing, and a finishing
+            // task wakes the loop anyway: the flag stays set, so `track()` skips the call. Not
+            // with a spool's overflow buffer, which only the worker drains.
+            let busy = self.tasks.len() >= self.max_in_flight && self.shared.overflow.is_none();
+            self.shared.woken.store(busy, Relaxed);
             tokio::select! {
                 Some(res) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                     self.finished(res);
                 }
                 cmd = self.rx.recv() => self.command(cmd),
-                _ = self.shared.notify.notified() => self.shared.woken.store(false, Relaxed),
+                _ = self.shared.notify.notified() => {}
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
