@@ -157,3 +157,58 @@ async fn tenant_keys_start_with_tenant_id() {
     drop(db);
     drop(pg);
 }
+
+/// The agent rollups (migration 0008) restate the usage rollups' measure columns: every measure
+/// of `rollup_hourly` must be in `rollup_agent_hourly` with the same type (only the key columns
+/// differ), and each daily table must match its hourly one exactly. A measure added to one
+/// family and not the other fails here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_rollups_have_the_usage_rollups_measures() {
+    let pg = tokio::task::spawn_blocking(EmbeddedPostgres::start_ephemeral)
+        .await
+        .expect("join")
+        .expect("ephemeral PostgreSQL");
+    let url = pg.database_url();
+    agenttally_collector::migrate(&url).await.expect("migrate");
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let columns = |table: &'static str| {
+        let db = &db;
+        async move {
+            db.query(
+                "SELECT attname::text, format_type(atttypid, atttypmod), attnotnull \
+                 FROM pg_attribute WHERE attrelid = $1::text::regclass AND attnum > 0 \
+                   AND NOT attisdropped ORDER BY attnum",
+                &[&table],
+            )
+            .await
+            .expect("columns")
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, bool>(2),
+                )
+            })
+            .collect::<BTreeSet<_>>()
+        }
+    };
+    let without = |cols: BTreeSet<(String, String, bool)>, keys: &[&str]| {
+        cols.into_iter()
+            .filter(|(name, _, _)| !keys.contains(&name.as_str()))
+            .collect::<BTreeSet<_>>()
+    };
+    let usage = columns("rollup_hourly").await;
+    let agent = columns("rollup_agent_hourly").await;
+    assert!(usage.len() > 10, "{usage:?}");
+    assert_eq!(
+        without(usage.clone(), &["provider", "model", "task_type"]),
+        without(agent.clone(), &["agent_id"]),
+        "rollup_hourly and rollup_agent_hourly differ beyond their keys"
+    );
+    assert_eq!(columns("rollup_daily").await, usage);
+    assert_eq!(columns("rollup_agent_daily").await, agent);
+}
