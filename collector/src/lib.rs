@@ -203,7 +203,7 @@ impl Server {
             views: Arc::new(access::views::DashboardViews::new(
                 config.record_dashboard_views,
             )),
-            exports: export::ExportGate::new(config.max_concurrent_exports),
+            exports: export::gate::ExportGate::new(config.max_concurrent_exports),
             live: live.clone(),
             config,
         });

@@ -266,7 +266,7 @@ impl SavingsPricer {
     /// or a terminal agent event that is not itemized (its calls are the tasks then).
     pub fn is_task(e: &AnalyticsEvent) -> bool {
         e.event_type == EventType::ProviderApiCall
-            || (e.event_type.is_agent_outcome() && !crate::store::rollups::is_itemized(e))
+            || (e.event_type.is_agent_outcome() && !is_itemized(e))
     }
 
     /// The books baselines are priced with now (each tenant's own book).
@@ -303,6 +303,18 @@ impl SavingsPricer {
                 .collect(),
         )
     }
+}
+
+/// Whether `e` is an *itemized* terminal agent event: an outcome whose cost and usage repeat
+/// the sum of the run's `provider.api_call` events, which sdk-core's run helper marks with
+/// `metadata.calls` (the calls it recorded) >= 1. Spend leaves these out, since their calls are
+/// counted (docs/metrics.md); a key column, so the rule is exact from rollups.
+pub fn is_itemized(e: &AnalyticsEvent) -> bool {
+    e.event_type.is_agent_outcome()
+        && e.metadata
+            .get("calls")
+            .and_then(serde_json::Value::as_u64)
+            .is_some_and(|n| n >= 1)
 }
 
 #[cfg(test)]

@@ -27,18 +27,7 @@ use crate::query::recommend::{self, Policy, Recommendations};
 use crate::query::savings::{self, Savings};
 use crate::state::SharedState;
 use crate::store::rollups::Grain;
-use crate::store::tenant_tx;
-
-/// The query parameters each read route accepts (any other is a 422).
-pub const ACCEPTED_PARAMS: &[(&str, &[&str])] = &[
-    ("/v1/metrics/summary", SUMMARY_PARAMS),
-    ("/v1/metrics/timeseries", SERIES_PARAMS),
-    ("/v1/metrics/savings", SAVINGS_PARAMS),
-    ("/v1/metrics/peaks", PEAKS_PARAMS),
-    ("/v1/metrics/recommendations", RECOMMEND_PARAMS),
-    ("/v1/billing/usage", crate::billing::api::USAGE_PARAMS),
-    ("/v1/live", crate::live::api::LIVE_PARAMS),
-];
+use crate::store::tenant_read_tx;
 
 /// The range used when `from` / `to` are not given: the last 30 days.
 pub const DEFAULT_RANGE_DAYS: i64 = 30;
@@ -72,7 +61,7 @@ pub struct RangeParams {
 
 /// The parameters `summary` reads (`tz` is checked but changes nothing: its range is not
 /// calendar-bound).
-const SUMMARY_PARAMS: &[&str] = &["from", "to", "tenant_id", "format", "tz"];
+pub(crate) const SUMMARY_PARAMS: &[&str] = &["from", "to", "tenant_id", "format", "tz"];
 
 /// The metrics summary of the range: executions and outcomes, spend, API calls, tokens,
 /// durations.
@@ -105,7 +94,7 @@ pub async fn summary(
         st.config.hourly_retention_days,
     )?;
     let mut client = client(&st).await?;
-    let tx = tenant_tx(&mut client, &tenant.id)
+    let tx = tenant_read_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
     let s = metrics::summary(&tx, &tenant.id, &range)
@@ -461,7 +450,7 @@ pub struct SavingsParams {
 }
 
 /// The parameters `savings` reads.
-const SAVINGS_PARAMS: &[&str] = &["from", "to", "tenant_id", "baseline", "format", "tz"];
+pub(crate) const SAVINGS_PARAMS: &[&str] = &["from", "to", "tenant_id", "baseline", "format", "tz"];
 
 /// What routing saved against a baseline, gross and over successful tasks, with breakdowns by
 /// provider, task type and month.
@@ -523,7 +512,7 @@ pub async fn savings(
         st.config.hourly_retention_days,
     )?;
     let mut client = client(&st).await?;
-    let tx = tenant_tx(&mut client, &tenant.id)
+    let tx = tenant_read_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
     let s = savings::savings(&tx, &tenant.id, &range, baseline, &months, tz)
@@ -556,7 +545,8 @@ pub struct PeaksParams {
 }
 
 /// The parameters `peaks` reads.
-const PEAKS_PARAMS: &[&str] = &["from", "to", "tenant_id", "metric", "limit", "format", "tz"];
+pub(crate) const PEAKS_PARAMS: &[&str] =
+    &["from", "to", "tenant_id", "metric", "limit", "format", "tz"];
 
 /// Most top hours `peaks` lists.
 pub const MAX_TOP_HOURS: usize = 100;
@@ -604,7 +594,7 @@ pub async fn peaks(
     let range = hourly(from, to, now, st.config.hourly_retention_days)?;
     whole_hour_offsets(tz, range.from, range.to, now)?;
     let mut client = client(&st).await?;
-    let tx = tenant_tx(&mut client, &tenant.id)
+    let tx = tenant_read_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
     let p = peaks::peaks(&tx, &tenant.id, &range, metric, limit, tz)
@@ -638,7 +628,7 @@ pub struct RecommendParams {
 }
 
 /// The parameters `recommendations` reads.
-const RECOMMEND_PARAMS: &[&str] = &[
+pub(crate) const RECOMMEND_PARAMS: &[&str] = &[
     "from",
     "to",
     "tenant_id",
@@ -722,7 +712,7 @@ pub async fn recommendations(
         grain: budget_grain,
     };
     let mut client = client(&st).await?;
-    let tx = tenant_tx(&mut client, &tenant.id)
+    let tx = tenant_read_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
     let r = recommend::recommendations(&tx, &tenant.id, &range, &policy, now, &month, tz)
@@ -732,7 +722,7 @@ pub async fn recommendations(
 }
 
 /// The parameters `timeseries` reads.
-const SERIES_PARAMS: &[&str] = &[
+pub(crate) const SERIES_PARAMS: &[&str] = &[
     "from",
     "to",
     "tenant_id",
@@ -801,7 +791,7 @@ pub async fn timeseries(
         tz,
     )?;
     let mut client = client(&st).await?;
-    let tx = tenant_tx(&mut client, &tenant.id)
+    let tx = tenant_read_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
     let s = metrics::timeseries(&tx, &tenant.id, &range, metric, interval, group_by, tz)

@@ -34,7 +34,7 @@ pub struct AppState {
     /// The dashboard views recorded lately (`crate::access::views`).
     pub views: Arc<DashboardViews>,
     /// The cap on exports streamed at once.
-    pub exports: crate::export::ExportGate,
+    pub exports: crate::export::gate::ExportGate,
     /// Open live connections (`GET /v1/live`) and the live-token key.
     pub live: Arc<crate::live::LiveHub>,
     pub config: ServerConfig,
@@ -91,7 +91,7 @@ impl AppState {
             tiers: Arc::default(),
             rates: Arc::new(RateLimits::new(&config)),
             views: Arc::new(DashboardViews::new(false)),
-            exports: crate::export::ExportGate::new(1),
+            exports: crate::export::gate::ExportGate::new(1),
             live: crate::live::LiveHub::new(feed, &config).expect("hub"),
             config,
         }

@@ -1,5 +1,6 @@
 //! `store::tenant_tx` is the way tenant data is read: it sees the rows of its tenant only (row-level
 //! security as `agenttally_app`), and the report, which reads through it, lists each tenant's own.
+//! `store::tenant_read_tx`, the read API's, is isolated the same way.
 
 mod common;
 
@@ -57,5 +58,48 @@ async fn a_tenant_transaction_sees_its_tenant_only() {
         globex.contains("anthropic") && !globex.contains("openai"),
         "{text}"
     );
+
+    // The read API's transaction: the same isolation; on the embedded cluster (which prefetches
+    // on Linux) index scans are off for that transaction only.
+    let setting = |c: &'static str| format!("SELECT current_setting('{c}')");
+    for (tenant, want) in [("acme", 3i64), ("nobody", 0)] {
+        let tx = store::tenant_read_tx(&mut client, tenant)
+            .await
+            .expect("read tx");
+        let n: i64 = tx
+            .query_one("SELECT count(*) FROM events", &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(n, want, "{tenant}");
+        let role: String = tx
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .expect("role")
+            .get(0);
+        assert_eq!(role, "agenttally_app");
+        let scans: String = tx
+            .query_one(&setting("enable_indexscan"), &[])
+            .await
+            .expect("setting")
+            .get(0);
+        let eic: String = tx
+            .query_one(&setting("effective_io_concurrency"), &[])
+            .await
+            .expect("setting")
+            .get(0);
+        if cfg!(target_os = "linux") {
+            assert_eq!((eic.as_str(), scans.as_str()), ("256", "off"));
+        } else {
+            assert_eq!(scans, "on", "no prefetching, planner's choice kept");
+        }
+        tx.commit().await.expect("commit");
+    }
+    let scans: String = client
+        .query_one(&setting("enable_indexscan"), &[])
+        .await
+        .expect("setting")
+        .get(0);
+    assert_eq!(scans, "on", "outside the read transaction");
     env.shutdown().await;
 }

@@ -12,6 +12,8 @@ pub mod keys;
 pub mod rate;
 pub mod views;
 
+pub use rate::RateClass;
+
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
@@ -51,26 +53,6 @@ impl Access {
         match self {
             Access::Public => None,
             Access::Tenant(s) | Access::Items(s) | Access::Stream(s) => Some(s),
-        }
-    }
-}
-
-/// Which rate limit a route counts against (`rate::RateLimits`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RateClass {
-    None,
-    Query,
-    Export,
-    Ingest,
-}
-
-impl RateClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RateClass::None => "none",
-            RateClass::Query => "query",
-            RateClass::Export => "export",
-            RateClass::Ingest => "ingest",
         }
     }
 }
@@ -250,7 +232,7 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
     };
     if resp.status().is_success() && scope == Scope::Read {
         if let (Some(tenant), Some(sub)) = (&audit_tenant, &principal.sub) {
-            g.st.views.viewed(&g.st, tenant, sub);
+            g.st.views.viewed(&g.st.writer, tenant, sub);
         }
     }
     resp

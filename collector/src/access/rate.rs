@@ -10,10 +10,29 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
-use super::RateClass;
 use crate::api_error::ApiError;
 use crate::auth::{Principal, Tenant};
 use crate::config::ServerConfig;
+
+/// Which rate limit a route counts against (`RateLimits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateClass {
+    None,
+    Query,
+    Export,
+    Ingest,
+}
+
+impl RateClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateClass::None => "none",
+            RateClass::Query => "query",
+            RateClass::Export => "export",
+            RateClass::Ingest => "ingest",
+        }
+    }
+}
 
 /// Checks between two sweeps of idle keys (whose buckets are full again).
 const SWEEP_EVERY: u64 = 4_096;

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use agenttally::CustomerEvent;
 
-use crate::state::SharedState;
-use crate::store::writer::Outcome;
+use crate::store::writer::{Outcome, WriterHandle};
 
 /// At most one view per tenant and user in this long.
 pub const EVERY: Duration = Duration::from_secs(30 * 60);
@@ -52,7 +51,7 @@ impl DashboardViews {
     }
 
     /// Record a view of `tenant` by `user` unless one was recorded within `EVERY`.
-    pub fn viewed(&self, st: &SharedState, tenant: &str, user: &str) {
+    pub fn viewed(&self, writer: &WriterHandle, tenant: &str, user: &str) {
         if !self.due(tenant, user) {
             return;
         }
@@ -63,7 +62,7 @@ impl DashboardViews {
                 return;
             }
         };
-        let writer = st.writer.clone();
+        let writer = writer.clone();
         let tenant = tenant.to_string();
         tokio::spawn(async move {
             match writer.write(vec![event]).await {

@@ -18,7 +18,7 @@ use crate::read_api::{
 };
 use crate::state::SharedState;
 use crate::store::rollups::Grain;
-use crate::store::tenant_tx;
+use crate::store::tenant_read_tx;
 
 /// The parameters `usage` reads.
 pub const USAGE_PARAMS: &[&str] = &["tenant_id", "format", "tz"];
@@ -69,7 +69,7 @@ pub async fn usage(
     let now = Utc::now();
     let periods = periods(tz, now, st.config.hourly_retention_days)?;
     let mut client = client(&st).await?;
-    let tx = tenant_tx(&mut client, &tenant.id)
+    let tx = tenant_read_tx(&mut client, &tenant.id)
         .await
         .map_err(|e| ApiError::from_store(&Error::from(e)))?;
     let u = super::usage(&tx, &tenant.id, &st.tiers, now, &periods)

@@ -14,20 +14,22 @@
 //! `Retry-After`, and the pool is sized with room for them besides the writers'.
 
 pub mod api;
+pub mod gate;
 pub mod links;
 mod render;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::task::Poll;
 
 use agenttally::CustomerEvent;
 use axum::body::{Body, Bytes};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::Object;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+
+pub use gate::{ExportGate, BUSY_RETRY_AFTER_SECS};
 
 use crate::api_error::ApiError;
 use crate::error::Error;
@@ -41,9 +43,6 @@ pub use render::CSV_COLUMNS;
 pub const PAGE_ROWS: i32 = 1_000;
 /// Chunks rendered ahead of the reader; with the page being fetched, what one export holds.
 const CHANNEL_CHUNKS: usize = 2;
-/// Seconds a client is told to wait when every export slot is taken.
-pub const BUSY_RETRY_AFTER_SECS: u32 = 5;
-
 /// The export's file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -141,32 +140,6 @@ pub fn check_range(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Re
             ),
         )),
         _ => Ok(()),
-    }
-}
-
-/// The cap on exports running at once.
-#[derive(Debug, Clone)]
-pub struct ExportGate {
-    permits: Arc<Semaphore>,
-}
-
-impl ExportGate {
-    pub fn new(max: usize) -> ExportGate {
-        ExportGate {
-            permits: Arc::new(Semaphore::new(max)),
-        }
-    }
-
-    /// A slot for one export, held until its body ends; 503 + Retry-After when all are taken.
-    pub fn try_enter(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        self.permits.clone().try_acquire_owned().map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "exports_busy",
-                "the most exports that may run at once are running, retry later",
-            )
-            .with_retry_after(BUSY_RETRY_AFTER_SECS)
-        })
     }
 }
 
@@ -460,16 +433,5 @@ mod tests {
             "{}",
             e.message
         );
-    }
-
-    #[test]
-    fn the_gate_admits_up_to_its_cap() {
-        let gate = ExportGate::new(1);
-        let held = gate.try_enter().expect("a slot");
-        let e = gate.try_enter().expect_err("full");
-        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(e.retry_after, Some(BUSY_RETRY_AFTER_SECS));
-        drop(held);
-        assert!(gate.try_enter().is_ok());
     }
 }

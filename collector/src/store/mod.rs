@@ -12,10 +12,11 @@ pub mod retention;
 pub mod rollups;
 pub mod savings;
 pub mod tenant;
+pub mod tiers;
 pub mod verify;
 pub mod writer;
 
-pub use tenant::{tenant_tx, TenantTx};
+pub use tenant::{tenant_read_tx, tenant_tx, TenantTx};
 
 use std::str::FromStr;
 use std::time::Duration;

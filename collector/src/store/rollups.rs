@@ -100,17 +100,7 @@ impl Dims {
 /// events, which outlive the transaction.
 pub type Key<'a> = (DateTime<Utc>, &'static str, &'a str, &'a str, &'a str, bool);
 
-/// Whether `e` is an *itemized* terminal agent event: an outcome whose cost and usage repeat
-/// the sum of the run's `provider.api_call` events, which sdk-core's run helper marks with
-/// `metadata.calls` (the calls it recorded) >= 1. Spend leaves these out, since their calls are
-/// counted (docs/metrics.md); a key column, so the rule is exact from rollups.
-pub fn is_itemized(e: &AnalyticsEvent) -> bool {
-    e.event_type.is_agent_outcome()
-        && e.metadata
-            .get("calls")
-            .and_then(serde_json::Value::as_u64)
-            .is_some_and(|n| n >= 1)
-}
+pub use crate::pricing::is_itemized;
 
 /// Deltas by key, in key order (the order rows are locked in).
 pub type Deltas<'a> = BTreeMap<Key<'a>, Delta>;

@@ -18,6 +18,16 @@ const SET_ROLE_SQL: &str = "SET LOCAL ROLE agenttally_app";
 /// Sets the tenant row-level security checks against, for the rest of the transaction.
 const SET_TENANT_SQL: &str = "SELECT set_config('agenttally.tenant_id', $1, true)";
 
+/// For the read API's transactions, sent with the role: a tenant's range of rollup rows is read
+/// by a bitmap heap scan (its pages in physical order, the next ones prefetched) instead of an
+/// index scan (pages in key order, one read at a time), when the server prefetches
+/// (`effective_io_concurrency` above 1; the embedded cluster sets 256 on Linux). Measured on 10M
+/// events whose rollup pages came from disk (40 tenants, 89 days of hourly rows): p50 24.7 ->
+/// 16.5 ms, p90 35.4 -> 18.2 ms; on cached pages the same (4.6 ms). Without prefetching the bitmap
+/// scan is slower (p50 39.9 ms), so the planner's choice is kept then.
+const RANGE_READS_SQL: &str = "SELECT set_config('enable_indexscan', \
+    CASE WHEN current_setting('effective_io_concurrency')::int > 1 THEN 'off' ELSE 'on' END, true)";
+
 /// A transaction whose statements run as `agenttally_app` for the tenant last switched to.
 /// Statements are issued through it (it derefs to the transaction); several tenants may be
 /// served one after another (`switch_tenant`), as the writer does with a group.
@@ -26,6 +36,8 @@ pub struct TenantTx<'c> {
     set_tenant: Statement,
     /// The role is set once per transaction, with the first tenant.
     role_set: AtomicBool,
+    /// Sent with the role: the read API's scan settings (`RANGE_READS_SQL`).
+    range_reads: bool,
 }
 
 impl std::fmt::Debug for TenantTx<'_> {
@@ -44,6 +56,18 @@ pub async fn tenant_tx<'c>(
     Ok(tx)
 }
 
+/// Like `tenant_tx`, for the read API: a tenant's ranges of rollup rows are read with
+/// prefetching where the server can (`RANGE_READS_SQL`), in the same round trip as the role.
+pub async fn tenant_read_tx<'c>(
+    client: &'c mut Object,
+    tenant: &str,
+) -> Result<TenantTx<'c>, tokio_postgres::Error> {
+    let mut tx = TenantTx::begin(client).await?;
+    tx.range_reads = true;
+    tx.switch_tenant(tenant).await?;
+    Ok(tx)
+}
+
 impl<'c> TenantTx<'c> {
     /// Open a transaction on `client`, not yet switched to a tenant: under row-level security
     /// until `switch_tenant`, nothing is visible or writable.
@@ -54,6 +78,7 @@ impl<'c> TenantTx<'c> {
             tx,
             set_tenant,
             role_set: AtomicBool::new(false),
+            range_reads: false,
         })
     }
 
@@ -74,6 +99,7 @@ impl<'c> TenantTx<'c> {
             tx,
             set_tenant,
             role_set: AtomicBool::new(false),
+            range_reads: false,
         })
     }
 
@@ -88,7 +114,10 @@ impl<'c> TenantTx<'c> {
         let set_role = !self.role_set.swap(true, Ordering::Relaxed);
         async move {
             let role = async {
-                if set_role {
+                if set_role && self.range_reads {
+                    let sql = format!("{SET_ROLE_SQL}; {RANGE_READS_SQL}");
+                    self.tx.batch_execute(&sql).await
+                } else if set_role {
                     self.tx.batch_execute(SET_ROLE_SQL).await
                 } else {
                     Ok(())

@@ -781,7 +781,7 @@ async fn store_tenant<'e>(
     // A subscription event sets the tenant's tier (the latest wins): rare, so not pipelined.
     for e in &fresh {
         if let Some(tier) = subscribed_tier(e) {
-            crate::billing::record_tier(tx.pg(), tenant, tier, "event", e.timestamp).await?;
+            super::tiers::record_tier(tx.pg(), tenant, tier, "event", e.timestamp).await?;
         }
     }
     // The rows updated were read and locked above: every one must still be there.
