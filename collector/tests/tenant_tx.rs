@@ -8,6 +8,22 @@ use agenttally_collector::{report, store, Scope};
 use common::{event, Env};
 use serde_json::json;
 
+/// `tx` sees `want` events (its tenant's) and runs as the row-level-security role.
+async fn assert_isolated(tx: &store::TenantTx<'_>, tenant: &str, want: i64) {
+    let n: i64 = tx
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, want, "{tenant}");
+    let role: String = tx
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .expect("role")
+        .get(0);
+    assert_eq!(role, "agenttally_app");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_transaction_sees_its_tenant_only() {
     let mut env = Env::start().await;
@@ -24,18 +40,7 @@ async fn a_tenant_transaction_sees_its_tenant_only() {
         let tx = store::tenant_tx(&mut client, tenant)
             .await
             .expect("tenant tx");
-        let n: i64 = tx
-            .query_one("SELECT count(*) FROM events", &[])
-            .await
-            .expect("count")
-            .get(0);
-        assert_eq!(n, want, "{tenant}");
-        let role: String = tx
-            .query_one("SELECT current_user::text", &[])
-            .await
-            .expect("role")
-            .get(0);
-        assert_eq!(role, "agenttally_app");
+        assert_isolated(&tx, tenant, want).await;
         tx.commit().await.expect("commit");
     }
     // Outside a tenant transaction the connection is the collector's own user again.
@@ -66,18 +71,7 @@ async fn a_tenant_transaction_sees_its_tenant_only() {
         let tx = store::tenant_read_tx(&mut client, tenant)
             .await
             .expect("read tx");
-        let n: i64 = tx
-            .query_one("SELECT count(*) FROM events", &[])
-            .await
-            .expect("count")
-            .get(0);
-        assert_eq!(n, want, "{tenant}");
-        let role: String = tx
-            .query_one("SELECT current_user::text", &[])
-            .await
-            .expect("role")
-            .get(0);
-        assert_eq!(role, "agenttally_app");
+        assert_isolated(&tx, tenant, want).await;
         let scans: String = tx
             .query_one(&setting("enable_indexscan"), &[])
             .await
