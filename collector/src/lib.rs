@@ -102,7 +102,7 @@ pub async fn set_tier(
     let pool = store::connect_pool(database_url, 1)?;
     let mut client = pool.get().await?;
     let tx = store::tenant_tx(&mut client, tenant).await?;
-    billing::record_tier(tx.pg(), tenant, tier, "admin", chrono::Utc::now()).await?;
+    store::tiers::record_tier(tx.pg(), tenant, tier, "admin", chrono::Utc::now()).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -7,6 +7,12 @@ mod common;
 use agenttally_collector::{report, store, Scope};
 use common::{event, Env};
 use serde_json::json;
+use tokio_postgres::GenericClient;
+
+/// The one text value `sql` returns.
+async fn one_text(c: &impl GenericClient, sql: &str) -> String {
+    c.query_one(sql, &[]).await.expect(sql).get(0)
+}
 
 /// `tx` sees `want` events (its tenant's) and runs as the row-level-security role.
 async fn assert_isolated(tx: &store::TenantTx<'_>, tenant: &str, want: i64) {
@@ -16,12 +22,10 @@ async fn assert_isolated(tx: &store::TenantTx<'_>, tenant: &str, want: i64) {
         .expect("count")
         .get(0);
     assert_eq!(n, want, "{tenant}");
-    let role: String = tx
-        .query_one("SELECT current_user::text", &[])
-        .await
-        .expect("role")
-        .get(0);
-    assert_eq!(role, "agenttally_app");
+    assert_eq!(
+        one_text(tx.pg(), "SELECT current_user::text").await,
+        "agenttally_app"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,12 +48,10 @@ async fn a_tenant_transaction_sees_its_tenant_only() {
         tx.commit().await.expect("commit");
     }
     // Outside a tenant transaction the connection is the collector's own user again.
-    let role: String = client
-        .query_one("SELECT current_user::text", &[])
-        .await
-        .expect("role")
-        .get(0);
-    assert_ne!(role, "agenttally_app");
+    assert_ne!(
+        one_text(&**client, "SELECT current_user::text").await,
+        "agenttally_app"
+    );
 
     let text = report::report(&url, &[]).await.expect("report");
     let acme = text.split("tenant globex").next().expect("acme part");
@@ -66,22 +68,14 @@ async fn a_tenant_transaction_sees_its_tenant_only() {
 
     // The read API's transaction: the same isolation; on the embedded cluster (which prefetches
     // on Linux) index scans are off for that transaction only.
-    let setting = |c: &'static str| format!("SELECT current_setting('{c}')");
+    let scans = "SELECT current_setting('enable_indexscan')";
+    let eic = "SELECT current_setting('effective_io_concurrency')";
     for (tenant, want) in [("acme", 3i64), ("nobody", 0)] {
         let tx = store::tenant_read_tx(&mut client, tenant)
             .await
             .expect("read tx");
         assert_isolated(&tx, tenant, want).await;
-        let scans: String = tx
-            .query_one(&setting("enable_indexscan"), &[])
-            .await
-            .expect("setting")
-            .get(0);
-        let eic: String = tx
-            .query_one(&setting("effective_io_concurrency"), &[])
-            .await
-            .expect("setting")
-            .get(0);
+        let (scans, eic) = (one_text(tx.pg(), scans).await, one_text(tx.pg(), eic).await);
         if cfg!(target_os = "linux") {
             assert_eq!((eic.as_str(), scans.as_str()), ("256", "off"));
         } else {
@@ -89,11 +83,10 @@ async fn a_tenant_transaction_sees_its_tenant_only() {
         }
         tx.commit().await.expect("commit");
     }
-    let scans: String = client
-        .query_one(&setting("enable_indexscan"), &[])
-        .await
-        .expect("setting")
-        .get(0);
-    assert_eq!(scans, "on", "outside the read transaction");
+    assert_eq!(
+        one_text(&**client, scans).await,
+        "on",
+        "outside the read transaction"
+    );
     env.shutdown().await;
 }

@@ -118,8 +118,6 @@ pub async fn recorded_tier(
     Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
 }
 
-pub use crate::store::tiers::record_tier;
-
 /// One limited metric this period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct MetricUsage {

@@ -100,7 +100,7 @@ pub struct CommittedDelta {
     pub provider: String,
     pub model: String,
     pub task_type: String,
-    /// An itemized terminal agent event (`rollups::is_itemized`): not spend.
+    /// An itemized terminal agent event (`pricing::is_itemized`): not spend.
     pub itemized: bool,
     pub delta: Delta,
 }

@@ -15,6 +15,7 @@ use tokio_postgres::types::Json;
 use tokio_postgres::GenericClient;
 
 use super::histogram::Histogram;
+use crate::pricing::is_itemized;
 
 /// Which rollup table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,8 +100,6 @@ impl Dims {
 /// model, task_type; `Agent`: agent_id, "", ""); absent dimensions are `""`. Borrowed from the
 /// events, which outlive the transaction.
 pub type Key<'a> = (DateTime<Utc>, &'static str, &'a str, &'a str, &'a str, bool);
-
-pub use crate::pricing::is_itemized;
 
 /// Deltas by key, in key order (the order rows are locked in).
 pub type Deltas<'a> = BTreeMap<Key<'a>, Delta>;

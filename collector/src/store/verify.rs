@@ -5,7 +5,7 @@
 //!
 //! The recomputation runs ingest's own code on the raw rows read back — `rollups::deltas` for
 //! the usage and the agent rollups (with
-//! `rollups::is_itemized` and the histogram of `store/histogram.rs`) and `savings::deltas` on the
+//! `pricing::is_itemized` and the histogram of `store/histogram.rs`) and `savings::deltas` on the
 //! baseline prices stored on each row at ingest — so verify cannot disagree with ingest about
 //! what an event adds. One tenant-day at a time, under row-level security (`TenantTx`), in one
 //! read-only REPEATABLE READ snapshot: the writer commits raw rows and their rollup deltas in one
