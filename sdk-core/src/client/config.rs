@@ -49,8 +49,6 @@ pub mod defaults {
     /// Budget of the bounded flush the language bindings run when their process exits without
     /// shutting the client down (Python's `atexit`, Node's `beforeExit`).
     pub const EXIT_TIMEOUT: Duration = Duration::from_secs(2);
-    /// Path of the ingest route under the endpoint.
-    pub const BATCH_PATH: &str = "/v1/batch";
     /// Upper bound of every duration setting: longer is a unit mistake (milliseconds given as
     /// seconds), and the worker adds these to `Instant`s, which must not overflow.
     pub const MAX_DURATION_SETTING: Duration = Duration::from_secs(24 * 3600);

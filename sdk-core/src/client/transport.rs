@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use crate::{AnalyticsEvent, Batch};
 
+/// Path of the collector's ingest route under the endpoint.
+pub(crate) const BATCH_PATH: &str = "/v1/batch";
+
 /// A boxed future, as [`Transport::send`] returns it.
 pub type SendFuture = Pin<Box<dyn Future<Output = Result<Response, TransportError>> + Send>>;
 
@@ -92,12 +95,7 @@ impl HttpTransport {
         })?;
         Ok(HttpTransport {
             http,
-            url: format!(
-                "{}{}",
-                endpoint.trim_end_matches('/'),
-                super::config::defaults::BATCH_PATH
-            )
-            .into(),
+            url: format!("{}{}", endpoint.trim_end_matches('/'), BATCH_PATH).into(),
             auth: api_key.map(|k| format!("Bearer {k}").into()),
             gzip: gzip.then(|| Arc::new(Gzip::new())),
         })
