@@ -5,8 +5,11 @@
 //!
 //! 1. ingest: the SDK client (`agenttally::Client`, default gzip/in-flight settings, batches of
 //!    1,000) → in-process collector (defaults: 2 writers, each committing whatever is waiting, up
-//!    to 5,000 events, as soon as the channel is dry) → committed. Timed from the first `track()`
-//!    to `flush()` returning (every event acknowledged = committed).
+//!    to 5,000 events, as soon as the channel is dry) → committed. The events are built before
+//!    the clock starts (as the copy's CSV is written before its clock starts); timed from the
+//!    first `track()` to `flush()` returning (every event acknowledged = committed).
+//!    `INGEST_BENCH_CLIENTS=k` sends through k clients at once (one thread each, the events dealt
+//!    round-robin), as a platform with several worker processes does.
 //! 2. copy: the same rows (same generator, fresh ids, another tenant) as CSV, loaded with
 //!    `psql -c "\copy events(...) FROM file CSV"` into the same table and day partition.
 //!    Copy writes only `events`; ingest also writes `event_ids` (dedupe) and both rollup tables.
@@ -20,16 +23,16 @@
 //! PostgreSQL and `psql` for copy. Copy keeps one core busy, ingest can use all of them, so
 //! `ratio ≈ cores × copy CPU/row ÷ ingest CPU/event` when nothing else runs on the machine.
 //!
-//! Knobs: `INGEST_BENCH_FLUSH_AT`, `INGEST_BENCH_IN_FLIGHT` (client), `INGEST_BENCH_COMMIT_MS`,
-//! `INGEST_BENCH_WRITERS`, `INGEST_BENCH_BASELINES` (the savings baselines priced at ingest, 1 to
-//! 8, comma separated) (collector), `INGEST_BENCH_LOG=1` (collector debug log on stderr, e.g.
-//! each commit's size and time).
+//! Knobs: `INGEST_BENCH_CLIENTS`, `INGEST_BENCH_FLUSH_AT`, `INGEST_BENCH_IN_FLIGHT` (client),
+//! `INGEST_BENCH_COMMIT_MS`, `INGEST_BENCH_WRITERS`, `INGEST_BENCH_BASELINES` (the savings
+//! baselines priced at ingest, 1 to 8, comma separated) (collector), `INGEST_BENCH_LOG=1`
+//! (collector debug log on stderr, e.g. each commit's size and time).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use agenttally::Client;
+use agenttally::{AnalyticsEvent, Client};
 use agenttally_collector::{EmbeddedOptions, EmbeddedPostgres, Scope, Server, ServerConfig};
 
 mod common;
@@ -51,19 +54,45 @@ fn client(endpoint: &str, key: &str, max_queue: usize) -> Client {
         .unwrap()
 }
 
-/// Track `n` events of `tenant` as fast as possible, then flush; seconds taken.
-fn ingest(endpoint: &str, key: &str, tenant: &str, n: usize) -> (f64, agenttally::Stats) {
-    let c = client(endpoint, key, n + 1_000);
-    let t0 = Instant::now();
+/// Track `n` events of `tenant` as fast as possible through `clients` SDK clients (one thread
+/// each, `n / clients` events each), then flush; seconds taken. The events are built first:
+/// like the CSV of the copy, the application's data is ready before the clock starts.
+fn ingest(
+    endpoint: &str,
+    key: &str,
+    tenant: &str,
+    n: usize,
+    clients: usize,
+) -> (f64, agenttally::Stats) {
+    let clients = clients.clamp(1, n.max(1));
+    let mut parts: Vec<Vec<AnalyticsEvent>> = (0..clients).map(|_| Vec::new()).collect();
     for i in 0..n {
-        c.track(event(i, tenant)).unwrap();
+        parts[i % clients].push(event(i, tenant));
     }
-    let tracked = t0.elapsed().as_secs_f64();
-    c.flush(Duration::from_secs(600)).unwrap();
-    eprintln!("{tenant}: {n} track() calls took {tracked:.2} s");
+    let cs: Vec<Client> = parts
+        .iter()
+        .map(|p| client(endpoint, key, p.len() + 1_000))
+        .collect();
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for (c, part) in cs.iter().zip(parts) {
+            s.spawn(move || {
+                for e in part {
+                    c.track(e).unwrap();
+                }
+                c.flush(Duration::from_secs(600)).unwrap();
+            });
+        }
+    });
     let secs = t0.elapsed().as_secs_f64();
-    let stats = c.stats();
-    c.shutdown(Duration::from_secs(10)).unwrap();
+    let mut stats = agenttally::Stats::default();
+    for c in cs {
+        let st = c.stats();
+        stats.sent += st.sent;
+        stats.requests += st.requests;
+        stats.retried += st.retried;
+        c.shutdown(Duration::from_secs(10)).unwrap();
+    }
     assert_eq!(stats.sent, n as u64, "{stats:?}");
     (secs, stats)
 }
@@ -124,6 +153,7 @@ fn main() {
     }
     let n: usize = env_or("INGEST_BENCH_EVENTS", 200_000);
     let commit_ms: u64 = env_or("INGEST_BENCH_COMMIT_MS", 0);
+    let clients: usize = env_or("INGEST_BENCH_CLIENTS", 1);
     let writers: usize = env_or(
         "INGEST_BENCH_WRITERS",
         agenttally_collector::config::DEFAULT_WRITERS,
@@ -169,11 +199,11 @@ fn main() {
     });
 
     // Warm up connections, prepared statements and today's partition.
-    ingest(&endpoint, &key, "bench-warmup", 5_000);
+    ingest(&endpoint, &key, "bench-warmup", 5_000, clients);
     // 1. SDK → collector → commit.
     let postmaster = rt.block_on(postmaster_pid(&db));
     let cpu0 = (postgres_cpu(postmaster.as_ref()), own_cpu());
-    let (ingest_s, stats) = ingest(&endpoint, &key, "bench-sdk", n);
+    let (ingest_s, stats) = ingest(&endpoint, &key, "bench-sdk", n, clients);
     let ingest_cpu = (
         postgres_cpu(postmaster.as_ref()) - cpu0.0,
         own_cpu().0 - (cpu0.1).0,
@@ -224,7 +254,7 @@ fn main() {
     let copy_rate = n as f64 / copy_s;
     println!();
     println!(
-        "config  client flush_at {} max_in_flight {}  collector commit_interval {commit_ms} ms, \
+        "config  {clients} client(s), flush_at {} max_in_flight {}  collector commit_interval {commit_ms} ms, \
          max_commit_events {}, writers {writers}  fsync on",
         env_or("INGEST_BENCH_FLUSH_AT", 1_000),
         env_or(

@@ -212,3 +212,56 @@ async fn agent_rollups_have_the_usage_rollups_measures() {
     assert_eq!(columns("rollup_daily").await, usage);
     assert_eq!(columns("rollup_agent_daily").await, agent);
 }
+
+/// The rollups' latency histograms (jsonb over 2 KB in busy rows, rewritten by every commit that
+/// touches the row) are compressed with lz4 where the server has it (migration 0009), not pglz.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollup_histograms_use_lz4_where_the_server_has_it() {
+    let pg = tokio::task::spawn_blocking(EmbeddedPostgres::start_ephemeral)
+        .await
+        .expect("join")
+        .expect("ephemeral PostgreSQL");
+    let url = pg.database_url();
+    agenttally_collector::migrate(&url).await.expect("migrate");
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let has_lz4: bool = db
+        .query_one(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings \
+             WHERE name = 'default_toast_compression'",
+            &[],
+        )
+        .await
+        .expect("settings")
+        .get(0);
+    let rows = db
+        .query(
+            "SELECT c.relname::text, a.attname::text, a.attcompression::text \
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+             WHERE c.relname IN ('rollup_hourly', 'rollup_daily', 'rollup_agent_hourly', \
+                                 'rollup_agent_daily') \
+               AND a.attname IN ('duration_hist', 'queue_hist') \
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .expect("columns");
+    assert_eq!(
+        rows.len(),
+        8,
+        "two histograms in each of four rollup tables"
+    );
+    // "char" '\0' (the server default) reads back as an empty text.
+    let want = if has_lz4 { "l" } else { "" };
+    for r in &rows {
+        let (table, column, method): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        assert_eq!(method, want, "{table}.{column} compression");
+    }
+    // The server this runs on (Debian's PostgreSQL 15) is built with lz4.
+    assert!(
+        has_lz4,
+        "this server has no lz4; the check above only saw the fallback"
+    );
+}

@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "rollup_agent",
         include_str!("migrations/0008_rollup_agent.sql"),
     ),
+    (9, "hist_lz4", include_str!("migrations/0009_hist_lz4.sql")),
 ];
 
 /// Apply every migration not yet recorded. Safe to run from several collectors at once: an
