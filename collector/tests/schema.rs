@@ -36,8 +36,9 @@ const KEYS_SQL: &str = "SELECT t.relname, i.relname, \
      WHERE n.nspname = 'public' AND r.relrowsecurity AND k.contype IN ('p', 'u', 'x') \
      ORDER BY 1, 2";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tenant_keys_start_with_tenant_id() {
+/// An ephemeral cluster with every migration applied, and a superuser connection to it (the
+/// cluster stops when the first value is dropped).
+async fn migrated() -> (EmbeddedPostgres, tokio_postgres::Client) {
     let pg = tokio::task::spawn_blocking(EmbeddedPostgres::start_ephemeral)
         .await
         .expect("join")
@@ -48,6 +49,12 @@ async fn tenant_keys_start_with_tenant_id() {
         .await
         .expect("connect");
     tokio::spawn(conn);
+    (pg, db)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_keys_start_with_tenant_id() {
+    let (pg, db) = migrated().await;
     // A day partition, so partitions' own indexes are checked too.
     db.execute("SELECT agenttally_ensure_partition(current_date)", &[])
         .await
@@ -164,16 +171,7 @@ async fn tenant_keys_start_with_tenant_id() {
 /// family and not the other fails here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_rollups_have_the_usage_rollups_measures() {
-    let pg = tokio::task::spawn_blocking(EmbeddedPostgres::start_ephemeral)
-        .await
-        .expect("join")
-        .expect("ephemeral PostgreSQL");
-    let url = pg.database_url();
-    agenttally_collector::migrate(&url).await.expect("migrate");
-    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
+    let (_pg, db) = migrated().await;
     let columns = |table: &'static str| {
         let db = &db;
         async move {
@@ -217,16 +215,7 @@ async fn agent_rollups_have_the_usage_rollups_measures() {
 /// touches the row) are compressed with lz4 where the server has it (migration 0009), not pglz.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollup_histograms_use_lz4_where_the_server_has_it() {
-    let pg = tokio::task::spawn_blocking(EmbeddedPostgres::start_ephemeral)
-        .await
-        .expect("join")
-        .expect("ephemeral PostgreSQL");
-    let url = pg.database_url();
-    agenttally_collector::migrate(&url).await.expect("migrate");
-    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
+    let (_pg, db) = migrated().await;
     let has_lz4: bool = db
         .query_one(
             "SELECT 'lz4' = ANY(enumvals) FROM pg_settings \
