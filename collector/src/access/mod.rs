@@ -12,7 +12,7 @@ pub mod keys;
 pub mod rate;
 pub mod views;
 
-pub use rate::RateClass;
+use rate::RateClass;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

@@ -10,7 +10,7 @@
 //! rather than ending it, so a client never takes a cut file for a complete one.
 //!
 //! Exports hold a pooled connection for their duration: at most
-//! `ServerConfig::max_concurrent_exports` run at once (`ExportGate`), more are answered 503 with
+//! `ServerConfig::max_concurrent_exports` run at once (`gate::ExportGate`), more are answered 503 with
 //! `Retry-After`, and the pool is sized with room for them besides the writers'.
 
 pub mod api;
@@ -28,8 +28,6 @@ use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::Object;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
-
-pub use gate::{ExportGate, BUSY_RETRY_AFTER_SECS};
 
 use crate::api_error::ApiError;
 use crate::error::Error;

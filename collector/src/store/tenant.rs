@@ -83,12 +83,7 @@ impl<'c> TenantTx<'c> {
     pub async fn begin(client: &'c mut Object) -> Result<TenantTx<'c>, tokio_postgres::Error> {
         let set_tenant = client.prepare_cached(SET_TENANT_SQL).await?;
         let tx = client.transaction().await?;
-        Ok(TenantTx {
-            tx,
-            set_tenant,
-            role_set: AtomicBool::new(false),
-            role_sql: SET_ROLE_SQL,
-        })
+        Ok(TenantTx::new(tx, set_tenant))
     }
 
     /// Like `begin`, but a read-only REPEATABLE READ transaction: every statement sees the one
@@ -104,12 +99,17 @@ impl<'c> TenantTx<'c> {
             .read_only(true)
             .start()
             .await?;
-        Ok(TenantTx {
+        Ok(TenantTx::new(tx, set_tenant))
+    }
+
+    /// An open transaction, not yet switched to a tenant, with the plain role statement.
+    fn new(tx: Transaction<'c>, set_tenant: Statement) -> TenantTx<'c> {
+        TenantTx {
             tx,
             set_tenant,
             role_set: AtomicBool::new(false),
             role_sql: SET_ROLE_SQL,
-        })
+        }
     }
 
     /// Act for `tenant` from here on (and as `agenttally_app`, on the first switch). The
