@@ -15,13 +15,14 @@ use common::runs::tenant_events;
 use common::Env;
 use serde_json::{json, Value};
 
-const ROLLUPS: [&str; 6] = [
+const ROLLUPS: [&str; 7] = [
     "rollup_hourly",
     "rollup_daily",
     "rollup_agent_hourly",
     "rollup_agent_daily",
     "rollup_savings_hourly",
     "rollup_savings_daily",
+    "rollup_tenant_hourly",
 ];
 
 /// acme's and globex's runs, every event with a user and personal metadata.

@@ -448,6 +448,26 @@ async fn retention_drops_expired_partitions_with_their_ids() {
         .await;
     assert_eq!(current_agents, 5);
 
+    // -- hour totals expire with the hourly retention --
+    for age in ["100 days", "10 days"] {
+        env.db
+            .batch_execute(&format!(
+                "INSERT INTO rollup_tenant_hourly VALUES ('old', \
+                   date_trunc('hour', now() - interval '{age}'), 1, 0, 0, 0, 0, 0)"
+            ))
+            .await
+            .expect("hour totals row");
+    }
+    agenttally_collector::store::retention::run_once(&env.db, 30, 90)
+        .await
+        .expect("retention");
+    assert_eq!(
+        env.count("SELECT count(*) FROM rollup_tenant_hourly WHERE tenant_id = 'old'")
+            .await,
+        1,
+        "the hour totals older than 90 days are deleted, the 10-day-old ones kept"
+    );
+
     env.shutdown().await;
 }
 

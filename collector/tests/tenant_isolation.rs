@@ -108,6 +108,7 @@ async fn no_statement_as_tenant_a_reaches_tenant_b() {
         "rollup_agent_daily",
         "rollup_savings_hourly",
         "rollup_savings_daily",
+        "rollup_tenant_hourly",
         "tenant_tiers",
         "tier_limit_marks",
         "tenant_prices",

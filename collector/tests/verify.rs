@@ -22,13 +22,14 @@ use deadpool_postgres::Pool;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_agenttally-collector");
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 7] = [
     "rollup_hourly",
     "rollup_daily",
     "rollup_agent_hourly",
     "rollup_agent_daily",
     "rollup_savings_hourly",
     "rollup_savings_daily",
+    "rollup_tenant_hourly",
 ];
 
 fn opts(tenant: Option<&str>, repair: bool) -> Options {
@@ -244,7 +245,7 @@ async fn verify_reports_every_corruption_and_repair_restores_the_rollups() {
     assert!(short.rows_checked < clean.rows_checked, "{short}");
     wait_for_check(&env, 0).await;
 
-    // -- corruption: exactly these five are reported --
+    // -- corruption: exactly these nine are reported --
     let cost = corrupt(
         &env,
         &format!(
@@ -315,6 +316,23 @@ async fn verify_reports_every_corruption_and_repair_restores_the_rollups() {
          RETURNING bucket, event_type, agent_id, '', '', itemized",
     )
     .await;
+    // The hour totals (keyed by bucket alone; the other slots read back as "" and false): a
+    // token count changed, a row gone.
+    let totals_tokens = corrupt(
+        &env,
+        "UPDATE rollup_tenant_hourly SET tokens = tokens + 5 WHERE ctid = \
+           (SELECT ctid FROM rollup_tenant_hourly WHERE tenant_id = 'acme' ORDER BY bucket LIMIT 1)
+         RETURNING bucket, '', '', '', '', false",
+    )
+    .await;
+    let totals_deleted = corrupt(
+        &env,
+        "DELETE FROM rollup_tenant_hourly WHERE ctid = \
+           (SELECT ctid FROM rollup_tenant_hourly WHERE tenant_id = 'globex' \
+            ORDER BY bucket DESC LIMIT 1)
+         RETURNING bucket, '', '', '', '', false",
+    )
+    .await;
     let want: Found = [
         ("acme", "rollup_daily", cost, "cost_usd"),
         ("globex", "rollup_hourly", deleted, "<missing>"),
@@ -323,21 +341,29 @@ async fn verify_reports_every_corruption_and_repair_restores_the_rollups() {
         ("acme", "rollup_hourly", hist, "duration_hist"),
         ("acme", "rollup_agent_daily", agent_cost, "cost_usd"),
         ("globex", "rollup_agent_hourly", agent_deleted, "<missing>"),
+        ("acme", "rollup_tenant_hourly", totals_tokens, "tokens"),
+        (
+            "globex",
+            "rollup_tenant_hourly",
+            totals_deleted,
+            "<missing>",
+        ),
     ]
     .into_iter()
     .map(|(t, table, k, c)| (t.to_string(), table.to_string(), k, c.to_string()))
     .collect();
     let dirty = run(&pool, &opts(None, false)).await;
     assert_eq!(found(&dirty), want, "{dirty}");
-    assert_eq!(dirty.differences.len(), 7, "{dirty}");
+    assert_eq!(dirty.differences.len(), 9, "{dirty}");
     let text = dirty.to_string();
-    assert!(text.contains(": 7 differences"), "{text}");
+    assert!(text.contains(": 9 differences"), "{text}");
+    assert!(text.contains("rollup_tenant_hourly (bucket "), "{text}");
     assert!(text.contains("rollup_agent_daily (bucket "), "{text}");
     assert!(
         text.contains("cost_usd: stored ") && text.contains("missing row"),
         "{text}"
     );
-    // One tenant only: only its four.
+    // One tenant only: only its five.
     let acme = run(&pool, &opts(Some("acme"), false)).await;
     assert_eq!(acme.tenants, 1);
     assert_eq!(
@@ -346,12 +372,12 @@ async fn verify_reports_every_corruption_and_repair_restores_the_rollups() {
         "{acme}"
     );
     // The daily check sees them too.
-    wait_for_check(&env, 7).await;
+    wait_for_check(&env, 9).await;
 
     // -- repair: every row as ingest wrote it --
     let repaired = run(&pool, &opts(None, true)).await;
     assert_eq!(found(&repaired), want, "{repaired}");
-    assert_eq!(repaired.repaired_rows, 7, "{repaired}");
+    assert_eq!(repaired.repaired_rows, 9, "{repaired}");
     assert_eq!(repaired.notes, Vec::<String>::new());
     let again = run(&pool, &opts(None, false)).await;
     assert_eq!(again.differences, [], "{again}");

@@ -1,6 +1,6 @@
 //! The JSON messages of `GET /v1/live` (`hello`, `update`, `resync`; the `type` field names
 //! each) and the update's `delta`, whose figures follow the definitions of
-//! `GET /v1/metrics/summary` (`query::metrics::RowKind`), so a page can add a delta to the
+//! `GET /v1/metrics/summary` (`store::rollups::RowKind`), so a page can add a delta to the
 //! summary it loaded. Money is a decimal string; an unpriced event's cost is `null`.
 
 use chrono::{DateTime, Utc};
@@ -8,8 +8,9 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::query::metrics::{decimal_string, RowKind};
+use crate::query::metrics::decimal_string;
 use crate::store::committed::{Committed, RecentEvent};
+use crate::store::rollups::RowKind;
 
 /// What commits added to a tenant's summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

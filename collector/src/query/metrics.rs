@@ -16,11 +16,8 @@ use utoipa::ToSchema;
 use super::period;
 use crate::error::Result;
 use crate::store::histogram::Histogram;
-use crate::store::rollups::{Dims, Grain};
+use crate::store::rollups::{Dims, Grain, RowKind, OUTCOMES};
 use crate::store::TenantTx;
-
-/// The terminal agent events: an execution each.
-pub const OUTCOMES: [&str; 3] = ["agent.completed", "agent.failed", "agent.timeout"];
 
 /// SQL condition on a rollup row: it holds executions (terminal agent events).
 pub const OUTCOME_ROWS: &str = "event_type IN ('agent.completed', 'agent.failed', 'agent.timeout')";
@@ -33,30 +30,6 @@ pub const SPEND_ROWS: &str = "(event_type = 'provider.api_call' \
 /// SQL sum of a rollup row's tokens: prompt plus output (reasoning is part of output).
 pub const TOKENS_SUM: &str =
     "input_tokens + cached_input_tokens + cache_write_tokens + cache_write_1h_tokens + output_tokens";
-
-/// What a rollup row (or a commit's delta of one key) counts towards in a summary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RowKind {
-    /// Executions: a terminal agent event.
-    pub outcome: bool,
-    /// API calls: a `provider.api_call`.
-    pub api_call: bool,
-    /// Spend (cost, tokens, unpriced): API calls and terminal agent events that are not
-    /// itemized (`SPEND_ROWS`).
-    pub spend: bool,
-}
-
-impl RowKind {
-    pub fn of(event_type: &str, itemized: bool) -> RowKind {
-        let outcome = OUTCOMES.contains(&event_type);
-        let api_call = event_type == "provider.api_call";
-        RowKind {
-            outcome,
-            api_call,
-            spend: api_call || (outcome && !itemized),
-        }
-    }
-}
 
 /// The token buckets reported, in order (the rollups' usage columns but `requests`).
 pub const TOKEN_BUCKETS: [&str; 6] = [

@@ -1,6 +1,7 @@
-//! Peak usage of one tenant over a time range, from the hourly rollups: activity by hour of day
-//! and by day of week (local, in the request's time zone), the busiest of each, and the top hours of the range — the figures
-//! capacity planning and rate-limit tuning start from (docs/metrics.md).
+//! Peak usage of one tenant over a time range, from the hour totals (`rollup_tenant_hourly`, the
+//! hourly usage rollup summed per tenant-hour at ingest): activity by hour of day and by day of
+//! week (local, in the request's time zone), the busiest of each, and the top hours of the range
+//! — the figures capacity planning and rate-limit tuning start from (docs/metrics.md).
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,7 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
-use super::metrics::{decimal_string, DecimalString, Range, OUTCOME_ROWS, SPEND_ROWS, TOKENS_SUM};
+use super::metrics::{decimal_string, DecimalString, Range};
 use crate::error::Result;
 use crate::store::TenantTx;
 
@@ -180,7 +181,7 @@ fn busiest_days() -> Schema {
         .into()
 }
 
-/// Peaks of the tenant `tx` acts for over `range` (hourly rollups, whole hours), hours of day
+/// Peaks of the tenant `tx` acts for over `range` (hour totals, whole hours), hours of day
 /// and days of week in `tz` (a whole number of hours off UTC over the range: the caller checks
 /// it, so each UTC hour is one local hour).
 pub async fn peaks(
@@ -191,20 +192,11 @@ pub async fn peaks(
     limit: usize,
     tz: Tz,
 ) -> Result<Peaks> {
-    let sql = format!(
-        "SELECT bucket,
-                coalesce(sum(events) FILTER (WHERE {OUTCOME_ROWS}), 0)::bigint,
-                coalesce(sum(events - successes) FILTER (WHERE {OUTCOME_ROWS}), 0)::bigint,
-                coalesce(sum(events) FILTER (WHERE event_type = 'provider.api_call'), 0)::bigint,
-                coalesce(sum(cost_usd) FILTER (WHERE spend), 0),
-                coalesce(sum(unpriced_events) FILTER (WHERE spend), 0)::bigint,
-                coalesce(sum({TOKENS_SUM}) FILTER (WHERE spend), 0)::bigint
-         FROM (SELECT *, {SPEND_ROWS} AS spend
-               FROM rollup_hourly
-               WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3) r
-         GROUP BY bucket"
-    );
-    let rows = tx.query(&sql, &[&tenant, &range.from, &range.to]).await?;
+    // One row per hour (`rollup_tenant_hourly`), summed at ingest as the summary counts them.
+    let sql = "SELECT bucket, executions, failures, api_calls, cost_usd, unpriced_events, tokens
+         FROM rollup_tenant_hourly
+         WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3";
+    let rows = tx.query(sql, &[&tenant, &range.from, &range.to]).await?;
     let mut hours: Vec<(DateTime<Utc>, Activity)> = rows
         .iter()
         .map(|r| {

@@ -39,6 +39,7 @@ pub const PURGED_TABLES: &[&str] = &[
     "rollup_agent_daily",
     "rollup_savings_hourly",
     "rollup_savings_daily",
+    "rollup_tenant_hourly",
     "tier_limit_marks",
     "tenant_tiers",
     "tenant_prices",

@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/0008_rollup_agent.sql"),
     ),
     (9, "hist_lz4", include_str!("migrations/0009_hist_lz4.sql")),
+    (
+        10,
+        "rollup_tenant_hourly",
+        include_str!("migrations/0010_rollup_tenant_hourly.sql"),
+    ),
 ];
 
 /// Apply every migration not yet recorded. Safe to run from several collectors at once: an

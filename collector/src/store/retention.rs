@@ -1,7 +1,7 @@
 //! Upkeep: day partitions created ahead (today-8 .. today+2), expired raw partitions dropped with
-//! their dedupe ids, expired hourly rollups (usage, agent and savings) deleted, erased raw events
-//! past their grace period deleted (`erasure::purge_due`). Runs at start and every hour; what is due
-//! is recorded in the database, so a restart loses nothing.
+//! their dedupe ids, expired hourly rollups (usage, agent, savings and hour totals) deleted,
+//! erased raw events past their grace period deleted (`erasure::purge_due`). Runs at start and
+//! every hour; what is due is recorded in the database, so a restart loses nothing.
 
 use chrono::{TimeDelta, Utc};
 use tokio_postgres::Client;
@@ -32,6 +32,7 @@ pub async fn run_once(client: &Client, raw_days: u32, hourly_days: u32) -> Resul
         "rollup_hourly",
         "rollup_agent_hourly",
         "rollup_savings_hourly",
+        "rollup_tenant_hourly",
     ] {
         client
             .execute(

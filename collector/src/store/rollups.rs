@@ -4,7 +4,8 @@
 //! of each in the same transaction as the raw rows, so rollups stay exact under retries. Stored
 //! rows are read and locked first (`lock`), their histograms merged here and written back
 //! (`update`); keys not stored yet are inserted (`upsert`, which merges in SQL should the key
-//! appear meanwhile).
+//! appear meanwhile). The hour totals of the usage deltas (`HourTotals`) go to
+//! `rollup_tenant_hourly`, one row per tenant-hour, for the peaks.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -92,6 +93,33 @@ impl Dims {
                 e.task_type.as_deref().unwrap_or(""),
             ],
             Dims::Agent => [e.agent_id.as_deref().unwrap_or(""), "", ""],
+        }
+    }
+}
+
+/// The terminal agent events: an execution each.
+pub const OUTCOMES: [&str; 3] = ["agent.completed", "agent.failed", "agent.timeout"];
+
+/// What a rollup row (or a commit's delta of one key) counts towards in a summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowKind {
+    /// Executions: a terminal agent event.
+    pub outcome: bool,
+    /// API calls: a `provider.api_call`.
+    pub api_call: bool,
+    /// Spend (cost, tokens, unpriced): API calls and terminal agent events that are not
+    /// itemized (`query::metrics::SPEND_ROWS`).
+    pub spend: bool,
+}
+
+impl RowKind {
+    pub fn of(event_type: &str, itemized: bool) -> RowKind {
+        let outcome = OUTCOMES.contains(&event_type);
+        let api_call = event_type == "provider.api_call";
+        RowKind {
+            outcome,
+            api_call,
+            spend: api_call || (outcome && !itemized),
         }
     }
 }
@@ -188,6 +216,106 @@ pub fn daily_from_hourly<'a>(hourly: &Deltas<'a>) -> Deltas<'a> {
         }
     }
     out
+}
+
+/// One hour of one tenant as `GET /v1/metrics/peaks` ranks it (`rollup_tenant_hourly`,
+/// migration 0010): the sums of the hour's usage rows, each counted as the summary counts it
+/// (`RowKind`). One row per tenant-hour where the usage rollup has several (event types,
+/// providers, models, task types), so a range of hours is read from a quarter of the pages or
+/// fewer, without the per-row conditions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HourTotals {
+    pub executions: i64,
+    pub failures: i64,
+    pub api_calls: i64,
+    pub cost_usd: Decimal,
+    pub unpriced_events: i64,
+    /// Prompt plus output tokens (`query::metrics::TOKENS_SUM`).
+    pub tokens: i64,
+}
+
+impl HourTotals {
+    /// Count one usage row (or delta) of `event_type` and `itemized`.
+    pub fn add(&mut self, event_type: &str, itemized: bool, d: &Delta) {
+        let kind = RowKind::of(event_type, itemized);
+        if kind.outcome {
+            self.executions += d.events;
+            self.failures += d.events - d.successes;
+        }
+        if kind.api_call {
+            self.api_calls += d.events;
+        }
+        if kind.spend {
+            self.cost_usd = self
+                .cost_usd
+                .checked_add(d.cost_usd)
+                .unwrap_or(self.cost_usd);
+            self.unpriced_events += d.unpriced_events;
+            let t = &d.tokens;
+            self.tokens += i(t.input_tokens)
+                + i(t.cached_input_tokens)
+                + i(t.cache_write_tokens)
+                + i(t.cache_write_1h_tokens)
+                + i(t.output_tokens);
+        }
+    }
+
+    /// Counts nothing: an hour of other events only (`agent.started`, billing, ...) has no row.
+    pub fn is_empty(&self) -> bool {
+        self.executions == 0 && self.api_calls == 0
+    }
+}
+
+/// The hour totals of hourly usage deltas (`Dims::Usage`, `Grain::Hourly`), by bucket, without
+/// the empty hours.
+pub fn hour_totals(hourly: &Deltas<'_>) -> BTreeMap<DateTime<Utc>, HourTotals> {
+    let mut out: BTreeMap<DateTime<Utc>, HourTotals> = BTreeMap::new();
+    for ((b, t, _, _, _, itemized), d) in hourly {
+        out.entry(*b).or_default().add(t, *itemized, d);
+    }
+    out.retain(|_, h| !h.is_empty());
+    out
+}
+
+/// Add hour totals into `rollup_tenant_hourly` (`$1` the tenant). No histograms: a plain upsert.
+pub const HOUR_TOTALS_SQL: &str = "INSERT INTO rollup_tenant_hourly AS r (tenant_id, bucket, \
+       executions, failures, api_calls, cost_usd, unpriced_events, tokens) \
+     SELECT $1, * FROM unnest($2::timestamptz[], $3::int8[], $4::int8[], $5::int8[], \
+       $6::numeric[], $7::int8[], $8::int8[]) \
+     ON CONFLICT (tenant_id, bucket) DO UPDATE SET executions = r.executions + EXCLUDED.executions, \
+       failures = r.failures + EXCLUDED.failures, api_calls = r.api_calls + EXCLUDED.api_calls, \
+       cost_usd = r.cost_usd + EXCLUDED.cost_usd, \
+       unpriced_events = r.unpriced_events + EXCLUDED.unpriced_events, \
+       tokens = r.tokens + EXCLUDED.tokens";
+
+/// Run `HOUR_TOTALS_SQL` with the totals of one tenant; returns the rows written.
+pub async fn write_hour_totals(
+    client: &impl GenericClient,
+    sql: &tokio_postgres::Statement,
+    tenant: &str,
+    totals: &BTreeMap<DateTime<Utc>, HourTotals>,
+) -> Result<u64, tokio_postgres::Error> {
+    if totals.is_empty() {
+        return Ok(0);
+    }
+    let bucket: Vec<DateTime<Utc>> = totals.keys().copied().collect();
+    let col = |f: fn(&HourTotals) -> i64| totals.values().map(f).collect::<Vec<i64>>();
+    let cost: Vec<Decimal> = totals.values().map(|h| h.cost_usd).collect();
+    client
+        .execute(
+            sql,
+            &[
+                &tenant,
+                &bucket,
+                &col(|h| h.executions),
+                &col(|h| h.failures),
+                &col(|h| h.api_calls),
+                &cost,
+                &col(|h| h.unpriced_events),
+                &col(|h| h.tokens),
+            ],
+        )
+        .await
 }
 
 /// Aggregate `events` (all of one tenant) into deltas of `grain`, keyed by `dims`.

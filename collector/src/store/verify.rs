@@ -4,9 +4,9 @@
 //! `/metrics`).
 //!
 //! The recomputation runs ingest's own code on the raw rows read back — `rollups::deltas` for
-//! the usage and the agent rollups (with
-//! `pricing::is_itemized` and the histogram of `store/histogram.rs`) and `savings::deltas` on the
-//! baseline prices stored on each row at ingest — so verify cannot disagree with ingest about
+//! the usage and the agent rollups (with `pricing::is_itemized` and the histogram of
+//! `store/histogram.rs`), `rollups::hour_totals` of the usage deltas for the hour totals, and
+//! `savings::deltas` on the baseline prices stored on each row at ingest — so verify cannot disagree with ingest about
 //! what an event adds. One tenant-day at a time, under row-level security (`TenantTx`), in one
 //! read-only REPEATABLE READ snapshot: the writer commits raw rows and their rollup deltas in one
 //! transaction, so within one snapshot they agree however much ingest goes on meanwhile.
@@ -37,9 +37,10 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::pricing::{BaselineCost, SavingsPricer};
 
-/// A rollup row's key in any of the six tables: `(bucket, event_type or baseline, provider or
+/// A rollup row's key in any of the seven tables: `(bucket, event_type or baseline, provider or
 /// agent_id, model, task_type, itemized or success)`; absent dimensions (and the slots the agent
-/// rollups have no column for) are `""`.
+/// rollups have no column for) are `""`, and the hour totals (keyed by bucket alone) leave the
+/// others `""` and `false`.
 pub type Key = (DateTime<Utc>, String, String, String, String, bool);
 
 /// How a value column is compared and written.
@@ -67,6 +68,17 @@ const SAVINGS_KEY: [Option<&str>; 6] = [
     Some("model"),
     Some("task_type"),
     Some("success"),
+];
+
+const HOUR_TOTALS_KEY: [Option<&str>; 6] = [Some("bucket"), None, None, None, None, None];
+
+const HOUR_TOTALS_COLS: &[(&str, Kind)] = &[
+    ("executions", Kind::Int),
+    ("failures", Kind::Int),
+    ("api_calls", Kind::Int),
+    ("cost_usd", Kind::Usd),
+    ("unpriced_events", Kind::Int),
+    ("tokens", Kind::Int),
 ];
 
 const USAGE_COLS: &[(&str, Kind)] = &[
@@ -102,9 +114,9 @@ const SAVINGS_COLS: &[(&str, Kind)] = &[
     ("baseline_usd", Kind::Usd),
 ];
 
-/// In the order the writer takes its locks (usage hourly, daily, agent hourly, daily, then
-/// savings), so a repair and a commit wait for each other rather than deadlock.
-const TABLES: [Table; 6] = [
+/// In the order the writer takes its locks (usage hourly, daily, agent hourly, daily, savings,
+/// then hour totals), so a repair and a commit wait for each other rather than deadlock.
+const TABLES: [Table; 7] = [
     Table {
         name: "rollup_hourly",
         key: Dims::Usage.key(),
@@ -140,6 +152,12 @@ const TABLES: [Table; 6] = [
         key: SAVINGS_KEY,
         cols: SAVINGS_COLS,
         grain: Grain::Daily,
+    },
+    Table {
+        name: "rollup_tenant_hourly",
+        key: HOUR_TOTALS_KEY,
+        cols: HOUR_TOTALS_COLS,
+        grain: Grain::Hourly,
     },
 ];
 
@@ -195,7 +213,15 @@ pub struct Difference {
 impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (b, k2, p, m, t, k6) = &self.key;
-        if self.table.starts_with("rollup_agent") {
+        if self.table == "rollup_tenant_hourly" {
+            write!(
+                f,
+                "{} {} (bucket {}): ",
+                self.tenant,
+                self.table,
+                b.format("%Y-%m-%dT%H:%MZ"),
+            )?;
+        } else if self.table.starts_with("rollup_agent") {
             write!(
                 f,
                 "{} {} (bucket {}, event_type {k2:?}, agent_id {p:?}, itemized {k6}): ",
@@ -520,8 +546,8 @@ struct DaySnapshot {
     /// Whether an erasure deleted raw rows of the day (`purged_days`): the rollups keep the
     /// totals of rows that are gone, so the day cannot be recomputed.
     purged: bool,
-    stored: [Rows; 6],
-    recomputed: [Rows; 6],
+    stored: [Rows; 7],
+    recomputed: [Rows; 7],
 }
 
 /// Raw rows are read in pages of this many, so a large tenant-day never sits in memory whole.
@@ -592,9 +618,10 @@ async fn read_day(
         }
     }
     tx.commit().await?;
-    let [hourly_usage, daily_usage, hourly_agent, daily_agent, hourly_savings, daily_savings] =
+    let [hourly_usage, daily_usage, hourly_agent, daily_agent, hourly_savings, daily_savings, hour_totals] =
         &mut out.recomputed;
     if hourly {
+        *hour_totals = acc.hour_totals();
         *hourly_usage = acc
             .usage
             .iter()
@@ -695,6 +722,43 @@ impl Recompute {
             }
         }
         Ok(())
+    }
+}
+
+impl Recompute {
+    /// `rollups::hour_totals` of the recomputed hourly usage, keyed as `HOUR_TOTALS_KEY` reads.
+    fn hour_totals(&self) -> Rows {
+        let deltas: rollups::Deltas<'_> = self
+            .usage
+            .iter()
+            .map(|((b, t, p, m, k, i), d)| {
+                // `Deltas` keys name the event type as a `&'static str`, as ingest's do.
+                let t = EventType::from_str(t).map_or("", |t| t.as_str());
+                ((*b, t, p.as_str(), m.as_str(), k.as_str(), *i), d.clone())
+            })
+            .collect();
+        rollups::hour_totals(&deltas)
+            .into_iter()
+            .map(|(b, h)| {
+                let key = (
+                    b,
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    false,
+                );
+                let vals = vec![
+                    Val::Int(h.executions),
+                    Val::Int(h.failures),
+                    Val::Int(h.api_calls),
+                    Val::Usd(Ok(h.cost_usd)),
+                    Val::Int(h.unpriced_events),
+                    Val::Int(h.tokens),
+                ];
+                (key, vals)
+            })
+            .collect()
     }
 }
 
@@ -878,7 +942,13 @@ fn select_list(t: &Table) -> String {
     let mut cols: Vec<String> = t
         .key
         .iter()
-        .map(|k| k.map_or("''::text".to_string(), str::to_string))
+        .enumerate()
+        .map(|(i, k)| match k {
+            Some(k) => k.to_string(),
+            // The sixth slot is a boolean.
+            None if i == 5 => "false".to_string(),
+            None => "''::text".to_string(),
+        })
         .collect();
     for (c, kind) in t.cols {
         cols.push(match kind {

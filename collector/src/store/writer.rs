@@ -517,6 +517,7 @@ impl Writer {
             agent_daily: RollupStatements::prepare(&client, &self.agent_daily_sql).await?,
             savings_hourly: client.prepare_cached(&self.savings_hourly_sql).await?,
             savings_daily: client.prepare_cached(&self.savings_daily_sql).await?,
+            hour_totals: client.prepare_cached(rollups::HOUR_TOTALS_SQL).await?,
         };
         let pricer = &*self.cfg.savings;
         // Data access as the non-superuser app role, one tenant at a time, under RLS.
@@ -578,6 +579,7 @@ struct Statements {
     agent_daily: RollupStatements,
     savings_hourly: tokio_postgres::Statement,
     savings_daily: tokio_postgres::Statement,
+    hour_totals: tokio_postgres::Statement,
 }
 
 /// The prepared `RollupSql` of one table.
@@ -653,10 +655,9 @@ const INSERT_SQL: &str =
         unnest($28::jsonb[]) AS baselines) u";
 
 /// Store the events of one tenant (sorted by id): claim their ids, insert the raw rows of the
-/// claimed ones and add them to the rollups (usage, agent, savings), after switching `tx` to the
-/// tenant. The statements are pipelined — sent together, answered in one round trip — in two or
-/// three steps: (claim, rows, lock the stored rollup rows)
-/// then (write the rollups); a careful claim is answered before the rows are sent. The first
+/// claimed ones and add them to the rollups (usage, agent, savings, hour totals), after switching
+/// `tx` to the tenant. The statements are pipelined — sent together, answered in one round trip —
+/// in two or three steps: (claim, rows, lock the stored rollup rows) then (write the rollups); a careful claim is answered before the rows are sent. The first
 /// error in statement order is the one reported (later statements of a failed transaction only
 /// say it is aborted). Returns the events stored, and what `keep` asks of them.
 #[allow(clippy::too_many_arguments)]
@@ -739,6 +740,7 @@ async fn store_tenant<'e>(
         (committed::owned(&deltas.hourly), recent)
     });
     let [locked_hourly, locked_daily, locked_agent_hourly, locked_agent_daily] = locked;
+    let hour_totals = rollups::hour_totals(&deltas.hourly);
     let (update_hourly, upsert_hourly) = rollups::merge_stored(deltas.hourly, &locked_hourly);
     let (update_daily, upsert_daily) = rollups::merge_stored(deltas.daily, &locked_daily);
     let (update_agent_hourly, upsert_agent_hourly) =
@@ -754,7 +756,7 @@ async fn store_tenant<'e>(
     };
     let savings_hourly = savings::deltas(Grain::Hourly, &names, tasks());
     let savings_daily = savings::deltas(Grain::Daily, &names, tasks());
-    let (r_uh, r_ih, r_ud, r_id, r_uah, r_iah, r_uad, r_iad, r_sh, r_sd) = tokio::join!(
+    let (r_uh, r_ih, r_ud, r_id, r_uah, r_iah, r_uad, r_iad, r_sh, r_sd, r_th) = tokio::join!(
         biased;
         rollups::write(tx.pg(), &st.hourly.update, tenant, &update_hourly),
         rollups::write(tx.pg(), &st.hourly.upsert, tenant, &upsert_hourly),
@@ -766,6 +768,7 @@ async fn store_tenant<'e>(
         rollups::write(tx.pg(), &st.agent_daily.upsert, tenant, &upsert_agent_daily),
         savings::write(tx.pg(), &st.savings_hourly, tenant, &savings_hourly),
         savings::write(tx.pg(), &st.savings_daily, tenant, &savings_daily),
+        rollups::write_hour_totals(tx.pg(), &st.hour_totals, tenant, &hour_totals),
     );
     // In statement order: the first error is the one that says why.
     let uh = r_uh?;
@@ -778,6 +781,7 @@ async fn store_tenant<'e>(
     r_iad?;
     r_sh?;
     r_sd?;
+    r_th?;
     // A subscription event sets the tenant's tier (the latest wins): rare, so not pipelined.
     for e in &fresh {
         if let Some(tier) = subscribed_tier(e) {
