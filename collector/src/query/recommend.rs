@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::metrics::{decimal_string, DecimalString, Range, SPEND_ROWS};
+use super::metrics::{decimal_string, usage_rows, DecimalString, Range, SPEND_ROWS};
 use super::period::{cents, days, local_date, month_name, percent};
 use crate::error::Result;
 use crate::store::TenantTx;
@@ -137,16 +137,30 @@ fn days_per_month() -> Decimal {
     Decimal::new(304_375, 4)
 }
 
-/// Spend rows (`SPEND_ROWS`) of the tenant in `[$2, $3)` of rollup `table`, summed by task
-/// type, provider and model.
-fn spend_sql(table: &str) -> String {
-    format!(
+/// The usage rollup columns `spend` reads.
+const SPEND_COLUMNS: &str =
+    "task_type, provider, model, event_type, itemized, events, successes, cost_usd, \
+     costed_events, unpriced_events";
+
+/// Spend rows (`SPEND_ROWS`) of the tenant over `range`, summed by task type, provider and
+/// model: whole days of an hourly range from the daily rollup, its edges from the hourly one
+/// (`usage_rows`), so a long range reads a day's rows once instead of 24 hours of them.
+async fn spend(tx: &TenantTx<'_>, tenant: &str, range: &Range) -> Result<Vec<tokio_postgres::Row>> {
+    let (rows_sql, days) = usage_rows(range, SPEND_COLUMNS);
+    let sql = format!(
         "SELECT task_type, provider, model, sum(events)::bigint, sum(successes)::bigint,
                 sum(cost_usd), sum(costed_events)::bigint, sum(unpriced_events)::bigint
-         FROM {table}
-         WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3 AND {SPEND_ROWS}
+         FROM ({rows_sql}) r
+         WHERE {SPEND_ROWS}
          GROUP BY 1, 2, 3"
-    )
+    );
+    Ok(match days {
+        Some((d0, d1)) => {
+            tx.query(&sql, &[&tenant, &range.from, &range.to, &d0, &d1])
+                .await?
+        }
+        None => tx.query(&sql, &[&tenant, &range.from, &range.to]).await?,
+    })
 }
 
 /// Recommendations for the tenant `tx` acts for over `range`; the budget is `month`'s (this
@@ -161,8 +175,7 @@ pub async fn recommendations(
     month: &Range,
     tz: Tz,
 ) -> Result<Recommendations> {
-    let sql = spend_sql(range.grain.table());
-    let rows = tx.query(&sql, &[&tenant, &range.from, &range.to]).await?;
+    let rows = spend(tx, tenant, range).await?;
     let mut by_type: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
     for r in &rows {
         let (provider, model): (String, String) = (r.get(1), r.get(2));
@@ -315,8 +328,7 @@ async fn budget(
     tz: Tz,
 ) -> Result<Budget> {
     let (start, end) = (month.from, month.to);
-    let sql = spend_sql(month.grain.table());
-    let rows = tx.query(&sql, &[&tenant, &start, &end]).await?;
+    let rows = spend(tx, tenant, month).await?;
     let (mut spent, mut unpriced) = (Decimal::ZERO, 0i64);
     for r in &rows {
         spent += r.get::<_, Decimal>(5);
