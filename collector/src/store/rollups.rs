@@ -266,12 +266,14 @@ impl HourTotals {
     }
 }
 
-/// The hour totals of hourly usage deltas (`Dims::Usage`, `Grain::Hourly`), by bucket, without
-/// the empty hours.
-pub fn hour_totals(hourly: &Deltas<'_>) -> BTreeMap<DateTime<Utc>, HourTotals> {
+/// The hour totals of hourly usage deltas (`Dims::Usage`, `Grain::Hourly`), each given as
+/// `(bucket, event_type, itemized, delta)`, by bucket, without the empty hours.
+pub fn hour_totals<'d>(
+    hourly: impl IntoIterator<Item = (DateTime<Utc>, &'d str, bool, &'d Delta)>,
+) -> BTreeMap<DateTime<Utc>, HourTotals> {
     let mut out: BTreeMap<DateTime<Utc>, HourTotals> = BTreeMap::new();
-    for ((b, t, _, _, _, itemized), d) in hourly {
-        out.entry(*b).or_default().add(t, *itemized, d);
+    for (b, event_type, itemized, d) in hourly {
+        out.entry(b).or_default().add(event_type, itemized, d);
     }
     out.retain(|_, h| !h.is_empty());
     out
@@ -690,6 +692,46 @@ mod tests {
             );
             assert_eq!(daily, deltas(Grain::Daily, dims, evs.iter()));
         }
+    }
+
+    #[test]
+    fn hour_totals_count_each_event_once_in_its_hour() {
+        let evs = events();
+        let hourly = deltas(Grain::Hourly, Dims::Usage, evs.iter());
+        let totals = hour_totals(
+            hourly
+                .iter()
+                .map(|((b, t, _, _, _, itemized), d)| (*b, *t, *itemized, d)),
+        );
+        let calls: Vec<&AnalyticsEvent> = evs
+            .iter()
+            .filter(|e| e.event_type.as_str() == "provider.api_call")
+            .collect();
+        let sum = |f: fn(&HourTotals) -> i64| totals.values().map(f).sum::<i64>();
+        assert_eq!(sum(|h| h.executions), (evs.len() - calls.len()) as i64);
+        assert_eq!(sum(|h| h.failures), 0);
+        assert_eq!(sum(|h| h.api_calls), calls.len() as i64);
+        let tokens: u64 = calls
+            .iter()
+            .filter_map(|e| e.usage)
+            .map(|u| u.input_tokens + u.output_tokens)
+            .sum();
+        assert_eq!(sum(|h| h.tokens), tokens as i64);
+        assert_eq!(
+            totals.values().map(|h| h.cost_usd).sum::<Decimal>(),
+            calls.iter().filter_map(|e| e.cost_usd).sum::<Decimal>()
+        );
+        let hours: std::collections::BTreeSet<DateTime<Utc>> = evs
+            .iter()
+            .map(|e| Grain::Hourly.bucket(e.timestamp))
+            .collect();
+        assert_eq!(
+            totals
+                .keys()
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>(),
+            hours
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! The recomputation runs ingest's own code on the raw rows read back — `rollups::deltas` for
 //! the usage and the agent rollups (with `pricing::is_itemized` and the histogram of
 //! `store/histogram.rs`), `rollups::hour_totals` of the usage deltas for the hour totals, and
-//! `savings::deltas` on the baseline prices stored on each row at ingest — so verify cannot disagree with ingest about
-//! what an event adds. One tenant-day at a time, under row-level security (`TenantTx`), in one
+//! `savings::deltas` on the baseline prices stored on each row at ingest — so verify cannot
+//! disagree with ingest about what an event adds. One tenant-day at a time, under row-level security (`TenantTx`), in one
 //! read-only REPEATABLE READ snapshot: the writer commits raw rows and their rollup deltas in one
 //! transaction, so within one snapshot they agree however much ingest goes on meanwhile.
 //!
@@ -723,21 +723,14 @@ impl Recompute {
         }
         Ok(())
     }
-}
 
-impl Recompute {
     /// `rollups::hour_totals` of the recomputed hourly usage, keyed as `HOUR_TOTALS_KEY` reads.
     fn hour_totals(&self) -> Rows {
-        let deltas: rollups::Deltas<'_> = self
+        let hourly = self
             .usage
             .iter()
-            .map(|((b, t, p, m, k, i), d)| {
-                // `Deltas` keys name the event type as a `&'static str`, as ingest's do.
-                let t = EventType::from_str(t).map_or("", |t| t.as_str());
-                ((*b, t, p.as_str(), m.as_str(), k.as_str(), *i), d.clone())
-            })
-            .collect();
-        rollups::hour_totals(&deltas)
+            .map(|((b, t, _, _, _, itemized), d)| (*b, t.as_str(), *itemized, d));
+        rollups::hour_totals(hourly)
             .into_iter()
             .map(|(b, h)| {
                 let key = (

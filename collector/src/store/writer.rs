@@ -740,7 +740,12 @@ async fn store_tenant<'e>(
         (committed::owned(&deltas.hourly), recent)
     });
     let [locked_hourly, locked_daily, locked_agent_hourly, locked_agent_daily] = locked;
-    let hour_totals = rollups::hour_totals(&deltas.hourly);
+    let hour_totals = rollups::hour_totals(
+        deltas
+            .hourly
+            .iter()
+            .map(|((b, t, _, _, _, itemized), d)| (*b, *t, *itemized, d)),
+    );
     let (update_hourly, upsert_hourly) = rollups::merge_stored(deltas.hourly, &locked_hourly);
     let (update_daily, upsert_daily) = rollups::merge_stored(deltas.daily, &locked_daily);
     let (update_agent_hourly, upsert_agent_hourly) =
