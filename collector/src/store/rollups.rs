@@ -284,8 +284,10 @@ pub const HOUR_TOTALS_SQL: &str = "INSERT INTO rollup_tenant_hourly AS r (tenant
        executions, failures, api_calls, cost_usd, unpriced_events, tokens) \
      SELECT $1, * FROM unnest($2::timestamptz[], $3::int8[], $4::int8[], $5::int8[], \
        $6::numeric[], $7::int8[], $8::int8[]) \
-     ON CONFLICT (tenant_id, bucket) DO UPDATE SET executions = r.executions + EXCLUDED.executions, \
-       failures = r.failures + EXCLUDED.failures, api_calls = r.api_calls + EXCLUDED.api_calls, \
+     ON CONFLICT (tenant_id, bucket) DO UPDATE SET \
+       executions = r.executions + EXCLUDED.executions, \
+       failures = r.failures + EXCLUDED.failures, \
+       api_calls = r.api_calls + EXCLUDED.api_calls, \
        cost_usd = r.cost_usd + EXCLUDED.cost_usd, \
        unpriced_events = r.unpriced_events + EXCLUDED.unpriced_events, \
        tokens = r.tokens + EXCLUDED.tokens";

@@ -7,9 +7,10 @@
 //! the usage and the agent rollups (with `pricing::is_itemized` and the histogram of
 //! `store/histogram.rs`), `rollups::hour_totals` of the usage deltas for the hour totals, and
 //! `savings::deltas` on the baseline prices stored on each row at ingest — so verify cannot
-//! disagree with ingest about what an event adds. One tenant-day at a time, under row-level security (`TenantTx`), in one
-//! read-only REPEATABLE READ snapshot: the writer commits raw rows and their rollup deltas in one
-//! transaction, so within one snapshot they agree however much ingest goes on meanwhile.
+//! disagree with ingest about what an event adds. One tenant-day at a time, under row-level
+//! security (`TenantTx`), in one read-only REPEATABLE READ snapshot: the writer commits raw rows
+//! and their rollup deltas in one transaction, so within one snapshot they agree however much
+//! ingest goes on meanwhile.
 //!
 //! A repair never writes a value computed before it took its locks, since events committed in
 //! between would be lost. It adds a correction — `recomputed − stored`, both of the snapshot —

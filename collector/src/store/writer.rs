@@ -657,9 +657,10 @@ const INSERT_SQL: &str =
 /// Store the events of one tenant (sorted by id): claim their ids, insert the raw rows of the
 /// claimed ones and add them to the rollups (usage, agent, savings, hour totals), after switching
 /// `tx` to the tenant. The statements are pipelined — sent together, answered in one round trip —
-/// in two or three steps: (claim, rows, lock the stored rollup rows) then (write the rollups); a careful claim is answered before the rows are sent. The first
-/// error in statement order is the one reported (later statements of a failed transaction only
-/// say it is aborted). Returns the events stored, and what `keep` asks of them.
+/// in two or three steps: (claim, rows, lock the stored rollup rows) then (write the rollups); a
+/// careful claim is answered before the rows are sent. The first error in statement order is the
+/// one reported (later statements of a failed transaction only say it is aborted). Returns the
+/// events stored, and what `keep` asks of them.
 #[allow(clippy::too_many_arguments)]
 async fn store_tenant<'e>(
     tx: &TenantTx<'_>,
