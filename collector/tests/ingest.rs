@@ -410,7 +410,7 @@ async fn retention_drops_expired_partitions_with_their_ids() {
         "retention leaves current data alone"
     );
 
-    // -- hourly agent rollups expire with the hourly retention; daily ones are kept --
+    // -- hourly agent rollups and hour totals expire with the hourly retention; daily rollups are kept --
     for (table, age) in [
         ("rollup_agent_hourly", "100 days"),
         ("rollup_agent_hourly", "10 days"),
@@ -428,6 +428,16 @@ async fn retention_drops_expired_partitions_with_their_ids() {
             ))
             .await
             .expect("agent rollup row");
+    }
+    // Hour totals expire with the hourly retention too.
+    for age in ["100 days", "10 days"] {
+        env.db
+            .batch_execute(&format!(
+                "INSERT INTO rollup_tenant_hourly VALUES ('old', \
+                   date_trunc('hour', now() - interval '{age}'), 1, 0, 0, 0, 0, 0)"
+            ))
+            .await
+            .expect("hour totals row");
     }
     agenttally_collector::store::retention::run_once(&env.db, 30, 90)
         .await
@@ -448,19 +458,6 @@ async fn retention_drops_expired_partitions_with_their_ids() {
         .await;
     assert_eq!(current_agents, 5);
 
-    // -- hour totals expire with the hourly retention --
-    for age in ["100 days", "10 days"] {
-        env.db
-            .batch_execute(&format!(
-                "INSERT INTO rollup_tenant_hourly VALUES ('old', \
-                   date_trunc('hour', now() - interval '{age}'), 1, 0, 0, 0, 0, 0)"
-            ))
-            .await
-            .expect("hour totals row");
-    }
-    agenttally_collector::store::retention::run_once(&env.db, 30, 90)
-        .await
-        .expect("retention");
     assert_eq!(
         env.count("SELECT count(*) FROM rollup_tenant_hourly WHERE tenant_id = 'old'")
             .await,
