@@ -15,16 +15,6 @@ use common::runs::tenant_events;
 use common::Env;
 use serde_json::{json, Value};
 
-const ROLLUPS: [&str; 7] = [
-    "rollup_hourly",
-    "rollup_daily",
-    "rollup_agent_hourly",
-    "rollup_agent_daily",
-    "rollup_savings_hourly",
-    "rollup_savings_daily",
-    "rollup_tenant_hourly",
-];
-
 /// acme's and globex's runs, every event with a user and personal metadata.
 async fn load(env: &Env) {
     let now = Utc::now();
@@ -49,7 +39,7 @@ async fn load(env: &Env) {
 /// Every rollup row of every tenant, as text, in key order.
 async fn rollups(env: &Env) -> Vec<String> {
     let mut out = Vec::new();
-    for t in ROLLUPS {
+    for (t, _) in store::rollups::TABLES {
         let rows = env
             .db
             .query(

@@ -247,3 +247,15 @@ pub async fn purge_due(client: &Client) -> Result<u64> {
     }
     Ok(total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_purge_empties_every_rollup_table() {
+        for (table, _) in super::super::rollups::TABLES {
+            assert!(PURGED_TABLES.contains(&table), "{table} is not purged");
+        }
+    }
+}

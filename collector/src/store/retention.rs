@@ -28,12 +28,7 @@ pub async fn run_once(client: &Client, raw_days: u32, hourly_days: u32) -> Resul
         .await?
         .get(0);
     let hourly_days = i32::try_from(hourly_days).unwrap_or(i32::MAX);
-    for table in [
-        "rollup_hourly",
-        "rollup_agent_hourly",
-        "rollup_savings_hourly",
-        "rollup_tenant_hourly",
-    ] {
+    for table in super::rollups::hourly_tables() {
         client
             .execute(
                 &format!("DELETE FROM {table} WHERE bucket < now() - make_interval(days => $1)"),

@@ -43,6 +43,30 @@ impl Grain {
     }
 }
 
+/// Every rollup table and its grain, in the order the writer takes their row locks (usage
+/// hourly, daily, agent hourly, daily, savings hourly, daily, then the hour totals). The one list
+/// of them: retention deletes the expired rows of the hourly ones, `verify` recomputes and
+/// repairs them in this order (a test holds its table list to it), a tenant purge empties them
+/// (`erasure::PURGED_TABLES`, tested likewise) and the schema test finds exactly these
+/// `rollup_` tables in a migrated database.
+pub const TABLES: [(&str, Grain); 7] = [
+    ("rollup_hourly", Grain::Hourly),
+    ("rollup_daily", Grain::Daily),
+    ("rollup_agent_hourly", Grain::Hourly),
+    ("rollup_agent_daily", Grain::Daily),
+    ("rollup_savings_hourly", Grain::Hourly),
+    ("rollup_savings_daily", Grain::Daily),
+    ("rollup_tenant_hourly", Grain::Hourly),
+];
+
+/// The hourly rollup tables (kept `retention.hourly_days`).
+pub fn hourly_tables() -> impl Iterator<Item = &'static str> {
+    TABLES
+        .iter()
+        .filter(|(_, g)| *g == Grain::Hourly)
+        .map(|(t, _)| *t)
+}
+
 /// The dimensions a rollup table is keyed by, besides bucket, event type and `itemized`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dims {

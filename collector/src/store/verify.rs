@@ -115,8 +115,8 @@ const SAVINGS_COLS: &[(&str, Kind)] = &[
     ("baseline_usd", Kind::Usd),
 ];
 
-/// In the order the writer takes its locks (usage hourly, daily, agent hourly, daily, savings,
-/// then hour totals), so a repair and a commit wait for each other rather than deadlock.
+/// `rollups::TABLES` (a test checks), each with its key and columns: in the order the writer
+/// takes its locks, so a repair and a commit wait for each other rather than deadlock.
 const TABLES: [Table; 7] = [
     Table {
         name: "rollup_hourly",
@@ -1330,6 +1330,12 @@ fn insert_sql(t: &Table) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_are_the_rollup_tables_in_lock_order() {
+        let ours: Vec<(&str, Grain)> = TABLES.iter().map(|t| (t.name, t.grain)).collect();
+        assert_eq!(ours, rollups::TABLES);
+    }
 
     #[test]
     fn since_is_days_or_a_date() {
