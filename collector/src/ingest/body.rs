@@ -26,6 +26,19 @@ pub async fn read_batch(headers: &HeaderMap, body: Body) -> Result<DecodedBatch,
     check_content_type(headers)?;
     let limits = BatchLimits::V1;
     let raw = read_capped(headers, body, limits.max_batch_bytes + READ_MARGIN).await?;
+    // Inflating and decoding a full batch takes milliseconds of CPU: done on the blocking pool,
+    // so the runtime's workers stay free for the writers, whose transactions hold rollup row
+    // locks while they wait to be polled.
+    tokio::task::spawn_blocking(move || decode(gzip, raw, &limits))
+        .await
+        .map_err(|e| {
+            tracing::error!("batch decoding did not finish: {e}");
+            ApiError::internal()
+        })?
+}
+
+/// Inflate (if `gzip`) and decode a batch body read in full.
+fn decode(gzip: bool, raw: Vec<u8>, limits: &BatchLimits) -> Result<DecodedBatch, ApiError> {
     let bytes = if gzip {
         gunzip_capped(&raw, limits.max_batch_bytes).map_err(|e| match e {
             GunzipError::TooLarge => ApiError::too_large(format!(
@@ -45,7 +58,7 @@ pub async fn read_batch(headers: &HeaderMap, body: Body) -> Result<DecodedBatch,
             r#"body: empty; expected a JSON object {"batch": [event, ...], "sent_at": "<RFC 3339>"}"#,
         ));
     }
-    Batch::decode(&bytes, &limits).map_err(|e| {
+    Batch::decode(&bytes, limits).map_err(|e| {
         if e.kind() == ErrorKind::TooLarge {
             ApiError::too_large(e.to_string())
         } else {
