@@ -410,7 +410,8 @@ async fn retention_drops_expired_partitions_with_their_ids() {
         "retention leaves current data alone"
     );
 
-    // -- hourly agent rollups and hour totals expire with the hourly retention; daily rollups are kept --
+    // -- hourly agent rollups and hour totals expire with the hourly retention; daily rollups
+    // are kept --
     for (table, age) in [
         ("rollup_agent_hourly", "100 days"),
         ("rollup_agent_hourly", "10 days"),

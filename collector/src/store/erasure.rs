@@ -254,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_purge_empties_every_rollup_table() {
-        for (table, _) in super::super::rollups::TABLES {
+        for (table, _) in crate::store::rollups::TABLES {
             assert!(PURGED_TABLES.contains(&table), "{table} is not purged");
         }
     }
