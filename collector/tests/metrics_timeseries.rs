@@ -4,6 +4,8 @@
 //! and tokens; p95 within 1%), and empty buckets are present as zero.
 
 mod common;
+#[path = "common/raw.rs"]
+mod raw;
 
 use std::collections::BTreeMap;
 
@@ -11,17 +13,9 @@ use agenttally_collector::Scope;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use common::runs::{tenant_events, ts};
 use common::Env;
+use raw::RAW;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-
-/// Which raw rows a metric sums (docs/metrics.md).
-const RAW: &str = "WITH e AS (
-    SELECT *, event_type IN ('agent.completed', 'agent.failed', 'agent.timeout') AS outcome,
-           coalesce(event_type IN ('agent.completed', 'agent.failed', 'agent.timeout')
-                    AND jsonb_typeof(metadata->'calls') = 'number'
-                    AND (metadata->>'calls')::numeric >= 1, false) AS itemized
-    FROM events WHERE tenant_id = $1 AND ts >= $2 AND ts < $3)
-  SELECT *, event_type = 'provider.api_call' OR (outcome AND NOT itemized) AS spend FROM e";
 
 async fn get(env: &Env, key: &str, query: &str) -> (u16, Value) {
     let resp = env
@@ -112,7 +106,26 @@ async fn timeseries_equal_plain_sql_over_raw_events() {
         "count(*) FILTER (WHERE spend AND cost_status = 'unpriced')",
     )
     .await;
-    let groups: std::collections::BTreeSet<String> = cost.keys().map(|(_, g)| g.clone()).collect();
+    // The groups are the providers with spend rows in the range (not every provider seen: a
+    // group the metric cannot count would be zero throughout).
+    let spend_rows = raw(
+        &env,
+        &series,
+        "day",
+        "coalesce(provider, '')",
+        "count(*) FILTER (WHERE spend)",
+    )
+    .await;
+    let groups: std::collections::BTreeSet<String> = spend_rows
+        .iter()
+        .filter(|(_, n)| n.as_str() != Some("0"))
+        .map(|((_, g), _)| g.clone())
+        .collect();
+    let shown: std::collections::BTreeSet<String> = points
+        .iter()
+        .map(|p| p["group"].as_str().expect("group").to_string())
+        .collect();
+    assert_eq!(shown, groups, "{series}");
     assert_eq!(points.len(), 5 * groups.len(), "{series}");
     let mut zeros = 0;
     for p in points {
@@ -138,6 +151,27 @@ async fn timeseries_equal_plain_sql_over_raw_events() {
         zeros > 0,
         "some (day, provider) buckets are empty: {series}"
     );
+
+    // A series shows only the groups its metric counts rows of: executions by provider are
+    // all under "" (terminal agent events name no provider), API calls by event type all under
+    // `provider.api_call` — no group of zeros for the providers or the agent events.
+    for (q, want) in [
+        ("metric=executions&group_by=provider", vec![""]),
+        (
+            "metric=api_calls&group_by=event_type",
+            vec!["provider.api_call"],
+        ),
+    ] {
+        let (s, series) = get(&env, &key, &format!("?{q}&interval=day{days}")).await;
+        assert_eq!(s, 200, "{series}");
+        let shown: std::collections::BTreeSet<&str> = series["points"]
+            .as_array()
+            .expect("points")
+            .iter()
+            .map(|p| p["group"].as_str().expect("group"))
+            .collect();
+        assert_eq!(shown.into_iter().collect::<Vec<_>>(), want, "{q}: {series}");
+    }
 
     // Executions per hour over the default range (the last 30 days): one point per hour.
     let (s, series) = get(&env, &key, "?metric=executions&interval=hour").await;
@@ -309,7 +343,7 @@ fn with_agents(events: Vec<Value>) -> Vec<Value> {
 }
 
 /// `metric` by agent per `interval` over `range` against plain SQL over the raw rows: one point
-/// per bucket and agent with events in the range, each equal to its raw figure (p95 within 1%).
+/// per bucket and agent with rows the metric counts in the range, each equal to its raw figure (p95 within 1%).
 /// Returns the series.
 async fn check_by_agent(env: &Env, key: &str, metric: &str, interval: &str, range: &str) -> Value {
     let (s, series) = get(
@@ -326,10 +360,17 @@ async fn check_by_agent(env: &Env, key: &str, metric: &str, interval: &str, rang
         .1;
     let group = "coalesce(agent_id, '')";
     let want = raw(env, &series, interval, group, select).await;
+    // The agents with rows the metric counts (the calls naming no agent, "", have no
+    // executions).
+    let counted = match metric {
+        "cost_usd" | "tokens" => "spend",
+        "api_calls" => "api",
+        _ => "outcome",
+    };
     let groups: std::collections::BTreeSet<String> = env
         .db
         .query(
-            &format!("SELECT DISTINCT {group} FROM ({RAW}) s"),
+            &format!("SELECT DISTINCT {group} FROM ({RAW}) s WHERE {counted}"),
             &[&"acme", &at(&series["from"]), &at(&series["to"])],
         )
         .await

@@ -506,10 +506,10 @@ async fn check_series(env: &Env, key: &str, tenant: &str, range: &str, label: &s
                 if raw_of.is_none() {
                     raw_of = Some(raw::series(&env.db, tenant, from, to, interval, group).await);
                 }
-                let (buckets, groups) = raw_of.as_ref().expect("raw");
+                let (buckets, _) = raw_of.as_ref().expect("raw");
                 let groups: Vec<String> = match group {
                     None => vec![String::new()],
-                    Some(_) => groups.iter().cloned().collect(),
+                    Some(_) => raw::groups_of(buckets, metric),
                 };
                 let points = got["points"].as_array().expect("points");
                 let mut starts = Vec::new();

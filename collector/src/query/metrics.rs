@@ -339,6 +339,17 @@ impl Metric {
             _ => return None,
         })
     }
+
+    /// Whether the metric counts rows of `kind`: spend and tokens count spend rows, executions,
+    /// failures and latency terminal agent events, API calls `provider.api_call`s. A series
+    /// shows the groups that have such rows in its range, no group that could only be zero.
+    pub fn counts(self, kind: RowKind) -> bool {
+        match self {
+            Metric::CostUsd | Metric::Tokens => kind.spend,
+            Metric::Executions | Metric::Failures | Metric::P95DurationMs => kind.outcome,
+            Metric::ApiCalls => kind.api_call,
+        }
+    }
 }
 
 /// The width of a time-series bucket (`interval=`): a UTC hour, or a day or calendar month in
@@ -555,7 +566,9 @@ pub async fn timeseries(
         let itemized: bool = r.get(3);
         let events: i64 = r.get(4);
         let kind = RowKind::of(event_type, itemized);
-        groups.insert(g.clone());
+        if metric.counts(kind) {
+            groups.insert(g.clone());
+        }
         let a = acc.entry((t, g)).or_default();
         if kind.outcome {
             a.executions += events;

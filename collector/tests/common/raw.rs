@@ -142,6 +142,23 @@ pub async fn summary(
 /// A time series over the raw rows by (bucket start, group), and the groups seen.
 pub type Series = (BTreeMap<(DateTime<Utc>, String), Bucket>, BTreeSet<String>);
 
+/// The groups a series of `metric` shows: those with rows the metric counts (terminal agent
+/// events for executions, failures and latency, API calls for `api_calls`, spend rows for cost
+/// and tokens) in some bucket.
+pub fn groups_of(buckets: &BTreeMap<(DateTime<Utc>, String), Bucket>, metric: &str) -> Vec<String> {
+    let counted = |b: &Bucket| match metric {
+        "cost_usd" | "tokens" => b.spend_rows > 0,
+        "api_calls" => b.api_calls > 0,
+        _ => b.executions > 0,
+    };
+    let groups: BTreeSet<&String> = buckets
+        .iter()
+        .filter(|(_, b)| counted(b))
+        .map(|((_, g), _)| g)
+        .collect();
+    groups.into_iter().cloned().collect()
+}
+
 /// A recommendation candidate: provider, model, tasks, successes, known cost, costed tasks.
 type Candidate = (String, String, i64, i64, Decimal, i64);
 
@@ -156,6 +173,8 @@ pub struct Bucket {
     pub tokens: i64,
     /// Exact nearest-rank p95 of the executions' durations.
     pub p95_duration_ms: Option<i64>,
+    /// Rows spend counts (API calls, non-itemized terminal agent events).
+    pub spend_rows: i64,
 }
 
 /// `GET /v1/metrics/timeseries` over the raw rows: per bucket of `unit` (`hour`, `day`,
@@ -178,7 +197,8 @@ pub async fn series(
                 coalesce(sum(cost_usd) FILTER (WHERE spend), 0),
                 count(*) FILTER (WHERE spend AND cost_status = 'unpriced'),
                 coalesce(sum(tok) FILTER (WHERE spend), 0)::bigint,
-                percentile_disc(0.95) WITHIN GROUP (ORDER BY duration_ms) FILTER (WHERE outcome)
+                percentile_disc(0.95) WITHIN GROUP (ORDER BY duration_ms) FILTER (WHERE outcome),
+                count(*) FILTER (WHERE spend)
          FROM ({RAW}) s GROUP BY 1, 2"
     );
     let rows = db.query(&sql, &[&tenant, &from, &to]).await.expect(&sql);
@@ -197,6 +217,7 @@ pub async fn series(
                 unpriced_events: r.get(6),
                 tokens: r.get(7),
                 p95_duration_ms: r.get(8),
+                spend_rows: r.get(9),
             },
         );
     }
