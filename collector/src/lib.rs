@@ -46,6 +46,19 @@ pub async fn migrate(database_url: &str) -> Result<()> {
     Ok(())
 }
 
+/// Lower (or raise) the database's retention floor to `to` (migrating first): collectors
+/// configured with these settings may then start and delete what they no longer keep. Returns
+/// the floor it replaces (`None` on a database no collector has started on).
+pub async fn set_retention_floor(
+    database_url: &str,
+    to: store::retention::Floor,
+) -> Result<Option<store::retention::Floor>> {
+    let pool = store::connect_pool(database_url, 1)?;
+    let mut client = pool.get().await?;
+    store::migrations::apply(&mut client).await?;
+    store::retention::set_floor(&client, to).await
+}
+
 /// Create an API key (migrating first, so it works on a fresh database). Returns the secret.
 pub async fn create_key(
     database_url: &str,
@@ -157,6 +170,14 @@ impl Server {
             store::migrations::apply(&mut client).await?;
             let tenants = prices.reload(&**client).await?;
             tracing::info!("negotiated prices loaded for {tenants} tenant(s)");
+            store::retention::check_floor(
+                &client,
+                store::retention::Floor {
+                    raw_days: config.raw_retention_days,
+                    hourly_days: config.hourly_retention_days,
+                },
+            )
+            .await?;
             store::retention::run_once(
                 &client,
                 config.raw_retention_days,

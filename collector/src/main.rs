@@ -54,6 +54,11 @@ enum Command {
     /// Recompute the rollups of whole UTC days from the raw rows and print every difference
     /// (exit code 1 while any remains); `--repair` corrects them.
     Verify(VerifyArgs),
+    /// Set the database's retention floor to these settings: a collector configured to keep
+    /// less than the floor refuses to start, so shortening retention takes this deliberate step
+    /// (lengthening does not). Collectors started with the settings then delete what they no
+    /// longer keep.
+    Retention(RetentionCommandArgs),
     /// Print the connection URL of the running embedded cluster (for `psql` and backups). It
     /// holds the cluster's password: only the data directory's owner can read it.
     DatabaseUrl(DbArgs),
@@ -80,15 +85,41 @@ struct VerifyArgs {
     /// Correct every differing rollup row (safe while the collector ingests).
     #[arg(long)]
     repair: bool,
-    /// The collector's raw retention: daily rollups are checked only for days whose raw rows
-    /// are all still kept.
+    /// The collector's retention: daily rollups are checked only for days whose raw rows are
+    /// all still kept, hourly rollups only within the hourly retention.
+    #[command(flatten)]
+    retention: RetentionArgs,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// How long data is kept: the same variables and defaults for `serve`, `verify` and
+/// `retention`.
+#[derive(Debug, Args)]
+struct RetentionArgs {
+    /// Days raw events are kept (1 to 3650).
     #[arg(long, env = "AGENTTALLY_RAW_RETENTION_DAYS", default_value_t = config::DEFAULT_RAW_RETENTION_DAYS,
           value_parser = bounded::<u32>(config::RETENTION_DAYS))]
     raw_retention_days: u32,
-    /// The collector's hourly retention: hourly rollups are checked only within it.
+    /// Days hourly rollups are kept (1 to 3650; daily rollups are kept).
     #[arg(long, env = "AGENTTALLY_HOURLY_RETENTION_DAYS", default_value_t = config::DEFAULT_HOURLY_RETENTION_DAYS,
           value_parser = bounded::<u32>(config::RETENTION_DAYS))]
     hourly_retention_days: u32,
+}
+
+impl RetentionArgs {
+    fn floor(&self) -> agenttally_collector::store::retention::Floor {
+        agenttally_collector::store::retention::Floor {
+            raw_days: self.raw_retention_days,
+            hourly_days: self.hourly_retention_days,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct RetentionCommandArgs {
+    #[command(flatten)]
+    retention: RetentionArgs,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -117,14 +148,8 @@ struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     db: DbArgs,
-    /// Days raw events are kept (1 to 3650).
-    #[arg(long, env = "AGENTTALLY_RAW_RETENTION_DAYS", default_value_t = config::DEFAULT_RAW_RETENTION_DAYS,
-          value_parser = bounded::<u32>(config::RETENTION_DAYS))]
-    raw_retention_days: u32,
-    /// Days hourly rollups are kept (1 to 3650; daily rollups are kept).
-    #[arg(long, env = "AGENTTALLY_HOURLY_RETENTION_DAYS", default_value_t = config::DEFAULT_HOURLY_RETENTION_DAYS,
-          value_parser = bounded::<u32>(config::RETENTION_DAYS))]
-    hourly_retention_days: u32,
+    #[command(flatten)]
+    retention: RetentionArgs,
     /// How long a commit group lingers for more requests once none are waiting, in milliseconds
     /// (0 to 10000; 0: commit as soon as the channel is dry).
     #[arg(long, env = "AGENTTALLY_COMMIT_INTERVAL_MS", default_value_t = config::DEFAULT_COMMIT_INTERVAL.as_millis() as u64,
@@ -462,6 +487,21 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             .await?;
             println!("tenant {} is on tier {}", args.tenant, args.tier);
         }
+        Command::Retention(args) => {
+            let (url, _pg) = tokio::task::block_in_place(|| open_db(&args.db))?;
+            let to = args.retention.floor();
+            let before = agenttally_collector::set_retention_floor(&url, to).await?;
+            let was =
+                |f: Option<u32>| f.map_or("none recorded".to_string(), |d| format!("{d} days"));
+            println!(
+                "retention floor: raw events {} days (was {}), hourly rollups {} days (was {}); \
+                 collectors started with these settings delete what is older",
+                to.raw_days,
+                was(before.map(|f| f.raw_days)),
+                to.hourly_days,
+                was(before.map(|f| f.hourly_days)),
+            );
+        }
         Command::DatabaseUrl(db) => {
             let (url, _pg) = tokio::task::block_in_place(|| open_db(&db))?;
             println!("{url}");
@@ -497,8 +537,8 @@ async fn verify(args: VerifyArgs) -> Result<ExitCode, Error> {
     let mut opts = verify::Options {
         tenant: args.tenant,
         since: args.since,
-        raw_retention_days: args.raw_retention_days,
-        hourly_retention_days: args.hourly_retention_days,
+        raw_retention_days: args.retention.raw_retention_days,
+        hourly_retention_days: args.retention.hourly_retention_days,
         repair: args.repair,
     };
     let mut report = verify::run(&pool, &opts).await?;
@@ -539,8 +579,8 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     let (url, pg) = tokio::task::block_in_place(|| open_db(&args.db))?;
     let mut cfg = ServerConfig::new(url);
     cfg.listen = args.listen;
-    cfg.raw_retention_days = args.raw_retention_days;
-    cfg.hourly_retention_days = args.hourly_retention_days;
+    cfg.raw_retention_days = args.retention.raw_retention_days;
+    cfg.hourly_retention_days = args.retention.hourly_retention_days;
     cfg.commit_interval = Duration::from_millis(args.commit_interval_ms);
     cfg.writers = args.writers;
     cfg.price_file = args.price_file;

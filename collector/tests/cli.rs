@@ -142,6 +142,45 @@ async fn serve_and_keys_against_a_database_url() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("name: must be a string of 1 to 200"), "{err}");
     sigterm_and_wait(child);
+
+    // Retention below the floor the first start recorded (30 days): refused, exit code 1, the
+    // flag named; `retention` lowers the floor; then it starts.
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--raw-retention-days",
+            "7",
+        ])
+        .args(["--database-url", &url])
+        .output()
+        .expect("run serve");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--raw-retention-days, AGENTTALLY_RAW_RETENTION_DAYS): 7 days is shorter"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args([
+            "retention",
+            "--raw-retention-days",
+            "7",
+            "--database-url",
+            &url,
+        ])
+        .output()
+        .expect("run retention");
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("raw events 7 days (was 30 days), hourly rollups 90 days (was 90 days)"),
+        "{said}"
+    );
+    let (child, addr) = serve(&["--database-url", &url, "--raw-retention-days", "7"]);
+    assert_eq!(post(&addr, &key, "acme").await["accepted"], 1);
+    sigterm_and_wait(child);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -507,3 +507,105 @@ async fn health_and_metrics_report_what_happened() {
 
     env.shutdown().await;
 }
+
+/// The retention floor: the first start records its retention; a collector configured to keep
+/// less refuses to start, naming the setting and the command, and deletes nothing; a longer
+/// setting starts and records nothing; after `retention` lowers the floor, the shorter setting
+/// starts and applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retention_below_the_floor_refuses_to_start_and_deletes_nothing() {
+    use agenttally_collector::store::retention::{floor, Floor};
+    use agenttally_collector::{Server, ServerConfig};
+    use std::time::Duration;
+
+    let (mut env, _) = setup().await;
+    let url = env.pg.database_url();
+    assert_eq!(
+        floor(&env.db).await.expect("floor"),
+        Some(Floor {
+            raw_days: 30,
+            hourly_days: 90
+        }),
+        "the first start records its settings"
+    );
+    env.db
+        .batch_execute(
+            "SELECT agenttally_ensure_partition((now() - interval '20 days')::date); \
+             INSERT INTO events (tenant_id, id, ts, event_type, correlation_id, success) \
+               VALUES ('old', gen_random_uuid(), now() - interval '20 days', 'agent.started', 'c', true); \
+             INSERT INTO event_ids SELECT tenant_id, id FROM events WHERE tenant_id = 'old';",
+        )
+        .await
+        .expect("a 20-day-old event");
+    let start = |raw: u32, hourly: u32| {
+        let mut cfg = ServerConfig::new(url.clone());
+        cfg.listen = "127.0.0.1:0".parse().expect("addr");
+        cfg.raw_retention_days = raw;
+        cfg.hourly_retention_days = hourly;
+        Server::start(cfg)
+    };
+    let old = "SELECT count(*) FROM events WHERE tenant_id = 'old'";
+
+    for (raw, hourly, setting) in [
+        (
+            7,
+            90,
+            "raw_retention_days (--raw-retention-days, AGENTTALLY_RAW_RETENTION_DAYS): 7 days is \
+             shorter than the 30 days",
+        ),
+        (
+            30,
+            14,
+            "hourly_retention_days (--hourly-retention-days, AGENTTALLY_HOURLY_RETENTION_DAYS): \
+             14 days is shorter than the 90 days",
+        ),
+    ] {
+        let err = match start(raw, hourly).await {
+            Ok(_) => panic!("raw {raw} / hourly {hourly} started below the floor"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(setting), "{err}");
+        assert!(
+            err.contains(&format!(
+                "agenttally-collector retention --raw-retention-days {raw} \
+                 --hourly-retention-days {hourly}"
+            )),
+            "{err}"
+        );
+        assert_eq!(env.count(old).await, 1, "nothing deleted: {err}");
+    }
+
+    // Longer settings delete less: they start, and the floor stays.
+    let longer = start(60, 120).await.expect("longer retention starts");
+    longer
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("stop");
+    assert_eq!(
+        floor(&env.db).await.expect("floor").map(|f| f.raw_days),
+        Some(30)
+    );
+
+    // The deliberate step: lower the floor, then the shorter setting starts and applies.
+    let before = agenttally_collector::set_retention_floor(
+        &url,
+        Floor {
+            raw_days: 7,
+            hourly_days: 90,
+        },
+    )
+    .await
+    .expect("set floor");
+    assert_eq!(before.map(|f| f.raw_days), Some(30));
+    let shorter = start(7, 90).await.expect("starts at the lowered floor");
+    assert_eq!(
+        env.count(old).await,
+        0,
+        "the 20-day-old event is past 7 days"
+    );
+    shorter
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("stop");
+    env.shutdown().await;
+}

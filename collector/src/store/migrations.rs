@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "rollup_tenant_hourly",
         include_str!("migrations/0010_rollup_tenant_hourly.sql"),
     ),
+    (
+        11,
+        "retention_floor",
+        include_str!("migrations/0011_retention_floor.sql"),
+    ),
 ];
 
 /// Apply every migration not yet recorded. Safe to run from several collectors at once: an

@@ -2,12 +2,98 @@
 //! their dedupe ids, expired hourly rollups (usage, agent, savings and hour totals) deleted,
 //! erased raw events past their grace period deleted (`erasure::purge_due`). Runs at start and
 //! every hour; what is due is recorded in the database, so a restart loses nothing.
+//!
+//! The retention floor (`retention_floor`, migration 0011) guards the deletions: the first
+//! collector to start on a database records its retention there, and a collector configured to
+//! keep less than the floor refuses to start (`check_floor`) until `set_floor` (the `retention`
+//! command) lowers it — a mistyped setting cannot delete what the database was set to keep.
 
 use chrono::{TimeDelta, Utc};
 use tokio_postgres::Client;
 
 use crate::config::{PARTITIONS_AHEAD_DAYS, PARTITIONS_BEHIND_DAYS};
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// The retention recorded in `retention_floor`: the shortest an operator has agreed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Floor {
+    pub raw_days: u32,
+    pub hourly_days: u32,
+}
+
+fn days(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+/// The recorded floor, `None` on a database no collector has started on yet.
+pub async fn floor(client: &Client) -> Result<Option<Floor>> {
+    let row = client
+        .query_opt("SELECT raw_days, hourly_days FROM retention_floor", &[])
+        .await?;
+    Ok(row.map(|r| Floor {
+        raw_days: u32::try_from(r.get::<_, i32>(0)).unwrap_or(1),
+        hourly_days: u32::try_from(r.get::<_, i32>(1)).unwrap_or(1),
+    }))
+}
+
+/// At start, before any deletion: on a database without a floor, record `want` (the first
+/// collector's settings; of two starting at once, the first insert wins and the other is
+/// checked against it); then refuse (`Error::Config`, naming the setting, the floor and the
+/// command that lowers it) when `want` keeps less than the floor. Longer settings pass and are
+/// not recorded: they delete less.
+pub async fn check_floor(client: &Client, want: Floor) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO retention_floor (raw_days, hourly_days, set_by) \
+             VALUES ($1, $2, 'first start') ON CONFLICT DO NOTHING",
+            &[&days(want.raw_days), &days(want.hourly_days)],
+        )
+        .await?;
+    let Some(floor) = floor(client).await? else {
+        return Err(Error::Data(
+            "retention_floor: no row after recording one".into(),
+        ));
+    };
+    let short = [
+        ("raw", "raw events", want.raw_days, floor.raw_days),
+        (
+            "hourly",
+            "hourly rollups",
+            want.hourly_days,
+            floor.hourly_days,
+        ),
+    ]
+    .into_iter()
+    .find(|(_, _, w, f)| w < f);
+    match short {
+        None => Ok(()),
+        Some((name, what, w, f)) => Err(Error::Config(format!(
+            "{name}_retention_days (--{name}-retention-days, AGENTTALLY_{}_RETENTION_DAYS): \
+             {w} days is shorter than the {f} days this database keeps {what} for \
+             (its retention floor); starting would delete {what} it was set to keep. To shorten \
+             retention, run `agenttally-collector retention --raw-retention-days {} \
+             --hourly-retention-days {}` against this database first; otherwise fix the setting",
+            name.to_uppercase(),
+            want.raw_days,
+            want.hourly_days
+        ))),
+    }
+}
+
+/// Record `to` as the floor (the `retention` command); returns the floor it replaces.
+pub async fn set_floor(client: &Client, to: Floor) -> Result<Option<Floor>> {
+    let before = floor(client).await?;
+    client
+        .execute(
+            "INSERT INTO retention_floor (raw_days, hourly_days, set_by) \
+             VALUES ($1, $2, 'retention command') \
+             ON CONFLICT (singleton) DO UPDATE SET raw_days = EXCLUDED.raw_days, \
+               hourly_days = EXCLUDED.hourly_days, set_at = now(), set_by = EXCLUDED.set_by",
+            &[&days(to.raw_days), &days(to.hourly_days)],
+        )
+        .await?;
+    Ok(before)
+}
 
 /// One round of upkeep; returns how many raw partitions were dropped.
 pub async fn run_once(client: &Client, raw_days: u32, hourly_days: u32) -> Result<i32> {
