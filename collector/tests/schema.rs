@@ -120,6 +120,26 @@ async fn tenant_keys_start_with_tenant_id() {
         "rollup tables of the schema vs store::rollups::TABLES"
     );
 
+    // Each tenant table's isolation policy compares tenant_id with the tenant setting read once
+    // per statement (a sub-select, migration 0012), for reads and writes alike.
+    for t in &tenant_tables {
+        let row = db
+            .query_one(
+                "SELECT pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid) \
+                 FROM pg_policy WHERE polrelid = $1::text::regclass AND polname = 'tenant_isolation'",
+                &[t],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{t}: no tenant_isolation policy: {e}"));
+        let want = "(tenant_id = ( SELECT current_setting('agenttally.tenant_id'::text, true) AS current_setting))";
+        for (what, expr) in [
+            ("USING", row.get::<_, String>(0)),
+            ("WITH CHECK", row.get(1)),
+        ] {
+            assert_eq!(expr, want, "{t}: tenant_isolation {what}");
+        }
+    }
+
     // Each key's first column is tenant_id.
     let keys = db.query(KEYS_SQL, &[]).await.expect("keys");
     let mut checked = BTreeSet::new();

@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "retention_floor",
         include_str!("migrations/0011_retention_floor.sql"),
     ),
+    (
+        12,
+        "rls_initplan",
+        include_str!("migrations/0012_rls_initplan.sql"),
+    ),
 ];
 
 /// Apply every migration not yet recorded. Safe to run from several collectors at once: an
