@@ -371,6 +371,20 @@ async fn a_poison_row_is_rejected_alone_and_stored_once_fixed() {
     env.shutdown().await;
 }
 
+/// Store one event of tenant `old`, `days` old, with its dedupe id, in its own day partition.
+async fn store_old_event(env: &Env, days: u32) {
+    env.db
+        .batch_execute(&format!(
+            "SELECT agenttally_ensure_partition((now() - interval '{days} days')::date); \
+             INSERT INTO events (tenant_id, id, ts, event_type, correlation_id, success) \
+               VALUES ('old', gen_random_uuid(), now() - interval '{days} days', \
+                       'agent.started', 'c', true); \
+             INSERT INTO event_ids SELECT tenant_id, id FROM events WHERE tenant_id = 'old';"
+        ))
+        .await
+        .expect("an old event");
+}
+
 /// Retention drops an expired day partition and its dedupe ids, expired hourly agent rollups, and
 /// leaves current data alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,15 +394,7 @@ async fn retention_drops_expired_partitions_with_their_ids() {
     let (s, _) = env.post(&key, &current).await;
     assert_eq!(s, 200);
     // -- retention: an expired day partition is dropped with its dedupe ids --
-    env.db
-        .batch_execute(
-            "SELECT agenttally_ensure_partition((now() - interval '40 days')::date); \
-             INSERT INTO events (tenant_id, id, ts, event_type, correlation_id, success) \
-               VALUES ('old', gen_random_uuid(), now() - interval '40 days', 'agent.started', 'c', true); \
-             INSERT INTO event_ids SELECT tenant_id, id FROM events WHERE tenant_id = 'old';",
-        )
-        .await
-        .expect("old partition");
+    store_old_event(&env, 40).await;
     let dropped = agenttally_collector::store::retention::run_once(&env.db, 30, 90)
         .await
         .expect("retention");
@@ -528,15 +534,7 @@ async fn a_retention_below_the_floor_refuses_to_start_and_deletes_nothing() {
         }),
         "the first start records its settings"
     );
-    env.db
-        .batch_execute(
-            "SELECT agenttally_ensure_partition((now() - interval '20 days')::date); \
-             INSERT INTO events (tenant_id, id, ts, event_type, correlation_id, success) \
-               VALUES ('old', gen_random_uuid(), now() - interval '20 days', 'agent.started', 'c', true); \
-             INSERT INTO event_ids SELECT tenant_id, id FROM events WHERE tenant_id = 'old';",
-        )
-        .await
-        .expect("a 20-day-old event");
+    store_old_event(&env, 20).await;
     let start = |raw: u32, hourly: u32| {
         let mut cfg = ServerConfig::new(url.clone());
         cfg.listen = "127.0.0.1:0".parse().expect("addr");
