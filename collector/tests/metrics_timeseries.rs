@@ -362,11 +362,7 @@ async fn check_by_agent(env: &Env, key: &str, metric: &str, interval: &str, rang
     let want = raw(env, &series, interval, group, select).await;
     // The agents with rows the metric counts (the calls naming no agent, "", have no
     // executions).
-    let counted = match metric {
-        "cost_usd" | "tokens" => "spend",
-        "api_calls" => "api",
-        _ => "outcome",
-    };
+    let counted = raw::counted_rows(metric);
     let groups: std::collections::BTreeSet<String> = env
         .db
         .query(

@@ -142,13 +142,23 @@ pub async fn summary(
 /// A time series over the raw rows by (bucket start, group), and the groups seen.
 pub type Series = (BTreeMap<(DateTime<Utc>, String), Bucket>, BTreeSet<String>);
 
-/// The groups a series of `metric` shows: those with rows the metric counts (terminal agent
-/// events for executions, failures and latency, API calls for `api_calls`, spend rows for cost
-/// and tokens) in some bucket.
+/// The flag of `RAW` marking the rows a time series of `metric` counts: `spend` for cost and
+/// tokens, `api` for `api_calls`, `outcome` (terminal agent events) for executions, failures
+/// and latency.
+pub fn counted_rows(metric: &str) -> &'static str {
+    match metric {
+        "cost_usd" | "tokens" => "spend",
+        "api_calls" => "api",
+        _ => "outcome",
+    }
+}
+
+/// The groups a series of `metric` shows: those with rows the metric counts (`counted_rows`) in
+/// some bucket.
 pub fn groups_of(buckets: &BTreeMap<(DateTime<Utc>, String), Bucket>, metric: &str) -> Vec<String> {
-    let counted = |b: &Bucket| match metric {
-        "cost_usd" | "tokens" => b.spend_rows > 0,
-        "api_calls" => b.api_calls > 0,
+    let counted = |b: &Bucket| match counted_rows(metric) {
+        "spend" => b.spend_rows > 0,
+        "api" => b.api_calls > 0,
         _ => b.executions > 0,
     };
     let groups: BTreeSet<&String> = buckets
