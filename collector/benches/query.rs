@@ -3,7 +3,8 @@
 //! `QUERY_BENCH_QUERIES` (200) random tenant/range queries per endpoint through the HTTP API,
 //! each also answered by a plain SQL scan of the raw events (the reference answers of the
 //! property test, `tests/common/raw.rs`), and the time both took. Then ingest alone, ingest
-//! while the query mix runs, and `psql \copy` of as many rows, in the same run.
+//! while the query mix runs, and `psql \copy` of as many rows, in the same run: in rounds
+//! (`QUERY_BENCH_ROUNDS`, default 3) of alternating order, the medians reported.
 //!
 //! `cargo bench -p agenttally-collector --bench query` (release). The data set is stored
 //! through the collector's own ingest path (SDK client → HTTP → writer: raw rows and rollups in
@@ -364,80 +365,119 @@ fn main() {
     }
     println!("worst p95 {worst:.1} ms  (target <= 20 ms per endpoint)");
 
-    // Ingest alone, ingest while the query mix runs, and `\copy` of as many rows.
+    // Ingest alone, ingest while the query mix runs, and `\copy` of as many rows, in rounds
+    // (`QUERY_BENCH_ROUNDS`, default 3) whose order alternates (alone, busy, copy; then copy,
+    // busy, alone; ...), so a change of the machine's speed during the run weighs on every side
+    // alike; the ratios reported are the medians of the rounds'. As the copy's CSV is written
+    // before its clock starts, ingest's events are built before its clock starts.
     let m: usize = env_or("QUERY_BENCH_INGEST_EVENTS", 200_000);
+    let rounds: usize = env_or("QUERY_BENCH_ROUNDS", 3usize).max(1);
     let ingest = |tenant: &str| -> f64 {
+        let events: Vec<AnalyticsEvent> = (0..m).map(|i| event(i, tenant)).collect();
         let c = client(&endpoint, &key);
         let t0 = Instant::now();
-        for i in 0..m {
-            c.track(event(i, tenant)).unwrap();
+        for e in events {
+            c.track(e).unwrap();
         }
         c.flush(Duration::from_secs(600)).unwrap();
         let s = t0.elapsed().as_secs_f64();
         c.shutdown(Duration::from_secs(10)).unwrap();
         m as f64 / s
     };
-    let alone = ingest("bench-ingest-alone");
-    let stop = Arc::new(AtomicBool::new(false));
-    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let readers: Vec<_> = (0..2)
-        .map(|r| {
-            let (stop, served, endpoint, key) =
-                (stop.clone(), served.clone(), endpoint.clone(), key.clone());
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                let http = reqwest::Client::new();
-                let mut g = Rng(1_000 + r);
-                let now = Utc::now();
-                while !stop.load(Ordering::Relaxed) {
-                    let e = ENDPOINTS[g.next(ENDPOINTS.len() as u64) as usize].0;
-                    let tenant = format!("tenant-{:04}", g.next(tenants as u64));
-                    let (from, to) = range(&mut g, now);
-                    let p = path(e, &tenant, from, to, &mut g);
-                    let ok = rt
-                        .block_on(
-                            http.get(format!("{endpoint}{p}"))
-                                .header("authorization", format!("Bearer {key}"))
-                                .send(),
-                        )
-                        .is_ok_and(|r| r.status().is_success());
-                    assert!(ok, "{p}");
-                    served.fetch_add(1, Ordering::Relaxed);
-                }
+    // Ingest while two readers send the query mix back to back: (events/s, queries/s).
+    let busy = |tenant: &str| -> (f64, f64) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                let (stop, served, endpoint, key) =
+                    (stop.clone(), served.clone(), endpoint.clone(), key.clone());
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    let http = reqwest::Client::new();
+                    let mut g = Rng(1_000 + r);
+                    let now = Utc::now();
+                    while !stop.load(Ordering::Relaxed) {
+                        let e = ENDPOINTS[g.next(ENDPOINTS.len() as u64) as usize].0;
+                        let tenant = format!("tenant-{:04}", g.next(tenants as u64));
+                        let (from, to) = range(&mut g, now);
+                        let p = path(e, &tenant, from, to, &mut g);
+                        let ok = rt
+                            .block_on(
+                                http.get(format!("{endpoint}{p}"))
+                                    .header("authorization", format!("Bearer {key}"))
+                                    .send(),
+                            )
+                            .is_ok_and(|r| r.status().is_success());
+                        assert!(ok, "{p}");
+                        served.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
             })
-        })
-        .collect();
-    let t0 = Instant::now();
-    let busy = ingest("bench-ingest-busy");
-    let qps = served.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    for r in readers {
-        r.join().unwrap();
+            .collect();
+        let t0 = Instant::now();
+        let rate = ingest(tenant);
+        let qps = served.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.join().unwrap();
+        }
+        (rate, qps)
+    };
+    let copy_rows = |tenant: &str| -> f64 {
+        let csv = dir.join("copy.csv");
+        let mut buf = Vec::with_capacity(m * 300);
+        for i in 0..m {
+            csv_row(&mut buf, &event(i, tenant));
+        }
+        std::fs::File::create(&csv)
+            .unwrap()
+            .write_all(&buf)
+            .unwrap();
+        let rate = m as f64 / copy(&url, &csv);
+        std::fs::remove_file(&csv).unwrap();
+        rate
+    };
+    println!("round  order               alone ev/s  busy ev/s  queries/s  copy rows/s  busy/copy  alone/copy");
+    let (mut busy_ratios, mut alone_ratios) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let forward = r % 2 == 0;
+        let (mut alone, mut loaded, mut copied) = (0.0, (0.0, 0.0), 0.0);
+        for step in 0..3 {
+            match if forward { step } else { 2 - step } {
+                0 => alone = ingest(&format!("bench-ingest-alone-{r}")),
+                1 => loaded = busy(&format!("bench-ingest-busy-{r}")),
+                _ => copied = copy_rows(&format!("bench-copy-{r}")),
+            }
+        }
+        let (b, a) = (loaded.0 / copied, alone / copied);
+        busy_ratios.push(b);
+        alone_ratios.push(a);
+        println!(
+            "{:>5}  {:<18} {alone:>11.0} {:>10.0} {:>10.0} {copied:>12.0} {b:>10.2} {a:>11.2}",
+            r + 1,
+            if forward {
+                "alone, busy, copy"
+            } else {
+                "copy, busy, alone"
+            },
+            loaded.0,
+            loaded.1,
+        );
     }
-    let csv = dir.join("copy.csv");
-    let mut buf = Vec::with_capacity(m * 300);
-    for i in 0..m {
-        csv_row(&mut buf, &event(i, "bench-copy"));
-    }
-    std::fs::File::create(&csv)
-        .unwrap()
-        .write_all(&buf)
-        .unwrap();
-    let copy_rate = m as f64 / copy(&url, &csv);
-    std::fs::remove_file(&csv).unwrap();
     rt.block_on(db.batch_execute(
         "DELETE FROM events WHERE tenant_id LIKE 'bench-%';
          DELETE FROM event_ids WHERE tenant_id LIKE 'bench-%'",
     ))
     .unwrap();
-    println!("ingest  alone {alone:.0} ev/s; while 2 readers query ({qps:.0} queries/s) {busy:.0} ev/s; \\copy {copy_rate:.0} rows/s");
     println!(
-        "ratio   ingest while querying / copy {:.2}  (target >= 0.5); alone / copy {:.2}",
-        busy / copy_rate,
-        alone / copy_rate
+        "ratio   ingest while querying / copy: median {:.2} of {rounds} rounds  (target >= 0.5); \
+         alone / copy: median {:.2}",
+        pct(&mut busy_ratios, 0.5),
+        pct(&mut alone_ratios, 0.5),
     );
     rt.block_on(server.shutdown(Duration::from_secs(30)))
         .unwrap();
