@@ -514,6 +514,84 @@ async fn health_and_metrics_report_what_happened() {
     env.shutdown().await;
 }
 
+/// A database that held data before it had a floor (one from before migration 0011): the first
+/// start records the age of the data held where it is longer than the settings, so a start
+/// with a shorter retention is refused instead of deleting it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_floor_covers_the_data_a_database_already_holds() {
+    use agenttally_collector::store::retention::{floor, Floor};
+    use agenttally_collector::{Server, ServerConfig};
+    use std::time::Duration;
+
+    let (mut env, _) = setup().await;
+    let url = env.pg.database_url();
+    // What a database from before the floor looks like: data, and no floor recorded.
+    env.db
+        .batch_execute(
+            "DELETE FROM retention_floor; \
+             INSERT INTO rollup_tenant_hourly VALUES ('old', \
+               date_trunc('hour', now() - interval '100 days'), 1, 0, 0, 0, 0, 0)",
+        )
+        .await
+        .expect("a database without a floor");
+    store_old_event(&env, 45).await;
+    let start = |raw: u32, hourly: u32| {
+        let mut cfg = ServerConfig::new(url.clone());
+        cfg.listen = "127.0.0.1:0".parse().expect("addr");
+        cfg.raw_retention_days = raw;
+        cfg.hourly_retention_days = hourly;
+        Server::start(cfg)
+    };
+
+    // The defaults (30 / 90) would delete the 45-day-old event and the 100-day-old hour row.
+    let err = match start(30, 90).await {
+        Ok(_) => panic!("started below the age of the data held"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains(
+            "raw_retention_days (--raw-retention-days, AGENTTALLY_RAW_RETENTION_DAYS): 30 days \
+             is shorter than the 45 days"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        floor(&env.db).await.expect("floor"),
+        Some(Floor {
+            raw_days: 45,
+            hourly_days: 101,
+        }),
+        "the first floor is the age of the data held (the hour row: 100 days and part of one)"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM events WHERE tenant_id = 'old'")
+            .await,
+        1
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM rollup_tenant_hourly WHERE tenant_id = 'old'")
+            .await,
+        1
+    );
+    // Settings that keep it start, and delete none of it.
+    let keeping = start(45, 101).await.expect("starts at the floor");
+    keeping
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("stop");
+    assert_eq!(
+        env.count("SELECT count(*) FROM events WHERE tenant_id = 'old'")
+            .await,
+        1
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM rollup_tenant_hourly WHERE tenant_id = 'old'")
+            .await,
+        1
+    );
+    env.shutdown().await;
+}
+
 /// The retention floor: the first start records its retention; a collector configured to keep
 /// less refuses to start, naming the setting and the command, and deletes nothing; a longer
 /// setting starts and records nothing; after `retention` lowers the floor, the shorter setting

@@ -4,9 +4,10 @@
 //! every hour; what is due is recorded in the database, so a restart loses nothing.
 //!
 //! The retention floor (`retention_floor`, migration 0011) guards the deletions: the first
-//! collector to start on a database records its retention there, and a collector configured to
-//! keep less than the floor refuses to start (`check_floor`) until `set_floor` (the `retention`
-//! command) lowers it — a mistyped setting cannot delete what the database was set to keep.
+//! collector to start on a database records its retention there (or the age of the data the
+//! database already holds, when longer), and a collector configured to keep less than the floor
+//! refuses to start (`check_floor`) until `set_floor` (the `retention` command) lowers it — a
+//! mistyped setting cannot delete what the database was set to keep.
 
 use chrono::{TimeDelta, Utc};
 use tokio_postgres::Client;
@@ -38,17 +39,35 @@ pub async fn floor(client: &Client) -> Result<Option<Floor>> {
 
 /// At start, before any deletion: on a database without a floor, record `want` (the first
 /// collector's settings; of two starting at once, the first insert wins and the other is
-/// checked against it); then refuse (`Error::Config`, naming the setting, the floor and the
-/// command that lowers it) when `want` keeps less than the floor. Longer settings pass and are
-/// not recorded: they delete less.
+/// checked against it) — or, for data already held (a database from before the floor
+/// existed), the age of its oldest raw day partition holding rows and of its oldest hourly
+/// rollup row where those are longer, so that the first start after an upgrade cannot delete
+/// either; then refuse (`Error::Config`, naming the setting, the floor and the command that
+/// lowers it) when `want` keeps less than the floor. Longer settings pass and are not
+/// recorded: they delete less.
 pub async fn check_floor(client: &Client, want: Floor) -> Result<()> {
-    client
-        .execute(
-            "INSERT INTO retention_floor (raw_days, hourly_days, set_by) \
-             VALUES ($1, $2, 'first start') ON CONFLICT DO NOTHING",
-            &[&days(want.raw_days), &days(want.hourly_days)],
-        )
-        .await?;
+    if floor(client).await?.is_none() {
+        let held = held(client).await?;
+        let first = Floor {
+            raw_days: want.raw_days.max(held.raw_days),
+            hourly_days: want.hourly_days.max(held.hourly_days),
+        };
+        client
+            .execute(
+                "INSERT INTO retention_floor (raw_days, hourly_days, set_by) \
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[
+                    &days(first.raw_days),
+                    &days(first.hourly_days),
+                    &if first == want {
+                        "first start"
+                    } else {
+                        "first start, data held"
+                    },
+                ],
+            )
+            .await?;
+    }
     let Some(floor) = floor(client).await? else {
         return Err(Error::Data(
             "retention_floor: no row after recording one".into(),
@@ -78,6 +97,55 @@ pub async fn check_floor(client: &Client, want: Floor) -> Result<()> {
             want.hourly_days
         ))),
     }
+}
+
+/// How long the data a database holds goes back, in the units retention deletes by: whole UTC
+/// days from the oldest raw day partition holding a row to today (what `raw_days` must be for
+/// `run_once` to keep it), and days, rounded up, from the oldest hourly rollup bucket to now.
+/// 1 for what holds nothing. Reads each hourly rollup table whole, so it runs only while no
+/// floor is recorded.
+async fn held(client: &Client) -> Result<Floor> {
+    let partitions = client
+        .query(
+            "SELECT c.relname, \
+                    (now() AT TIME ZONE 'UTC')::date - to_date(substr(c.relname, 8), 'YYYYMMDD') \
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'events'::regclass AND c.relname ~ '^events_[0-9]{8}$' \
+             ORDER BY c.relname",
+            &[],
+        )
+        .await?;
+    let mut raw_days = 1;
+    for p in &partitions {
+        let (name, age): (&str, i32) = (p.get(0), p.get(1));
+        // `name` matched ^events_[0-9]{8}$ above: safe to write into the statement.
+        let holds: bool = client
+            .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {name})"), &[])
+            .await?
+            .get(0);
+        if holds {
+            raw_days = u32::try_from(age).unwrap_or(0).max(1);
+            break;
+        }
+    }
+    let mut hourly_days = 1;
+    for table in super::rollups::hourly_tables() {
+        let age: Option<i32> = client
+            .query_one(
+                &format!(
+                    "SELECT ceil(extract(epoch FROM now() - min(bucket)) / 86400)::int4 \
+                     FROM {table}"
+                ),
+                &[],
+            )
+            .await?
+            .get(0);
+        hourly_days = hourly_days.max(age.and_then(|a| u32::try_from(a).ok()).unwrap_or(0));
+    }
+    Ok(Floor {
+        raw_days,
+        hourly_days,
+    })
 }
 
 /// Record `to` as the floor (the `retention` command); returns the floor it replaces.
