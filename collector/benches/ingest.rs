@@ -31,8 +31,10 @@
 //! Knobs: `INGEST_BENCH_ROUNDS`; `INGEST_BENCH_CLIENTS`, `INGEST_BENCH_FLUSH_AT`,
 //! `INGEST_BENCH_IN_FLIGHT` (client); `INGEST_BENCH_COMMIT_MS`, `INGEST_BENCH_WRITERS`,
 //! `INGEST_BENCH_BASELINES` (the savings baselines priced at ingest, 1 to 8, comma separated)
-//! (collector); `INGEST_BENCH_LOG=1` (collector debug log on stderr, e.g. each commit's size and
-//! time).
+//! (collector); `INGEST_BENCH_PG_SETTINGS` (the cluster's `--embedded-pg-setting`s, `;` between
+//! them, e.g. `shared_preload_libraries=pg_stat_statements;pg_stat_statements.track=all` to time
+//! each statement); `INGEST_BENCH_LOG=1` (collector debug log on stderr, e.g. each commit's size
+//! and time).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -171,7 +173,15 @@ fn main() {
         .unwrap();
     let dir = std::env::temp_dir().join(format!("agenttally-bench-{}", std::process::id()));
     // fsync on (the default): both sides pay for durable commits.
-    let pg = EmbeddedPostgres::start(&EmbeddedOptions::new(&dir)).unwrap();
+    let mut opts = EmbeddedOptions::new(&dir);
+    if let Ok(list) = std::env::var("INGEST_BENCH_PG_SETTINGS") {
+        opts.settings = list
+            .split(';')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| agenttally_collector::embedded_pg::parse_setting(s).unwrap())
+            .collect();
+    }
+    let pg = EmbeddedPostgres::start(&opts).unwrap();
     let url = pg.database_url();
     let server = rt
         .block_on(Server::start({

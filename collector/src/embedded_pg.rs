@@ -47,6 +47,11 @@ const SETTINGS_FILE: &str = "agenttally.conf";
 const PREFETCH_SETTINGS: &str = "effective_io_concurrency = 256\n";
 #[cfg(not(target_os = "linux"))]
 const PREFETCH_SETTINGS: &str = "";
+/// `v` as a quoted string of `postgresql.conf` (quotes doubled, backslashes escaped).
+fn conf_string(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "''"))
+}
+
 /// The socket directory, inside the cluster directory.
 const SOCKET_SUBDIR: &str = "socket";
 /// `sun_path` holds 108 bytes including the NUL; PostgreSQL refuses longer socket paths.
@@ -111,6 +116,9 @@ pub struct EmbeddedOptions {
     pub data_dir: PathBuf,
     /// `fsync` of the cluster. On by default; tests turn it off.
     pub fsync: bool,
+    /// Server settings `(name, value)` of the operator's (`--embedded-pg-setting`), checked by
+    /// [`parse_setting`]; written before the cluster's fixed connection settings.
+    pub settings: Vec<(String, String)>,
 }
 
 impl EmbeddedOptions {
@@ -118,8 +126,73 @@ impl EmbeddedOptions {
         EmbeddedOptions {
             data_dir: data_dir.into(),
             fsync: true,
+            settings: Vec::new(),
         }
     }
+}
+
+/// Settings of the embedded cluster that keep it reachable only by the collector (no TCP, its
+/// socket in a private directory, passwords always), or that have a flag of their own: an
+/// operator's setting may not name them.
+const FIXED_SETTINGS: &[&str] = &[
+    "listen_addresses",
+    "port",
+    "unix_socket_directories",
+    "unix_socket_group",
+    "unix_socket_permissions",
+    "password_encryption",
+    "hba_file",
+    "ident_file",
+    "data_directory",
+    "config_file",
+    "external_pid_file",
+    "fsync",
+];
+
+/// An operator's server setting for the embedded cluster, `NAME=VALUE` (e.g.
+/// `shared_buffers=1GB`, `shared_preload_libraries=pg_stat_statements`,
+/// `pg_stat_statements.track=all`). The error names the rule broken. PostgreSQL itself checks
+/// the name and value when the cluster starts (an unknown name or a bad value stops the start,
+/// with its message). An empty entry (a trailing `;` in the variable, or an empty variable)
+/// gives `("", "")`, which the caller skips.
+pub fn parse_setting(s: &str) -> std::result::Result<(String, String), String> {
+    if s.trim().is_empty() {
+        return Ok((String::new(), String::new()));
+    }
+    let Some((name, value)) = s.split_once('=') else {
+        return Err(format!(
+            "{s:?}: must be NAME=VALUE, e.g. shared_buffers=1GB"
+        ));
+    };
+    let name = name.trim().to_ascii_lowercase();
+    let word = |w: &str| {
+        w.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let valid = match name.split_once('.') {
+        Some((a, b)) => word(a) && word(b),
+        None => word(&name),
+    };
+    if !valid {
+        return Err(format!(
+            "{name:?}: a setting's name is letters, digits and underscores, with at most one dot \
+             (e.g. pg_stat_statements.track)"
+        ));
+    }
+    if FIXED_SETTINGS.contains(&name.as_str()) {
+        return Err(format!(
+            "{name}: fixed in the embedded cluster (it listens only on a Unix socket in its \
+             private directory, with passwords; fsync has --no-fsync); use --database-url for a \
+             server configured otherwise"
+        ));
+    }
+    let value = value.trim();
+    if value.chars().any(|c| c == '\n' || c == '\r' || c == '\0') {
+        return Err(format!("{name}: the value must be one line"));
+    }
+    Ok((name, value.to_string()))
 }
 
 /// A running cluster. Stops the server on drop when this handle started it; an ephemeral cluster
@@ -134,6 +207,8 @@ pub struct EmbeddedPostgres {
     port: u16,
     password: String,
     fsync: bool,
+    /// The operator's settings (`EmbeddedOptions::settings`).
+    settings: Vec<(String, String)>,
     /// `(uid, gid)` of the `postgres` system user when we are root (PostgreSQL refuses root).
     run_as: Option<(u32, u32)>,
     /// True when this handle started the server (and so stops it).
@@ -192,6 +267,7 @@ impl EmbeddedPostgres {
             port: 0,
             password: String::new(),
             fsync: opts.fsync,
+            settings: opts.settings.clone(),
             run_as,
             owned: false,
             running: false,
@@ -379,16 +455,26 @@ impl EmbeddedPostgres {
                 }
             }
         };
-        let settings = format!(
+        // Defaults, then the operator's settings (which may change them), then the fixed
+        // connection settings last, so that nothing before them wins.
+        let mut settings = format!(
             "# Written by agenttally-collector before every start; edits are overwritten.\n\
-             listen_addresses = ''\n\
-             unix_socket_directories = '{}'\n\
-             unix_socket_permissions = 0700\n\
-             password_encryption = 'scram-sha-256'\n\
-             max_connections = 100\n{}",
-            self.socket_dir.to_string_lossy().replace('\'', "''"),
-            PREFETCH_SETTINGS
+             max_connections = 100\n{PREFETCH_SETTINGS}"
         );
+        if !self.settings.is_empty() {
+            settings.push_str("# --embedded-pg-setting\n");
+            for (name, value) in &self.settings {
+                settings.push_str(&format!("{name} = {}\n", conf_string(value)));
+            }
+        }
+        settings.push_str(&format!(
+            "# fixed: reachable only by the collector\n\
+             listen_addresses = ''\n\
+             unix_socket_directories = {}\n\
+             unix_socket_permissions = 0700\n\
+             password_encryption = 'scram-sha-256'\n",
+            conf_string(&self.socket_dir.to_string_lossy())
+        ));
         self.write_private(&self.cluster_dir.join(SETTINGS_FILE), &settings)?;
         self.write_private(
             &self.cluster_dir.join("pg_hba.conf"),

@@ -139,6 +139,18 @@ struct DbArgs {
     /// Turn fsync off in the embedded cluster (tests and demos only: a crash can lose data).
     #[arg(long, env = "AGENTTALLY_NO_FSYNC")]
     no_fsync: bool,
+    /// A PostgreSQL server setting for the embedded cluster, NAME=VALUE; repeat the flag, or
+    /// separate them with ';' in the variable (e.g. shared_buffers=1GB;
+    /// shared_preload_libraries=pg_stat_statements). Its connection and authentication
+    /// settings are fixed.
+    #[arg(
+        long = "embedded-pg-setting",
+        env = "AGENTTALLY_EMBEDDED_PG_SETTINGS",
+        value_name = "NAME=VALUE",
+        value_delimiter = ';',
+        value_parser = agenttally_collector::embedded_pg::parse_setting
+    )]
+    embedded_pg_settings: Vec<(String, String)>,
 }
 
 #[derive(Debug, Args)]
@@ -428,11 +440,24 @@ fn main() -> ExitCode {
 /// The database URL, starting the embedded cluster when none is given. The returned handle stops
 /// the cluster when dropped if this process started it.
 fn open_db(db: &DbArgs) -> Result<(String, Option<EmbeddedPostgres>), Error> {
+    let settings: Vec<(String, String)> = db
+        .embedded_pg_settings
+        .iter()
+        .filter(|(name, _)| !name.is_empty())
+        .cloned()
+        .collect();
     match &db.database_url {
+        Some(_) if !settings.is_empty() => Err(Error::Config(
+            "embedded_pg_settings (--embedded-pg-setting, AGENTTALLY_EMBEDDED_PG_SETTINGS): \
+             applies only to the embedded cluster, and --database-url names another server; \
+             configure that server itself"
+                .into(),
+        )),
         Some(url) => Ok((url.clone(), None)),
         None => {
             let mut opts = EmbeddedOptions::new(&db.data_dir);
             opts.fsync = !db.no_fsync;
+            opts.settings = settings;
             let pg = EmbeddedPostgres::start(&opts)?;
             Ok((pg.database_url(), Some(pg)))
         }

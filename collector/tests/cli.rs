@@ -362,6 +362,40 @@ fn huge_numbers_are_refused_at_parse_time() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--listen"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // The embedded cluster's settings: its lock cannot be named (flag or variable, one of
+    // several), and they make no sense against another server.
+    for (args, env) in [
+        (vec!["--embedded-pg-setting", "listen_addresses=*"], None),
+        (
+            vec![],
+            Some((
+                "AGENTTALLY_EMBEDDED_PG_SETTINGS",
+                "work_mem=64MB;listen_addresses=*",
+            )),
+        ),
+    ] {
+        let (code, stderr) = run(&args, env);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(
+            stderr.contains("'--embedded-pg-setting <NAME=VALUE>'")
+                && stderr.contains("listen_addresses: fixed in the embedded cluster"),
+            "{stderr}"
+        );
+    }
+    let (code, stderr) = run(
+        &[
+            "--database-url",
+            "postgres://nobody@127.0.0.1:1/none",
+            "--embedded-pg-setting",
+            "work_mem=64MB",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--embedded-pg-setting, AGENTTALLY_EMBEDDED_PG_SETTINGS): applies only to the embedded cluster"),
+        "{stderr}"
+    );
 }
 
 /// A `ServerConfig` built directly (as tests and embedders do) with huge values is refused by

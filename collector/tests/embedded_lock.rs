@@ -511,3 +511,98 @@ fn a_long_data_dir_puts_the_socket_in_a_private_dir() {
     assert!(!socket_dir.exists(), "the socket dir is removed on stop");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An operator's server settings (`--embedded-pg-setting`) reach the embedded cluster, e.g. to
+/// preload `pg_stat_statements` for profiling; its connection settings cannot be named, and a
+/// bad value stops the start with PostgreSQL's message naming the setting.
+#[test]
+fn operator_settings_reach_the_embedded_cluster_but_not_its_lock() {
+    use agenttally_collector::embedded_pg::parse_setting;
+
+    for (given, rule) in [
+        (
+            "listen_addresses=*",
+            "listen_addresses: fixed in the embedded cluster",
+        ),
+        (
+            "unix_socket_permissions=0777",
+            "unix_socket_permissions: fixed",
+        ),
+        ("PASSWORD_ENCRYPTION=md5", "password_encryption: fixed"),
+        ("fsync=off", "fsync: fixed"),
+        ("shared_buffers", "must be NAME=VALUE"),
+        ("bad name=1", "letters, digits and underscores"),
+        ("a.b.c=1", "at most one dot"),
+        (
+            "work_mem=1\nlisten_addresses='*'",
+            "the value must be one line",
+        ),
+    ] {
+        let err = parse_setting(given).expect_err(given);
+        assert!(err.contains(rule), "{given}: {err}");
+    }
+    assert_eq!(
+        parse_setting(" pg_stat_statements.track = all "),
+        Ok(("pg_stat_statements.track".into(), "all".into()))
+    );
+
+    let dir = std::env::temp_dir().join(format!("agenttally-settings-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut opts = EmbeddedOptions::new(&dir);
+    opts.fsync = false;
+    opts.settings = [
+        "shared_buffers=48MB",
+        "shared_preload_libraries=pg_stat_statements",
+        "pg_stat_statements.track=all",
+        // Quotes and backslashes are escaped in the settings file (else the start would fail).
+        "application_name=it's a \\ test",
+    ]
+    .iter()
+    .map(|s| parse_setting(s).expect(s))
+    .collect();
+    let pg = EmbeddedPostgres::start(&opts).expect("start with settings");
+    let url = pg.database_url();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let shown = rt.block_on(async {
+        let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        db.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .await
+            .expect("pg_stat_statements loads");
+        let statements: i64 = db
+            .query_one("SELECT count(*) FROM pg_stat_statements", &[])
+            .await
+            .expect("pg_stat_statements preloaded")
+            .get(0);
+        assert!(statements > 0);
+        let mut shown = Vec::new();
+        for name in [
+            "shared_buffers",
+            "pg_stat_statements.track",
+            "listen_addresses",
+        ] {
+            let row = db
+                .query_one("SELECT current_setting($1)", &[&name])
+                .await
+                .expect("setting");
+            shown.push(row.get::<_, String>(0));
+        }
+        shown
+    });
+    assert_eq!(shown, ["48MB", "all", ""]);
+    pg.shutdown().expect("shutdown");
+
+    // A value PostgreSQL refuses: the start fails with its message, naming the setting.
+    opts.settings = vec![parse_setting("shared_buffers=lots").expect("parses")];
+    let err = match EmbeddedPostgres::start(&opts) {
+        Ok(_) => panic!("started with shared_buffers=lots"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("shared_buffers"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
