@@ -514,13 +514,35 @@ async fn health_and_metrics_report_what_happened() {
     env.shutdown().await;
 }
 
+/// The old raw events and old hour-total rows stored.
+async fn held_old(env: &Env) -> (i64, i64) {
+    (
+        env.count("SELECT count(*) FROM events WHERE tenant_id = 'old'")
+            .await,
+        env.count("SELECT count(*) FROM rollup_tenant_hourly WHERE tenant_id = 'old'")
+            .await,
+    )
+}
+
+/// A collector on `url` keeping raw events `raw` days and hourly rollups `hourly` days.
+async fn start_with_retention(
+    url: &str,
+    raw: u32,
+    hourly: u32,
+) -> agenttally_collector::Result<agenttally_collector::Server> {
+    let mut cfg = agenttally_collector::ServerConfig::new(url.to_string());
+    cfg.listen = "127.0.0.1:0".parse().expect("addr");
+    cfg.raw_retention_days = raw;
+    cfg.hourly_retention_days = hourly;
+    agenttally_collector::Server::start(cfg).await
+}
+
 /// A database that held data before it had a floor (one from before migration 0011): the first
 /// start records the age of the data held where it is longer than the settings, so a start
 /// with a shorter retention is refused instead of deleting it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_floor_covers_the_data_a_database_already_holds() {
     use agenttally_collector::store::retention::{floor, Floor};
-    use agenttally_collector::{Server, ServerConfig};
     use std::time::Duration;
 
     let (mut env, _) = setup().await;
@@ -535,13 +557,7 @@ async fn the_first_floor_covers_the_data_a_database_already_holds() {
         .await
         .expect("a database without a floor");
     store_old_event(&env, 45).await;
-    let start = |raw: u32, hourly: u32| {
-        let mut cfg = ServerConfig::new(url.clone());
-        cfg.listen = "127.0.0.1:0".parse().expect("addr");
-        cfg.raw_retention_days = raw;
-        cfg.hourly_retention_days = hourly;
-        Server::start(cfg)
-    };
+    let start = |raw: u32, hourly: u32| start_with_retention(&url, raw, hourly);
 
     // The defaults (30 / 90) would delete the 45-day-old event and the 100-day-old hour row.
     let err = match start(30, 90).await {
@@ -563,32 +579,14 @@ async fn the_first_floor_covers_the_data_a_database_already_holds() {
         }),
         "the first floor is the age of the data held (the hour row: 100 days and part of one)"
     );
-    assert_eq!(
-        env.count("SELECT count(*) FROM events WHERE tenant_id = 'old'")
-            .await,
-        1
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM rollup_tenant_hourly WHERE tenant_id = 'old'")
-            .await,
-        1
-    );
+    assert_eq!(held_old(&env).await, (1, 1), "nothing deleted");
     // Settings that keep it start, and delete none of it.
     let keeping = start(45, 101).await.expect("starts at the floor");
     keeping
         .shutdown(Duration::from_secs(10))
         .await
         .expect("stop");
-    assert_eq!(
-        env.count("SELECT count(*) FROM events WHERE tenant_id = 'old'")
-            .await,
-        1
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM rollup_tenant_hourly WHERE tenant_id = 'old'")
-            .await,
-        1
-    );
+    assert_eq!(held_old(&env).await, (1, 1), "nothing deleted");
     env.shutdown().await;
 }
 
@@ -599,7 +597,6 @@ async fn the_first_floor_covers_the_data_a_database_already_holds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retention_below_the_floor_refuses_to_start_and_deletes_nothing() {
     use agenttally_collector::store::retention::{floor, Floor};
-    use agenttally_collector::{Server, ServerConfig};
     use std::time::Duration;
 
     let (mut env, _) = setup().await;
@@ -613,13 +610,7 @@ async fn a_retention_below_the_floor_refuses_to_start_and_deletes_nothing() {
         "the first start records its settings"
     );
     store_old_event(&env, 20).await;
-    let start = |raw: u32, hourly: u32| {
-        let mut cfg = ServerConfig::new(url.clone());
-        cfg.listen = "127.0.0.1:0".parse().expect("addr");
-        cfg.raw_retention_days = raw;
-        cfg.hourly_retention_days = hourly;
-        Server::start(cfg)
-    };
+    let start = |raw: u32, hourly: u32| start_with_retention(&url, raw, hourly);
     let old = "SELECT count(*) FROM events WHERE tenant_id = 'old'";
 
     for (raw, hourly, setting) in [
