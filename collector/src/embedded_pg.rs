@@ -297,6 +297,14 @@ impl EmbeddedPostgres {
                 tracing::info!(
                     "embedded PostgreSQL already running (started by a live collector); connecting"
                 );
+                if !opts.settings.is_empty() {
+                    tracing::warn!(
+                        "--embedded-pg-setting not applied: the cluster in {} runs with the \
+                         settings of the collector that started it; they apply when a collector \
+                         given them starts it",
+                        pg.cluster_dir.display()
+                    );
+                }
             }
             live => {
                 if let Some(orphan) = live {

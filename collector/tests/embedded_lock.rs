@@ -236,6 +236,16 @@ async fn only_the_collector_reaches_the_embedded_cluster() {
     // The collector works, and `keys create` beside it reaches the same cluster.
     let key = keys_create(&dir);
     post_one(&addr, &key).await;
+    // Settings given to a command that finds the cluster running are not applied, and it says so.
+    let out = Command::new(BIN)
+        .args(["database-url", "--embedded-pg-setting", "work_mem=8MB"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .expect("run database-url");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("--embedded-pg-setting not applied"), "{said}");
 
     let (first_pid, port, socket_dir, listen) = postmaster(&cluster);
     assert_eq!(listen, "", "no TCP listen address");
