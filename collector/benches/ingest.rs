@@ -37,14 +37,13 @@
 //! and time).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use agenttally::{AnalyticsEvent, Client};
 use agenttally_collector::{EmbeddedOptions, EmbeddedPostgres, Scope, Server, ServerConfig};
 
 mod common;
-use common::{copy, csv_row, env_or, event};
+use common::{copy, env_or, event, write_csv};
 
 fn client(endpoint: &str, key: &str, max_queue: usize) -> Client {
     Client::builder()
@@ -367,15 +366,7 @@ fn median_by<T>(items: &[T], key: impl Fn(&T) -> f64) -> &T {
 fn copy_round(url: &str, postmaster: Option<&String>, tenant: &str, n: usize) -> (f64, (f64, f64)) {
     let csv_path =
         std::env::temp_dir().join(format!("agenttally-bench-{}.csv", std::process::id()));
-    {
-        let mut buf = Vec::with_capacity(n * 400);
-        for i in 0..n {
-            csv_row(&mut buf, &event(i, tenant));
-        }
-        let mut f = std::fs::File::create(&csv_path).unwrap();
-        f.write_all(&buf).unwrap();
-        f.sync_all().unwrap();
-    }
+    write_csv(&csv_path, tenant, n);
     let cpu1 = (postgres_cpu(postmaster), own_cpu());
     let secs = copy(url, &csv_path);
     // psql's backend exits with psql; its CPU time reaches the postmaster's children times only

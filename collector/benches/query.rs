@@ -18,7 +18,6 @@ mod common;
 #[path = "../tests/common/raw.rs"]
 mod raw;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,7 +27,7 @@ use agenttally::pricing::PriceBook;
 use agenttally::{AgentEvent, AnalyticsEvent, Client, ProviderEvent, Usage};
 use agenttally_collector::{EmbeddedOptions, EmbeddedPostgres, Scope, Server, ServerConfig};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use common::{copy, csv_row, env_or, event};
+use common::{copy, env_or, event, write_csv};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
@@ -429,14 +428,7 @@ fn main() {
     };
     let copy_rows = |tenant: &str| -> f64 {
         let csv = dir.join("copy.csv");
-        let mut buf = Vec::with_capacity(m * 300);
-        for i in 0..m {
-            csv_row(&mut buf, &event(i, tenant));
-        }
-        std::fs::File::create(&csv)
-            .unwrap()
-            .write_all(&buf)
-            .unwrap();
+        write_csv(&csv, tenant, m);
         let rate = m as f64 / copy(&url, &csv);
         std::fs::remove_file(&csv).unwrap();
         rate

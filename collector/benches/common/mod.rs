@@ -2,6 +2,7 @@
 //! loads for an event (exactly the values the collector's writer inserts), `psql`, knobs.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
@@ -95,6 +96,18 @@ pub fn csv_row(out: &mut Vec<u8>, e: &AnalyticsEvent) {
     out.push(b'"');
     out.extend_from_slice(meta.replace('"', "\"\"").as_bytes());
     out.extend_from_slice(b"\"\n");
+}
+
+/// Write the CSV of `n` events of `tenant` (`event(0..n)`) to `path` and sync it: what a `\copy`
+/// baseline loads, written before its clock starts.
+pub fn write_csv(path: &Path, tenant: &str, n: usize) {
+    let mut buf = Vec::with_capacity(n * 400);
+    for i in 0..n {
+        csv_row(&mut buf, &event(i, tenant));
+    }
+    let mut f = std::fs::File::create(path).expect("create the CSV");
+    f.write_all(&buf).expect("write the CSV");
+    f.sync_all().expect("sync the CSV");
 }
 
 pub fn psql() -> PathBuf {
