@@ -385,6 +385,17 @@ async fn store_old_event(env: &Env, days: u32) {
         .expect("an old event");
 }
 
+/// Store one hour-totals row of tenant `old` for the hour `days` ago.
+async fn store_old_hour_totals(env: &Env, days: u32) {
+    env.db
+        .batch_execute(&format!(
+            "INSERT INTO rollup_tenant_hourly VALUES ('old', \
+               date_trunc('hour', now() - interval '{days} days'), 1, 0, 0, 0, 0, 0)"
+        ))
+        .await
+        .expect("an old hour-totals row");
+}
+
 /// Retention drops an expired day partition and its dedupe ids, expired hourly agent rollups, and
 /// leaves current data alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,14 +448,8 @@ async fn retention_drops_expired_partitions_with_their_ids() {
             .expect("agent rollup row");
     }
     // Hour totals expire with the hourly retention too.
-    for age in ["100 days", "10 days"] {
-        env.db
-            .batch_execute(&format!(
-                "INSERT INTO rollup_tenant_hourly VALUES ('old', \
-                   date_trunc('hour', now() - interval '{age}'), 1, 0, 0, 0, 0, 0)"
-            ))
-            .await
-            .expect("hour totals row");
+    for days in [100, 10] {
+        store_old_hour_totals(&env, days).await;
     }
     agenttally_collector::store::retention::run_once(&env.db, 30, 90)
         .await
@@ -549,13 +554,10 @@ async fn the_first_floor_covers_the_data_a_database_already_holds() {
     let url = env.pg.database_url();
     // What a database from before the floor looks like: data, and no floor recorded.
     env.db
-        .batch_execute(
-            "DELETE FROM retention_floor; \
-             INSERT INTO rollup_tenant_hourly VALUES ('old', \
-               date_trunc('hour', now() - interval '100 days'), 1, 0, 0, 0, 0, 0)",
-        )
+        .batch_execute("DELETE FROM retention_floor")
         .await
         .expect("a database without a floor");
+    store_old_hour_totals(&env, 100).await;
     store_old_event(&env, 45).await;
     let start = |raw: u32, hourly: u32| start_with_retention(&url, raw, hourly);
 
