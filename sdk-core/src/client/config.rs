@@ -34,8 +34,12 @@ pub mod defaults {
     pub const RETRY_MIN_DELAY: Duration = Duration::from_millis(100);
     /// Cap of the exponential retry delay (before full jitter).
     pub const RETRY_MAX_DELAY: Duration = Duration::from_secs(10);
-    /// Requests in flight at once.
-    pub const MAX_IN_FLIGHT: usize = 4;
+    /// Most requests in flight at once. The client adapts below it: it starts at
+    /// [`INITIAL_IN_FLIGHT`], adds one for each request answered while every slot was busy, and
+    /// halves when the collector asks it to slow down (408, 429, 5xx, a failed request).
+    pub const MAX_IN_FLIGHT: usize = 16;
+    /// Requests in flight at once when the client starts (or `max_in_flight`, if lower).
+    pub const INITIAL_IN_FLIGHT: usize = 4;
     /// Compress request bodies.
     pub const GZIP: bool = true;
     /// Spool fsync policy.
@@ -253,7 +257,9 @@ impl ClientBuilder {
         self.retry_max_delay = max;
         self
     }
-    /// Requests in flight at once.
+    /// Most requests in flight at once (1..=64). The client starts at
+    /// [`defaults::INITIAL_IN_FLIGHT`] (or this, if lower), grows towards this while a backlog
+    /// waits and every request is busy, and halves when the collector asks it to slow down.
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n;
         self

@@ -51,6 +51,8 @@ struct Meta {
     bytes: usize,
     oldest: Option<Instant>,
     segment: Option<u64>,
+    /// When its first request was sent.
+    sent: Instant,
 }
 
 /// A `flush` waiting for its events: first those queued before it (by pop sequence), then the
@@ -73,6 +75,51 @@ struct Outcome {
     undelivered: Vec<Encoded>,
     /// Whether the collector answered the last request like a working collector.
     healthy: bool,
+    /// Whether any answer asked to slow down or come back later (408, 429, 5xx, a failed or
+    /// timed-out request, a per-event retryable rejection).
+    congested: bool,
+}
+
+/// How many requests may be in flight at once: additive increase, multiplicative decrease, as
+/// TCP and the adaptive-concurrency HTTP clients of log shippers do. The limit starts at
+/// [`INITIAL_IN_FLIGHT`](super::config::defaults::INITIAL_IN_FLIGHT) (or `max_in_flight`, if
+/// lower), grows by one for each request answered while every slot was busy (a backlog is
+/// waiting: more requests at once make larger commits on the collector and drain it sooner), up
+/// to `max_in_flight`, and halves when an answer asks to slow down. Requests sent before the last
+/// cut do not cut it again, so one overloaded moment halves it once, not once per request.
+#[derive(Debug)]
+struct Concurrency {
+    cap: usize,
+    limit: usize,
+    cut_at: Option<Instant>,
+}
+
+impl Concurrency {
+    fn new(cap: usize) -> Self {
+        Concurrency {
+            cap,
+            limit: cap.clamp(1, super::config::defaults::INITIAL_IN_FLIGHT),
+            cut_at: None,
+        }
+    }
+
+    fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// A delivery whose first request was sent at `sent` has finished; `saturated`: every slot
+    /// was busy until it did.
+    fn answered(&mut self, sent: Instant, congested: bool, saturated: bool, now: Instant) {
+        if congested {
+            if self.cut_at.is_none_or(|t| sent >= t) {
+                self.limit = (self.limit / 2).max(1);
+                self.cut_at = Some(now);
+                tracing::debug!(limit = self.limit, "agenttally requests in flight halved");
+            }
+        } else if saturated && self.limit < self.cap {
+            self.limit += 1;
+        }
+    }
 }
 
 pub(crate) struct WorkerState {
@@ -81,7 +128,7 @@ pub(crate) struct WorkerState {
     rx: tmpsc::UnboundedReceiver<Ctrl>,
     flush_at: usize,
     flush_interval: Duration,
-    max_in_flight: usize,
+    in_flight: Concurrency,
     has_spool: bool,
     tasks: JoinSet<Outcome>,
     meta: HashMap<Id, Meta>,
@@ -122,7 +169,7 @@ impl WorkerState {
             rx,
             flush_at: cfg.flush_at,
             flush_interval: cfg.flush_interval,
-            max_in_flight: cfg.max_in_flight,
+            in_flight: Concurrency::new(cfg.max_in_flight),
             has_spool,
             tasks: JoinSet::new(),
             meta: HashMap::new(),
@@ -160,7 +207,7 @@ impl WorkerState {
             // `woken` is clear. With every slot busy a wake can start nothing, and a finishing
             // task wakes the loop anyway: the flag stays set, so `track()` skips the call. Not
             // with a spool's overflow buffer, which only the worker drains.
-            let busy = self.tasks.len() >= self.max_in_flight && self.shared.overflow.is_none();
+            let busy = self.tasks.len() >= self.in_flight.limit() && self.shared.overflow.is_none();
             self.shared.woken.store(busy, Relaxed);
             tokio::select! {
                 Some(res) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
@@ -225,7 +272,7 @@ impl WorkerState {
         // With every slot busy a due batch cannot start, and a finishing task wakes the loop
         // anyway: waking for the head's deadline then would spin.
         if let Some((_, h)) = &self.head {
-            if self.tasks.len() < self.max_in_flight {
+            if self.tasks.len() < self.in_flight.limit() {
                 at = at.min(h.at + self.flush_interval);
             }
         }
@@ -313,7 +360,7 @@ impl WorkerState {
         }
         let limits = BatchLimits::V1;
         self.pop_head();
-        while self.tasks.len() < self.max_in_flight {
+        while self.tasks.len() < self.in_flight.limit() {
             let Some((_, h)) = &self.head else { break };
             let due = stopping
                 || !self.flushes.is_empty()
@@ -350,6 +397,7 @@ impl WorkerState {
                     bytes: held,
                     oldest,
                     segment: None,
+                    sent: now,
                 },
             );
         }
@@ -371,14 +419,14 @@ impl WorkerState {
         // A task still retrying counts as much as a finished one that gave up.
         let healthy = self.healthy && !self.policy.failing.load(Relaxed);
         let cap = if healthy {
-            self.max_in_flight.saturating_sub(1).max(1)
+            self.in_flight.limit().saturating_sub(1).max(1)
         } else {
             1
         };
         if !healthy && now < self.next_probe {
             return;
         }
-        while self.tasks.len() < self.max_in_flight && self.replays_in_flight < cap {
+        while self.tasks.len() < self.in_flight.limit() && self.replays_in_flight < cap {
             if self.replay.is_empty() {
                 let got = self
                     .shared
@@ -406,6 +454,7 @@ impl WorkerState {
                     bytes: 0,
                     oldest: None,
                     segment: Some(seg),
+                    sent: now,
                 },
             );
             if !healthy {
@@ -437,6 +486,8 @@ impl WorkerState {
         let Some(meta) = self.meta.remove(&id) else {
             return;
         };
+        // The finished task no longer counts in `tasks`.
+        let saturated = self.tasks.len() + 1 >= self.in_flight.limit();
         let c = &self.shared.counters;
         if meta.segment.is_none() {
             self.shared.release(0, meta.bytes);
@@ -446,6 +497,8 @@ impl WorkerState {
         }
         let undelivered = match outcome {
             Some(o) => {
+                self.in_flight
+                    .answered(meta.sent, o.congested, saturated, Instant::now());
                 self.healthy = o.healthy;
                 if !o.healthy {
                     self.next_probe = Instant::now() + self.policy.max_delay;
@@ -739,6 +792,7 @@ async fn deliver(
     let mut out = Outcome {
         undelivered: Vec::new(),
         healthy: true,
+        congested: false,
     };
     let mut work: VecDeque<Work> = VecDeque::new();
     work.push_back((batch, None, false));
@@ -771,6 +825,7 @@ async fn deliver(
                 if again.is_empty() {
                     continue;
                 }
+                out.congested = true;
                 let mut keep: Vec<Option<Encoded>> = batch.into_iter().map(Some).collect();
                 let sub: Vec<Encoded> = again.iter().filter_map(|&i| keep[i].take()).collect();
                 work.push_front((sub, None, true));
@@ -798,6 +853,7 @@ async fn deliver(
             }
             Verdict::Retry(ra) => {
                 out.healthy = false;
+                out.congested = true;
                 p.failing.store(true, Relaxed);
                 work.push_front((batch, Some(body), true));
                 ra
@@ -816,4 +872,56 @@ async fn deliver(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_grows_by_one_per_busy_answer_up_to_the_cap() {
+        let t = Instant::now();
+        let mut c = Concurrency::new(16);
+        assert_eq!(c.limit(), 4);
+        // Answers while slots were free leave it alone.
+        c.answered(t, false, false, t);
+        assert_eq!(c.limit(), 4);
+        for _ in 0..20 {
+            c.answered(t, false, true, t);
+        }
+        assert_eq!(c.limit(), 16);
+        // A cap below the initial limit is the limit.
+        assert_eq!(Concurrency::new(2).limit(), 2);
+        let mut one = Concurrency::new(1);
+        one.answered(t, false, true, t);
+        assert_eq!(one.limit(), 1);
+    }
+
+    #[test]
+    fn one_overloaded_moment_halves_the_limit_once() {
+        let t0 = Instant::now();
+        let mut c = Concurrency::new(16);
+        for _ in 0..12 {
+            c.answered(t0, false, true, t0);
+        }
+        assert_eq!(c.limit(), 16);
+        let t1 = t0 + Duration::from_millis(10);
+        // Every request in flight (sent at t0) is told to slow down: one cut.
+        for _ in 0..16 {
+            c.answered(t0, true, true, t1);
+        }
+        assert_eq!(c.limit(), 8);
+        // A request sent after that cut and told again cuts again, never below one.
+        let t2 = t1 + Duration::from_millis(10);
+        c.answered(t2, true, true, t2);
+        assert_eq!(c.limit(), 4);
+        for i in 0..10u64 {
+            let t = t2 + Duration::from_millis(i + 1);
+            c.answered(t, true, false, t);
+        }
+        assert_eq!(c.limit(), 1);
+        // Healthy answers while busy bring it back.
+        c.answered(t2, false, true, t2);
+        assert_eq!(c.limit(), 2);
+    }
 }

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,28 @@ pub struct Ctl {
     /// Per-event rejections: id → (error JSON, retryable). A retryable rejection is answered
     /// once (the re-send is stored); a permanent one every time.
     pub reject: Mutex<HashMap<Uuid, (Value, bool)>>,
+    /// Every request waits this long before it is answered.
+    pub delay: Mutex<Option<Duration>>,
+    /// Requests being handled now, and the most at once so far.
+    pub active: AtomicUsize,
+    pub max_active: AtomicUsize,
+}
+
+/// Counts a request as active while it is handled.
+struct Active<'a>(&'a Ctl);
+
+impl<'a> Active<'a> {
+    fn enter(ctl: &'a Ctl) -> Self {
+        let now = ctl.active.fetch_add(1, Ordering::SeqCst) + 1;
+        ctl.max_active.fetch_max(now, Ordering::SeqCst);
+        Active(ctl)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Ctl {
@@ -112,6 +135,11 @@ impl TestCollector {
 }
 
 async fn batch(State(ctl): State<Arc<Ctl>>, headers: HeaderMap, body: Bytes) -> Response {
+    let _active = Active::enter(&ctl);
+    let delay = *ctl.delay.lock().unwrap();
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     let gz = headers.get("content-encoding").is_some_and(|v| v == "gzip");
     let raw = if gz {
         let mut out = Vec::new();
