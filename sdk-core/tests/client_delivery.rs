@@ -8,6 +8,7 @@ mod client_support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use agenttally::client::defaults::MAX_IN_FLIGHT;
 use agenttally::client::MemoryTransport;
 use agenttally::{Client, ClientBuilder, ErrorKind, OverflowPolicy};
 use client_support::{event, hanging_server, refused_port, Fault, TestCollector};
@@ -343,63 +344,51 @@ fn wire_json_event_without_id_is_tracked_with_a_fresh_id() {
     assert_eq!(got[0].id.get_version_num(), 7);
 }
 
+/// Longer than the client (a debug build) takes to send 16 requests, so answers come back only
+/// after every slot is busy.
+const SLOW: Duration = Duration::from_millis(200);
+
 #[test]
 fn requests_in_flight_grow_under_a_backlog_up_to_max_in_flight() {
-    // A collector that takes 200 ms per request (longer than the client takes to send 16) and a backlog of 60 batches: the client starts at
-    // 4 requests at once and adds one per answer while all are busy, up to `max_in_flight`.
-    let srv = TestCollector::start();
-    *srv.ctl.delay.lock().unwrap() = Some(Duration::from_millis(200));
+    // A slow collector and a backlog of 60 batches: the client starts at 4 requests at once and
+    // adds one per answer while all are busy, up to `max_in_flight`.
+    let srv = TestCollector::slow(SLOW);
     let c = client(&srv.url()).build().unwrap();
     let ids = track_n(&c, 6_000);
     c.flush(Duration::from_secs(30)).unwrap();
     assert_eq!(srv.ctl.ids(), ids);
-    let most = srv.ctl.max_active.load(std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(
-        most,
-        agenttally::client::defaults::MAX_IN_FLIGHT,
-        "most at once"
-    );
+    assert_eq!(srv.ctl.most_at_once(), MAX_IN_FLIGHT, "most at once");
 
     // A lower `max_in_flight` bounds it.
-    let srv = TestCollector::start();
-    *srv.ctl.delay.lock().unwrap() = Some(Duration::from_millis(200));
+    let srv = TestCollector::slow(SLOW);
     let c = client(&srv.url()).max_in_flight(3).build().unwrap();
     let ids = track_n(&c, 3_000);
     c.flush(Duration::from_secs(30)).unwrap();
     assert_eq!(srv.ctl.ids(), ids);
-    assert_eq!(
-        srv.ctl.max_active.load(std::sync::atomic::Ordering::SeqCst),
-        3
-    );
+    assert_eq!(srv.ctl.most_at_once(), 3);
 }
 
 #[test]
 fn a_collector_that_asks_to_slow_down_gets_fewer_requests_at_once() {
     // Grown to 16 at once, then every request is answered 503 once (each batch is re-sent
     // after its backoff): the limit halves, so fewer requests arrive at once afterwards.
-    let srv = TestCollector::start();
-    *srv.ctl.delay.lock().unwrap() = Some(Duration::from_millis(200));
+    let srv = TestCollector::slow(SLOW);
     let c = client(&srv.url()).build().unwrap();
     track_n(&c, 6_000);
     c.flush(Duration::from_secs(30)).unwrap();
-    assert_eq!(
-        srv.ctl.max_active.load(std::sync::atomic::Ordering::SeqCst),
-        16
-    );
-    for _ in 0..16 {
+    assert_eq!(srv.ctl.most_at_once(), MAX_IN_FLIGHT);
+    for _ in 0..MAX_IN_FLIGHT {
         srv.ctl.fault(Fault::Status(503));
     }
     // 16 batches meet the 16 faults; the limit halves once (they were all sent before the cut).
     let first = track_n(&c, 1_600);
     c.flush(Duration::from_secs(30)).unwrap();
-    srv.ctl
-        .max_active
-        .store(0, std::sync::atomic::Ordering::SeqCst);
+    srv.ctl.reset_most_at_once();
     // 16 batches again: 8 go at once, and each of the first answers lets two more go (one
     // freed, one grown), so at most 12 are in flight at once where 16 were before the 503s.
     let second = track_n(&c, 1_600);
     c.flush(Duration::from_secs(30)).unwrap();
-    let most = srv.ctl.max_active.load(std::sync::atomic::Ordering::SeqCst);
+    let most = srv.ctl.most_at_once();
     assert!(most <= 12, "after the 503s at most 12 at once, saw {most}");
     let ids = srv.ctl.ids();
     assert!(first.is_subset(&ids) && second.is_subset(&ids));

@@ -91,6 +91,14 @@ impl Ctl {
     pub fn fault(&self, f: Fault) {
         self.faults.lock().unwrap().push_back(f);
     }
+    /// The most requests handled at once so far.
+    pub fn most_at_once(&self) -> usize {
+        self.max_active.load(Ordering::SeqCst)
+    }
+    /// Count afresh from now.
+    pub fn reset_most_at_once(&self) {
+        self.max_active.store(0, Ordering::SeqCst);
+    }
     /// Ids stored at least once.
     pub fn ids(&self) -> HashSet<Uuid> {
         self.seen.lock().unwrap().stored.keys().copied().collect()
@@ -127,6 +135,13 @@ impl TestCollector {
             axum::serve(l, app).await.unwrap();
         });
         TestCollector { addr, ctl, rt }
+    }
+
+    /// A collector that waits `delay` before answering each request.
+    pub fn slow(delay: Duration) -> Self {
+        let srv = Self::start();
+        *srv.ctl.delay.lock().unwrap() = Some(delay);
+        srv
     }
 
     pub fn url(&self) -> String {
