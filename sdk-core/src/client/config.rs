@@ -34,9 +34,8 @@ pub mod defaults {
     pub const RETRY_MIN_DELAY: Duration = Duration::from_millis(100);
     /// Cap of the exponential retry delay (before full jitter).
     pub const RETRY_MAX_DELAY: Duration = Duration::from_secs(10);
-    /// Most requests in flight at once. The client adapts below it: it starts at
-    /// [`INITIAL_IN_FLIGHT`], adds one for each request answered while every slot was busy, and
-    /// halves when the collector asks it to slow down (408, 429, 5xx, a failed request).
+    /// Most requests in flight at once; the client adapts below it, as
+    /// [`ClientBuilder::max_in_flight`](super::ClientBuilder::max_in_flight) describes.
     pub const MAX_IN_FLIGHT: usize = 16;
     /// Requests in flight at once when the client starts (or `max_in_flight`, if lower).
     pub const INITIAL_IN_FLIGHT: usize = 4;
@@ -258,8 +257,9 @@ impl ClientBuilder {
         self
     }
     /// Most requests in flight at once (1..=64). The client starts at
-    /// [`defaults::INITIAL_IN_FLIGHT`] (or this, if lower), grows towards this while a backlog
-    /// waits and every request is busy, and halves when the collector asks it to slow down.
+    /// [`defaults::INITIAL_IN_FLIGHT`] (or this, if lower), adds one for each request answered
+    /// while every slot was busy, up to this, and halves when the collector asks it to slow down
+    /// (408, 429, 5xx, a timeout or connection error, a per-event retryable rejection).
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n;
         self
