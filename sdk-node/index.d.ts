@@ -99,6 +99,10 @@ export interface Stats {
   spoolBytes: number
   spoolCorrupt: number
   oldestQueuedAgeMs: number
+  /** Delivery requests running now. */
+  requestsInFlight: number
+  /** How many requests the client lets run at once now: grows while a backlog keeps every slot busy, up to `maxInFlight`; halves when the collector asks to slow down. */
+  inFlightLimit: number
 }
 
 export interface RunOptions {

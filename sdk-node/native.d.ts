@@ -125,6 +125,10 @@ export interface Stats {
   spoolBytes: number
   spoolCorrupt: number
   oldestQueuedAgeMs: number
+  /** Delivery requests running now. */
+  requestsInFlight: number
+  /** How many requests the client lets run at once now (adapts up to `maxInFlight`). */
+  inFlightLimit: number
 }
 
 /** The sdk-core version the addon was built from. */

@@ -29,7 +29,8 @@
 //! `ratio ≈ cores × copy CPU/row ÷ ingest CPU/event` when nothing else runs on the machine.
 //!
 //! Knobs: `INGEST_BENCH_ROUNDS`; `INGEST_BENCH_CLIENTS`, `INGEST_BENCH_FLUSH_AT`,
-//! `INGEST_BENCH_IN_FLIGHT` (client); `INGEST_BENCH_COMMIT_MS`, `INGEST_BENCH_WRITERS`,
+//! `INGEST_BENCH_IN_FLIGHT` (client); `INGEST_BENCH_COMMIT_MS`, `INGEST_BENCH_COMMIT_EVENTS`,
+//! `INGEST_BENCH_WRITERS`,
 //! `INGEST_BENCH_BASELINES` (the savings baselines priced at ingest, 1 to 8, comma separated)
 //! (collector); `INGEST_BENCH_PG_SETTINGS` (the cluster's `--embedded-pg-setting`s, `;` between
 //! them, e.g. `shared_preload_libraries=pg_stat_statements;pg_stat_statements.track=all` to time
@@ -188,6 +189,10 @@ fn main() {
             cfg.listen = "127.0.0.1:0".parse().unwrap();
             cfg.commit_interval = Duration::from_millis(commit_ms);
             cfg.writers = writers;
+            cfg.max_commit_events = env_or(
+                "INGEST_BENCH_COMMIT_EVENTS",
+                agenttally_collector::config::DEFAULT_MAX_COMMIT_EVENTS,
+            );
             if let Ok(list) = std::env::var("INGEST_BENCH_BASELINES") {
                 cfg.savings_baselines = list
                     .split(',')
@@ -281,7 +286,10 @@ fn main() {
             "INGEST_BENCH_IN_FLIGHT",
             agenttally::client::defaults::MAX_IN_FLIGHT
         ),
-        agenttally_collector::config::DEFAULT_MAX_COMMIT_EVENTS,
+        env_or(
+            "INGEST_BENCH_COMMIT_EVENTS",
+            agenttally_collector::config::DEFAULT_MAX_COMMIT_EVENTS
+        ),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     let us = |secs: f64| secs * 1e6 / n as f64;

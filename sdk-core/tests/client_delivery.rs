@@ -354,10 +354,16 @@ fn requests_in_flight_grow_under_a_backlog_up_to_max_in_flight() {
     // adds one per answer while all are busy, up to `max_in_flight`.
     let srv = TestCollector::slow(SLOW);
     let c = client(&srv.url()).build().unwrap();
+    let s = c.stats();
+    assert_eq!((s.in_flight_limit, s.requests_in_flight), (4, 0));
     let ids = track_n(&c, 6_000);
     c.flush(Duration::from_secs(30)).unwrap();
     assert_eq!(srv.ctl.ids(), ids);
     assert_eq!(srv.ctl.most_at_once(), MAX_IN_FLIGHT, "most at once");
+    // `stats()` reports the limit reached; nothing is in flight after the flush.
+    let s = c.stats();
+    assert_eq!(s.in_flight_limit, MAX_IN_FLIGHT as u64);
+    assert_eq!(s.requests_in_flight, 0);
 
     // A lower `max_in_flight` bounds it.
     let srv = TestCollector::slow(SLOW);
@@ -390,6 +396,9 @@ fn a_collector_that_asks_to_slow_down_gets_fewer_requests_at_once() {
     c.flush(Duration::from_secs(30)).unwrap();
     let most = srv.ctl.most_at_once();
     assert!(most <= 12, "after the 503s at most 12 at once, saw {most}");
+    // Halved once to 8, then grown by at most one per answer of the second 16 batches.
+    let limit = c.stats().in_flight_limit;
+    assert!((8..MAX_IN_FLIGHT as u64).contains(&limit), "limit {limit}");
     let ids = srv.ctl.ids();
     assert!(first.is_subset(&ids) && second.is_subset(&ids));
     assert_eq!(srv.ctl.duplicates(), 0);

@@ -406,6 +406,10 @@ pub struct Stats {
     pub spool_bytes: f64,
     pub spool_corrupt: f64,
     pub oldest_queued_age_ms: f64,
+    /// Delivery requests running now.
+    pub requests_in_flight: f64,
+    /// How many requests the client lets run at once now (adapts up to `maxInFlight`).
+    pub in_flight_limit: f64,
 }
 
 impl From<CoreStats> for Stats {
@@ -436,6 +440,8 @@ impl From<CoreStats> for Stats {
             spool_bytes: n(s.spool_bytes),
             spool_corrupt: n(s.spool_corrupt),
             oldest_queued_age_ms: s.oldest_queued_age.as_secs_f64() * 1000.0,
+            requests_in_flight: n(s.requests_in_flight),
+            in_flight_limit: n(s.in_flight_limit),
         }
     }
 }

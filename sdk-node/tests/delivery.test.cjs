@@ -49,6 +49,9 @@ test('10,000 events arrive exactly once with exact decimals', async () => {
   assert.equal(stats.duplicates, 0)
   assert.equal(stats.rejected, 0)
   assert.equal(stats.dropped.total, 0)
+  // Delivered: nothing in flight; the adaptive limit stays within 1..=maxInFlight (16).
+  assert.equal(stats.requestsInFlight, 0)
+  assert.ok(stats.inFlightLimit >= 1 && stats.inFlightLimit <= 16, `limit ${stats.inFlightLimit}`)
 
   const [[count, distinct, sum, outputs]] = await query(
     `SELECT count(*), count(DISTINCT id), sum(cost_usd), sum(output_tokens) FROM events WHERE tenant_id = '${t}'`,

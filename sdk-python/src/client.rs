@@ -536,6 +536,8 @@ pub struct Stats {
     spool_bytes: u64,
     spool_corrupt: u64,
     oldest_queued_age: Duration,
+    requests_in_flight: u64,
+    in_flight_limit: u64,
 }
 
 impl From<CoreStats> for Stats {
@@ -563,6 +565,8 @@ impl From<CoreStats> for Stats {
             spool_bytes: s.spool_bytes,
             spool_corrupt: s.spool_corrupt,
             oldest_queued_age: s.oldest_queued_age,
+            requests_in_flight: s.requests_in_flight,
+            in_flight_limit: s.in_flight_limit,
         }
     }
 }

@@ -54,6 +54,9 @@ def test_threads_exactly_once(collector: Collector, tenant: str) -> None:
     assert stats.sent == total, stats
     assert stats.duplicates == 0 and stats.rejected == 0
     assert stats.dropped.total() == 0
+    # Delivered: nothing in flight; the adaptive limit stays within 1..=max_in_flight (16).
+    assert stats.requests_in_flight == 0
+    assert 1 <= stats.in_flight_limit <= 16, stats.in_flight_limit
 
     expected = sum((cost_of(i) for i in range(total)), Decimal(0))
     rep = collector.report(tenant)

@@ -397,6 +397,8 @@ impl Shared {
             spool_bytes: load(&c.spool_bytes),
             spool_corrupt: load(&c.spool_corrupt),
             oldest_queued_age,
+            requests_in_flight: load(&c.requests_in_flight),
+            in_flight_limit: load(&c.in_flight_limit),
         }
     }
 }

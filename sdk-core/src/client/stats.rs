@@ -24,6 +24,10 @@ pub(crate) struct Counters {
     pub spool_events: AtomicU64,
     pub spool_bytes: AtomicU64,
     pub in_flight_events: AtomicU64,
+    /// Delivery requests running now (batches and spool replays).
+    pub requests_in_flight: AtomicU64,
+    /// The worker's current limit on requests at once (0 for a disabled client).
+    pub in_flight_limit: AtomicU64,
     /// The event the worker has taken off the queue for its next batch (0 or 1).
     pub head_events: AtomicU64,
     /// Nanoseconds since the client started at which the oldest held event was accepted; 0 = none.
@@ -117,6 +121,12 @@ pub struct Stats {
     pub spool_corrupt: u64,
     /// Age of the oldest event held in memory (zero when none).
     pub oldest_queued_age: Duration,
+    /// Delivery requests running now (batches and spool replays).
+    pub requests_in_flight: u64,
+    /// How many requests the client lets run at once now: it grows while a backlog keeps every
+    /// slot busy, up to `max_in_flight`, and halves when the collector asks to slow down
+    /// (0 for a disabled client).
+    pub in_flight_limit: u64,
 }
 
 impl Stats {

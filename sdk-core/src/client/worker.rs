@@ -156,6 +156,11 @@ impl WorkerState {
         rx: tmpsc::UnboundedReceiver<Ctrl>,
     ) -> Self {
         let has_spool = shared.spool().is_some();
+        let in_flight = Concurrency::new(cfg.max_in_flight);
+        shared
+            .counters
+            .in_flight_limit
+            .store(in_flight.limit() as u64, Relaxed);
         WorkerState {
             policy: Arc::new(Policy {
                 transport,
@@ -169,7 +174,7 @@ impl WorkerState {
             rx,
             flush_at: cfg.flush_at,
             flush_interval: cfg.flush_interval,
-            in_flight: Concurrency::new(cfg.max_in_flight),
+            in_flight,
             has_spool,
             tasks: JoinSet::new(),
             meta: HashMap::new(),
@@ -566,6 +571,9 @@ impl WorkerState {
         let c = &self.shared.counters;
         c.oldest_at_ns.store(ns, Relaxed);
         c.head_events.store(u64::from(self.head.is_some()), Relaxed);
+        c.requests_in_flight.store(self.tasks.len() as u64, Relaxed);
+        c.in_flight_limit
+            .store(self.in_flight.limit() as u64, Relaxed);
     }
 
     fn check_flushes(&mut self) {
