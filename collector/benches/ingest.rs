@@ -12,7 +12,11 @@
 //!    round-robin), as a platform with several worker processes does.
 //! 2. copy: the same rows (same generator, fresh ids, another tenant) as CSV, loaded with
 //!    `psql -c "\copy events(...) FROM file CSV"` into the same table and day partition.
+//!    The rows are those the collector stores for these events, the savings baselines it prices
+//!    at ingest (`events.baselines`) included; a `rows` line compares both sides' rows.
 //!    Copy writes only `events`; ingest also writes `event_ids` (dedupe) and the rollup tables.
+//!    `INGEST_BENCH_COPY_BASELINES=0` leaves `baselines` out of the copy's rows (NULL), as the
+//!    copy did before 2026-12-04, to compare with figures measured then.
 //!
 //!    Steps 1 and 2 run in `INGEST_BENCH_ROUNDS` rounds (default 3), each with its own tenants,
 //!    ingest first in rounds 1, 3, ... and copy first in rounds 2, 4, ..., so a change of the
@@ -183,6 +187,18 @@ fn main() {
     }
     let pg = EmbeddedPostgres::start(&opts).unwrap();
     let url = pg.database_url();
+    let baselines: Vec<String> = match std::env::var("INGEST_BENCH_BASELINES") {
+        Ok(list) => list
+            .split(',')
+            .filter(|b| !b.is_empty())
+            .map(str::to_string)
+            .collect(),
+        Err(_) => ServerConfig::new(url.clone()).savings_baselines,
+    };
+    // The copy loads the rows the collector stores, `baselines` included, unless
+    // `INGEST_BENCH_COPY_BASELINES=0` (the baseline loaded before 2026-12-04, for comparison).
+    let copy_pricing = (env_or("INGEST_BENCH_COPY_BASELINES", 1u8) != 0)
+        .then(|| common::IngestPricing::new(&baselines));
     let server = rt
         .block_on(Server::start({
             let mut cfg = ServerConfig::new(url.clone());
@@ -193,13 +209,7 @@ fn main() {
                 "INGEST_BENCH_COMMIT_EVENTS",
                 agenttally_collector::config::DEFAULT_MAX_COMMIT_EVENTS,
             );
-            if let Ok(list) = std::env::var("INGEST_BENCH_BASELINES") {
-                cfg.savings_baselines = list
-                    .split(',')
-                    .filter(|b| !b.is_empty())
-                    .map(str::to_string)
-                    .collect();
-            }
+            cfg.savings_baselines = baselines.clone();
             cfg
         }))
         .unwrap();
@@ -226,13 +236,16 @@ fn main() {
     // alternating (ingest first in odd rounds, copy first in even ones), so a drift of the
     // machine's speed during the run moves both sides alike; the ratio reported is the median.
     let mut measured = Vec::with_capacity(rounds);
+    let mut rows_stored = None;
     let mut burst = None;
     for r in 0..rounds {
         let sdk = format!("bench-sdk-{r}");
         let csv = format!("bench-copy-{r}");
         let mut ingest_side = None;
         let mut copy_side = None;
+        let mut wal = [Wal::default(); 2];
         for step in if r % 2 == 0 { [0, 1] } else { [1, 0] } {
+            let wal0 = rt.block_on(Wal::now(&db));
             if step == 0 {
                 let cpu0 = (postgres_cpu(postmaster.as_ref()), own_cpu());
                 let (secs, stats) = ingest(&endpoint, &key, &sdk, n, clients);
@@ -245,25 +258,52 @@ fn main() {
                 }
                 ingest_side = Some((secs, cpu));
             } else {
-                copy_side = Some(copy_round(&url, postmaster.as_ref(), &csv, n));
+                copy_side = Some(copy_round(
+                    &url,
+                    postmaster.as_ref(),
+                    &csv,
+                    n,
+                    copy_pricing.as_ref(),
+                ));
             }
+            wal[step] = rt.block_on(Wal::now(&db)).since(&wal0);
         }
         let (Some(i), Some(c)) = (ingest_side, copy_side) else {
             unreachable!("each round runs both steps")
         };
-        measured.push(Round { ingest: i, copy: c });
-        let counts: Vec<i64> = rt.block_on(async {
+        measured.push(Round {
+            ingest: i,
+            copy: c,
+            wal,
+        });
+        // Both sides store the same rows: as many, as many with `baselines`, the same size.
+        let stored: Vec<(i64, i64, f64)> = rt.block_on(async {
             let mut v = Vec::new();
             for t in [&sdk, &csv] {
                 let r = db
-                    .query_one("SELECT count(*) FROM events WHERE tenant_id = $1", &[t])
+                    .query_one(
+                        "SELECT count(*), count(baselines), avg(pg_column_size(e.*))::float8
+                         FROM events e WHERE tenant_id = $1",
+                        &[t],
+                    )
                     .await
                     .unwrap();
-                v.push(r.get(0));
+                v.push((r.get(0), r.get(1), r.get(2)));
             }
             v
         });
-        assert_eq!(counts, vec![n as i64, n as i64], "rows stored by each side");
+        assert_eq!(
+            (stored[0].0, stored[1].0),
+            (n as i64, n as i64),
+            "rows stored by each side"
+        );
+        if copy_pricing.is_some() {
+            assert_eq!(
+                stored[0].1, stored[1].1,
+                "rows with baselines, ingest vs copy"
+            );
+        }
+        rows_stored.get_or_insert(stored);
     }
     let (burst_tenant, stats, metrics) = burst.expect("at least one round");
 
@@ -313,6 +353,25 @@ fn main() {
             us(cc.1),
         );
     }
+    println!(
+        "round  WAL bytes/row: ingest  copy   full-page images: ingest  copy   checkpoints: ingest  copy   \
+         backend writes: ingest  copy"
+    );
+    for (r, m) in measured.iter().enumerate() {
+        let [i, c] = m.wal;
+        println!(
+            "{:>5}  {:>22.0} {:>5.0}   {:>24} {:>5}   {:>19} {:>5}   {:>22} {:>5}",
+            r + 1,
+            i.bytes / n as f64,
+            c.bytes / n as f64,
+            i.full_page_images,
+            c.full_page_images,
+            i.checkpoints,
+            c.checkpoints,
+            i.backend_writes,
+            c.backend_writes,
+        );
+    }
     let ratios: Vec<f64> = measured.iter().map(|m| m.ratio()).collect();
     println!(
         "ratio   ingest/copy  median {:.2} of {} rounds (range {:.2}–{:.2})   (target >= 0.7)",
@@ -320,6 +379,20 @@ fn main() {
         measured.len(),
         ratios.iter().copied().fold(f64::INFINITY, f64::min),
         ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    let rows = rows_stored.expect("at least one round");
+    println!(
+        "rows    per side {}: with baselines ingest {} copy {}{}; mean row ingest {:.1} bytes, copy {:.1}",
+        rows[0].0,
+        rows[0].1,
+        rows[1].1,
+        if copy_pricing.is_some() {
+            ""
+        } else {
+            " (INGEST_BENCH_COPY_BASELINES=0)"
+        },
+        rows[0].2,
+        rows[1].2,
     );
     println!(
         "latency track→commit p50 {p50:.1} ms  p95 {p95:.1} ms  ({lat_n} events paced at {rate:.0} ev/s)"
@@ -353,6 +426,47 @@ fn main() {
 struct Round {
     ingest: (f64, (f64, f64)),
     copy: (f64, (f64, f64)),
+    /// What each side (ingest, copy) made the cluster write.
+    wal: [Wal; 2],
+}
+
+/// The cluster's write counters (`pg_stat_wal`, `pg_stat_bgwriter`), or the change between two.
+#[derive(Debug, Default, Clone, Copy)]
+struct Wal {
+    bytes: f64,
+    full_page_images: i64,
+    checkpoints: i64,
+    /// Buffers a backend had to write itself (no clean buffer free).
+    backend_writes: i64,
+}
+
+impl Wal {
+    async fn now(db: &tokio_postgres::Client) -> Wal {
+        let r = db
+            .query_one(
+                "SELECT w.wal_bytes::float8, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req,
+                        b.buffers_backend
+                 FROM pg_stat_wal w, pg_stat_bgwriter b",
+                &[],
+            )
+            .await
+            .unwrap();
+        Wal {
+            bytes: r.get(0),
+            full_page_images: r.get(1),
+            checkpoints: r.get(2),
+            backend_writes: r.get(3),
+        }
+    }
+
+    fn since(&self, before: &Wal) -> Wal {
+        Wal {
+            bytes: self.bytes - before.bytes,
+            full_page_images: self.full_page_images - before.full_page_images,
+            checkpoints: self.checkpoints - before.checkpoints,
+            backend_writes: self.backend_writes - before.backend_writes,
+        }
+    }
 }
 
 impl Round {
@@ -371,10 +485,16 @@ fn median_by<T>(items: &[T], key: impl Fn(&T) -> f64) -> &T {
 
 /// Writes `n` rows of `tenant` as CSV, then times `psql \copy` of it: `(seconds, (PostgreSQL
 /// CPU s, psql CPU s))`. The CSV is written before the clock starts, as ingest's events are built.
-fn copy_round(url: &str, postmaster: Option<&String>, tenant: &str, n: usize) -> (f64, (f64, f64)) {
+fn copy_round(
+    url: &str,
+    postmaster: Option<&String>,
+    tenant: &str,
+    n: usize,
+    pricing: Option<&common::IngestPricing>,
+) -> (f64, (f64, f64)) {
     let csv_path =
         std::env::temp_dir().join(format!("agenttally-bench-{}.csv", std::process::id()));
-    write_csv(&csv_path, tenant, n);
+    write_csv(&csv_path, tenant, n, pricing);
     let cpu1 = (postgres_cpu(postmaster), own_cpu());
     let secs = copy(url, &csv_path);
     // psql's backend exits with psql; its CPU time reaches the postmaster's children times only

@@ -3,8 +3,10 @@
 //! `QUERY_BENCH_QUERIES` (200) random tenant/range queries per endpoint through the HTTP API,
 //! each also answered by a plain SQL scan of the raw events (the reference answers of the
 //! property test, `tests/common/raw.rs`), and the time both took. Then ingest alone, ingest
-//! while the query mix runs, and `psql \copy` of as many rows, in the same run: in rounds
-//! (`QUERY_BENCH_ROUNDS`, default 3) of alternating order, the medians reported.
+//! while the query mix runs, and `psql \copy` of as many rows (the rows the collector stores,
+//! savings baselines included; `QUERY_BENCH_COPY_BASELINES=0` leaves those out, as before
+//! 2026-12-04), in the same run: in rounds (`QUERY_BENCH_ROUNDS`, default 3) of alternating
+//! order, the medians reported.
 //!
 //! `cargo bench -p agenttally-collector --bench query` (release). The data set is stored
 //! through the collector's own ingest path (SDK client → HTTP → writer: raw rows and rollups in
@@ -426,9 +428,13 @@ fn main() {
         }
         (rate, qps)
     };
+    // The copy loads the rows the collector stores (its default savings baselines included),
+    // unless `QUERY_BENCH_COPY_BASELINES=0` (as before 2026-12-04, for comparison).
+    let pricing = (env_or("QUERY_BENCH_COPY_BASELINES", 1u8) != 0)
+        .then(|| common::IngestPricing::new(&ServerConfig::new(url.clone()).savings_baselines));
     let copy_rows = |tenant: &str| -> f64 {
         let csv = dir.join("copy.csv");
-        write_csv(&csv, tenant, m);
+        write_csv(&csv, tenant, m, pricing.as_ref());
         let rate = m as f64 / copy(&url, &csv);
         std::fs::remove_file(&csv).unwrap();
         rate

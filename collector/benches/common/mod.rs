@@ -1,14 +1,18 @@
 //! What the ingest and query benchmarks share: the event mix, the raw row a `\copy` baseline
-//! loads for an event (exactly the values the collector's writer inserts), `psql`, knobs.
+//! loads for an event (exactly the values the collector's writer inserts, the savings
+//! baselines priced at ingest included), `psql`, knobs.
 #![allow(dead_code)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Instant;
 
+use agenttally::pricing::PriceBook;
 use agenttally::{AgentEvent, AnalyticsEvent, CustomerEvent, ProviderEvent, Usage};
+use agenttally_collector::pricing::{price_at_ingest, Prices, SavingsPricer};
 use rust_decimal::Decimal;
 
 pub const COSTS: [&str; 6] = ["0.0123", "0.000000123", "0.10", "1.5", "0.004125", "0.0375"];
@@ -47,10 +51,37 @@ pub const COLUMNS: &str = "tenant_id, id, ts, event_type, correlation_id, user_i
     workflow_id, duration_ms, queue_ms, cost_usd, cost_status, price_version, provider, model, \
     task_type, service_tier, input_tokens, cached_input_tokens, cache_write_tokens, \
     cache_write_1h_tokens, output_tokens, reasoning_tokens, requests, success, error_code, \
-    metadata";
+    metadata, baselines";
 
-/// One CSV line with exactly the values the collector's writer inserts for `e`.
-pub fn csv_row(out: &mut Vec<u8>, e: &AnalyticsEvent) {
+/// How the collector prices what it stores: the built-in book (the default) and the savings
+/// baselines `names` (`ServerConfig::savings_baselines`).
+pub struct IngestPricing {
+    book: PriceBook,
+    savings: SavingsPricer,
+}
+
+impl IngestPricing {
+    pub fn new(names: &[String]) -> Self {
+        let book = PriceBook::builtin();
+        let savings =
+            SavingsPricer::new(Arc::new(Prices::new(book.clone())), names).expect("baselines");
+        IngestPricing { book, savings }
+    }
+
+    /// `e` as the writer stores it (priced if it came unpriced), and its `baselines` JSON.
+    pub fn stored(&self, mut e: AnalyticsEvent) -> (AnalyticsEvent, Option<String>) {
+        price_at_ingest(&self.book, &mut e);
+        let baselines = self
+            .savings
+            .price(&self.book, &e)
+            .map(|b| self.savings.to_json(&b).to_string());
+        (e, baselines)
+    }
+}
+
+/// One CSV line with exactly the values the collector's writer inserts for `e` (already priced
+/// as at ingest) with `baselines`.
+pub fn csv_row(out: &mut Vec<u8>, e: &AnalyticsEvent, baselines: Option<&str>) {
     fn text(out: &mut Vec<u8>, v: Option<&str>) {
         if let Some(s) = v {
             out.push(b'"');
@@ -93,17 +124,30 @@ pub fn csv_row(out: &mut Vec<u8>, e: &AnalyticsEvent) {
     num(out, Some(e.success));
     text(out, e.error_code.as_deref());
     let meta = serde_json::Value::Object(e.metadata.clone()).to_string();
-    out.push(b'"');
-    out.extend_from_slice(meta.replace('"', "\"\"").as_bytes());
-    out.extend_from_slice(b"\"\n");
+    text(out, Some(&meta));
+    if let Some(b) = baselines {
+        out.push(b'"');
+        out.extend_from_slice(b.replace('"', "\"\"").as_bytes());
+        out.push(b'"');
+    }
+    out.push(b'\n');
 }
 
 /// Write the CSV of `n` events of `tenant` (`event(0..n)`) to `path` and sync it: what a `\copy`
-/// baseline loads, written before its clock starts.
-pub fn write_csv(path: &Path, tenant: &str, n: usize) {
-    let mut buf = Vec::with_capacity(n * 400);
+/// baseline loads, written before its clock starts. The rows are those the collector stores for
+/// these events, priced by `pricing`; `None` leaves `baselines` empty (NULL), as the baseline
+/// loaded before 2026-12-04 (`INGEST_BENCH_COPY_BASELINES=0`), for comparison.
+pub fn write_csv(path: &Path, tenant: &str, n: usize, pricing: Option<&IngestPricing>) {
+    let mut buf = Vec::with_capacity(n * 480);
     for i in 0..n {
-        csv_row(&mut buf, &event(i, tenant));
+        let e = event(i, tenant);
+        match pricing {
+            Some(p) => {
+                let (e, b) = p.stored(e);
+                csv_row(&mut buf, &e, b.as_deref());
+            }
+            None => csv_row(&mut buf, &e, None),
+        }
     }
     let mut f = std::fs::File::create(path).expect("create the CSV");
     f.write_all(&buf).expect("write the CSV");
