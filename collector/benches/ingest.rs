@@ -16,7 +16,7 @@
 //!    at ingest (`events.baselines`) included; a `rows` line compares both sides' rows.
 //!    Copy writes only `events`; ingest also writes `event_ids` (dedupe) and the rollup tables.
 //!    `INGEST_BENCH_COPY_BASELINES=0` leaves `baselines` out of the copy's rows (NULL), as the
-//!    copy did before 2026-12-04, to compare with figures measured then.
+//!    copy of the earlier passes in benches/README.md did, to compare with their figures.
 //!
 //!    Steps 1 and 2 run in `INGEST_BENCH_ROUNDS` rounds (default 3), each with its own tenants,
 //!    ingest first in rounds 1, 3, ... and copy first in rounds 2, 4, ..., so a change of the
@@ -196,7 +196,7 @@ fn main() {
         Err(_) => ServerConfig::new(url.clone()).savings_baselines,
     };
     // The copy loads the rows the collector stores, `baselines` included, unless
-    // `INGEST_BENCH_COPY_BASELINES=0` (the baseline loaded before 2026-12-04, for comparison).
+    // `INGEST_BENCH_COPY_BASELINES=0` (the copy of the earlier passes, for comparison).
     let copy_pricing = (env_or("INGEST_BENCH_COPY_BASELINES", 1u8) != 0)
         .then(|| common::IngestPricing::new(&baselines));
     let server = rt

@@ -4,9 +4,9 @@
 //! each also answered by a plain SQL scan of the raw events (the reference answers of the
 //! property test, `tests/common/raw.rs`), and the time both took. Then ingest alone, ingest
 //! while the query mix runs, and `psql \copy` of as many rows (the rows the collector stores,
-//! savings baselines included; `QUERY_BENCH_COPY_BASELINES=0` leaves those out, as before
-//! 2026-12-04), in the same run: in rounds (`QUERY_BENCH_ROUNDS`, default 3) of alternating
-//! order, the medians reported.
+//! savings baselines included; `QUERY_BENCH_COPY_BASELINES=0` leaves those out, as the earlier
+//! passes in benches/README.md did), in the same run: in rounds (`QUERY_BENCH_ROUNDS`, default
+//! 3) of alternating order, the medians reported.
 //!
 //! `cargo bench -p agenttally-collector --bench query` (release). The data set is stored
 //! through the collector's own ingest path (SDK client → HTTP → writer: raw rows and rollups in
@@ -429,7 +429,7 @@ fn main() {
         (rate, qps)
     };
     // The copy loads the rows the collector stores (its default savings baselines included),
-    // unless `QUERY_BENCH_COPY_BASELINES=0` (as before 2026-12-04, for comparison).
+    // unless `QUERY_BENCH_COPY_BASELINES=0` (the copy of the earlier passes, for comparison).
     let pricing = (env_or("QUERY_BENCH_COPY_BASELINES", 1u8) != 0)
         .then(|| common::IngestPricing::new(&ServerConfig::new(url.clone()).savings_baselines));
     let copy_rows = |tenant: &str| -> f64 {

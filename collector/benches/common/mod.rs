@@ -135,8 +135,8 @@ pub fn csv_row(out: &mut Vec<u8>, e: &AnalyticsEvent, baselines: Option<&str>) {
 
 /// Write the CSV of `n` events of `tenant` (`event(0..n)`) to `path` and sync it: what a `\copy`
 /// baseline loads, written before its clock starts. The rows are those the collector stores for
-/// these events, priced by `pricing`; `None` leaves `baselines` empty (NULL), as the baseline
-/// loaded before 2026-12-04 (`INGEST_BENCH_COPY_BASELINES=0`), for comparison.
+/// these events, priced by `pricing`; `None` leaves `baselines` empty (NULL), as the copy of the
+/// earlier passes in benches/README.md did (`INGEST_BENCH_COPY_BASELINES=0`), for comparison.
 pub fn write_csv(path: &Path, tenant: &str, n: usize, pricing: Option<&IngestPricing>) {
     let mut buf = Vec::with_capacity(n * 480);
     for i in 0..n {
