@@ -302,6 +302,11 @@ fn main() {
                 stored[0].1, stored[1].1,
                 "rows with baselines, ingest vs copy"
             );
+            // Only the tenant names differ (one character).
+            assert!(
+                (stored[0].2 - stored[1].2).abs() < 2.0,
+                "mean row size, ingest vs copy: {stored:?}"
+            );
         }
         rows_stored.get_or_insert(stored);
     }
