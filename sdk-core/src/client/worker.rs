@@ -156,12 +156,7 @@ impl WorkerState {
         rx: tmpsc::UnboundedReceiver<Ctrl>,
     ) -> Self {
         let has_spool = shared.spool().is_some();
-        let in_flight = Concurrency::new(cfg.max_in_flight);
-        shared
-            .counters
-            .in_flight_limit
-            .store(in_flight.limit() as u64, Relaxed);
-        WorkerState {
+        let w = WorkerState {
             policy: Arc::new(Policy {
                 transport,
                 counters: shared.counters.clone(),
@@ -174,7 +169,7 @@ impl WorkerState {
             rx,
             flush_at: cfg.flush_at,
             flush_interval: cfg.flush_interval,
-            in_flight,
+            in_flight: Concurrency::new(cfg.max_in_flight),
             has_spool,
             tasks: JoinSet::new(),
             meta: HashMap::new(),
@@ -189,7 +184,10 @@ impl WorkerState {
             replays_in_flight: 0,
             healthy: true,
             next_probe: Instant::now(),
-        }
+        };
+        // `stats()` reads the gauges before the worker's first turn too.
+        w.publish_gauges();
+        w
     }
 
     pub(crate) async fn run(mut self) {
