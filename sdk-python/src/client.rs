@@ -580,9 +580,9 @@ impl Stats {
 
     fn __repr__(&self) -> String {
         format!(
-            "Stats(accepted={}, sent={}, duplicates={}, rejected={}, requests={}, retried={}, queue_depth={}, dropped={})",
+            "Stats(accepted={}, sent={}, duplicates={}, rejected={}, requests={}, retried={}, queue_depth={}, requests_in_flight={}, in_flight_limit={}, dropped={})",
             self.accepted, self.sent, self.duplicates, self.rejected, self.requests, self.retried,
-            self.queue_depth, self.dropped.__repr__()
+            self.queue_depth, self.requests_in_flight, self.in_flight_limit, self.dropped.__repr__()
         )
     }
 }

@@ -57,6 +57,7 @@ def test_threads_exactly_once(collector: Collector, tenant: str) -> None:
     # Delivered: nothing in flight; the adaptive limit stays within 1..=max_in_flight (16).
     assert stats.requests_in_flight == 0
     assert 1 <= stats.in_flight_limit <= 16, stats.in_flight_limit
+    assert f"in_flight_limit={stats.in_flight_limit}" in repr(stats)
 
     expected = sum((cost_of(i) for i in range(total)), Decimal(0))
     rep = collector.report(tenant)
