@@ -171,6 +171,10 @@ fn main() {
         "INGEST_BENCH_WRITERS",
         agenttally_collector::config::DEFAULT_WRITERS,
     );
+    let commit_events: usize = env_or(
+        "INGEST_BENCH_COMMIT_EVENTS",
+        agenttally_collector::config::DEFAULT_MAX_COMMIT_EVENTS,
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -205,10 +209,7 @@ fn main() {
             cfg.listen = "127.0.0.1:0".parse().unwrap();
             cfg.commit_interval = Duration::from_millis(commit_ms);
             cfg.writers = writers;
-            cfg.max_commit_events = env_or(
-                "INGEST_BENCH_COMMIT_EVENTS",
-                agenttally_collector::config::DEFAULT_MAX_COMMIT_EVENTS,
-            );
+            cfg.max_commit_events = commit_events;
             cfg.savings_baselines = baselines.clone();
             cfg
         }))
@@ -331,10 +332,7 @@ fn main() {
             "INGEST_BENCH_IN_FLIGHT",
             agenttally::client::defaults::MAX_IN_FLIGHT
         ),
-        env_or(
-            "INGEST_BENCH_COMMIT_EVENTS",
-            agenttally_collector::config::DEFAULT_MAX_COMMIT_EVENTS
-        ),
+        commit_events,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     let us = |secs: f64| secs * 1e6 / n as f64;
