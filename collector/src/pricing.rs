@@ -241,20 +241,36 @@ impl SavingsPricer {
 
     /// The raw row's `baselines` of one task: `{"<name>": {"status", "usd", "model"}}`, the
     /// amount as exact decimal text (absent when unpriced).
-    pub fn to_json(&self, costs: &[BaselineCost]) -> serde_json::Value {
-        let mut out = serde_json::Map::new();
-        for ((name, _), c) in self.baselines.iter().zip(costs) {
-            let mut o = serde_json::Map::new();
-            o.insert("status".into(), c.status.as_str().into());
+    pub fn to_json(&self, costs: &[BaselineCost]) -> String {
+        let mut out = String::with_capacity(128);
+        self.write_json(costs, &mut out);
+        out
+    }
+
+    /// [`to_json`](Self::to_json) appended to `out`: JSON text written directly, since the
+    /// writer stores it on every spend event (a `serde_json::Value` built and dropped per event
+    /// was ~6% of the collector's CPU during ingest).
+    pub fn write_json(&self, costs: &[BaselineCost], out: &mut String) {
+        use std::fmt::Write as _;
+        out.push('{');
+        for (i, ((name, _), c)) in self.baselines.iter().zip(costs).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            json_str(out, name);
+            out.push_str(":{\"status\":");
+            json_str(out, c.status.as_str());
             if let Some(usd) = c.usd {
-                o.insert("usd".into(), usd.to_string().into());
+                // Writing to a `String` cannot fail.
+                let _ = write!(out, ",\"usd\":\"{usd}\"");
             }
             if let Some(m) = &c.model {
-                o.insert("model".into(), m.as_str().into());
+                out.push_str(",\"model\":");
+                json_str(out, m);
             }
-            out.insert(name.clone(), o.into());
+            out.push('}');
         }
-        out.into()
+        out.push('}');
     }
 
     /// The names of the baselines, the default first.
@@ -303,6 +319,31 @@ impl SavingsPricer {
                 .collect(),
         )
     }
+}
+
+/// `s` as a JSON string literal (quotes, backslashes and control characters escaped).
+fn json_str(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// Whether `e` is an *itemized* terminal agent event: an outcome whose cost and usage repeat
@@ -401,7 +442,7 @@ mod tests {
         assert_eq!(costs[0].usd.map(|d| d.to_string()), Some("0.066".into()));
         assert_eq!(costs[0].status, CostStatus::Priced);
         assert!(costs[1].usd.is_some() && costs[1].model.is_some());
-        let json = p.to_json(&costs);
+        let json: serde_json::Value = serde_json::from_str(&p.to_json(&costs)).expect("json");
         assert_eq!(json["openai_codex"]["usd"], "0.066");
         assert_eq!(json["openai_codex"]["model"], "openai_codex");
 
@@ -430,5 +471,23 @@ mod tests {
             p.price(&builtin, &itemized).is_some(),
             "summary-only: the run is the task"
         );
+    }
+
+    #[test]
+    fn json_text_escapes_what_json_must() {
+        for s in [
+            "plain",
+            "a\"quote",
+            "back\\slash",
+            "tab\tnew\nline\r",
+            "\u{1}\u{1f}",
+            "ünï 模型",
+            "",
+        ] {
+            let mut out = String::new();
+            json_str(&mut out, s);
+            let back: String = serde_json::from_str(&out).expect("valid JSON");
+            assert_eq!(back, s, "{out}");
+        }
     }
 }

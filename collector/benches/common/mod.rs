@@ -74,7 +74,7 @@ impl IngestPricing {
         let baselines = self
             .savings
             .price(&self.book, &e)
-            .map(|b| self.savings.to_json(&b).to_string());
+            .map(|b| self.savings.to_json(&b));
         (e, baselines)
     }
 }

@@ -31,6 +31,33 @@ pub(crate) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// JSON text the collector wrote itself (valid by construction), bound as `json` or `jsonb` as
+/// is: no `serde_json::Value` built to be serialized again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JsonText<'a>(pub &'a str);
+
+impl tokio_postgres::types::ToSql for JsonText<'_> {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
+    {
+        // jsonb's binary form is a version byte (1) and the text.
+        if *ty == tokio_postgres::types::Type::JSONB {
+            out.extend_from_slice(&[1]);
+        }
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::JSON || *ty == tokio_postgres::types::Type::JSONB
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
 /// A pool of connections to `database_url`. Broken connections (e.g. after a PostgreSQL restart)
 /// are discarded on recycle and replaced on the next `get`, so the collector reconnects by itself.
 pub fn connect_pool(database_url: &str, max_size: usize) -> Result<Pool> {

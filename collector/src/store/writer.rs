@@ -931,12 +931,21 @@ async fn insert_rows(
         .iter()
         .map(|e| (!e.metadata.is_empty()).then_some(tokio_postgres::types::Json(&e.metadata)))
         .collect();
-    let base: Vec<Option<tokio_postgres::types::Json<serde_json::Value>>> = baselines
+    // Every task's baselines as JSON text in one buffer, bound by slices of it.
+    let mut text = String::with_capacity(baselines.len() * 160);
+    let ends: Vec<Option<(usize, usize)>> = baselines
         .iter()
         .map(|b| {
-            b.as_deref()
-                .map(|b| tokio_postgres::types::Json(pricer.to_json(b)))
+            b.as_deref().map(|b| {
+                let start = text.len();
+                pricer.write_json(b, &mut text);
+                (start, text.len())
+            })
         })
+        .collect();
+    let base: Vec<Option<super::JsonText<'_>>> = ends
+        .iter()
+        .map(|r| r.map(|(a, b)| super::JsonText(&text[a..b])))
         .collect();
     tx.execute(
         stmt,

@@ -362,6 +362,19 @@ impl PriceBook {
         self.cost_of(i, usage, tier, at)
     }
 
+    /// The exact USD of [`cost_at_index`](Self::cost_at_index) alone (`None`: unpriced), without
+    /// building the `Cost` (its version text): for comparing many models.
+    pub(crate) fn usd_at_index(
+        &self,
+        i: usize,
+        usage: &Usage,
+        tier: ServiceTier,
+        at: DateTime<Utc>,
+    ) -> Option<Decimal> {
+        let c = self.model(i).at(at)?;
+        compute(c, usage, tier, &mut NoSink).map(|(usd, _)| usd)
+    }
+
     fn cost_of(&self, model: usize, usage: &Usage, tier: ServiceTier, at: DateTime<Utc>) -> Cost {
         match self.model(model).at(at) {
             Some(c) => finish(c, compute(c, usage, tier, &mut NoSink)),

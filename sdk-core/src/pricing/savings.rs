@@ -251,28 +251,28 @@ impl PriceBook {
         order[..top].sort_unstable_by(|&a, &b| bounds[b].total_cmp(&bounds[a]));
         let mut floor = f64::NEG_INFINITY;
         for &i in &order[..top] {
-            if let Some(usd) = self.cost_at_index(i, usage, tier, at).usd {
+            if let Some(usd) = self.usd_at_index(i, usage, tier, at) {
                 use rust_decimal::prelude::ToPrimitive;
                 // Rounded down a little, so a model tying with it is never skipped.
                 floor = usd.to_f64().unwrap_or(0.0) * (1.0 - 1e-9);
                 break;
             }
         }
-        let mut best: Option<(&str, Cost)> = None;
-        for (i, m) in self.model_keys().enumerate() {
-            if bounds[i] < floor {
+        // The first of the dearest wins a tie, as before; only its `Cost` is built.
+        let mut best: Option<(usize, Decimal)> = None;
+        for (i, &bound) in bounds.iter().enumerate() {
+            if bound < floor {
                 continue;
             }
-            let c = self.cost_at_index(i, usage, tier, at);
-            let Some(usd) = c.usd else { continue };
-            if best
-                .as_ref()
-                .is_none_or(|(_, b)| b.usd.is_some_and(|b| usd > b))
-            {
-                best = Some((m, c));
+            let Some(usd) = self.usd_at_index(i, usage, tier, at) else {
+                continue;
+            };
+            if best.is_none_or(|(_, b)| usd > b) {
+                best = Some((i, usd));
             }
         }
-        best
+        let (i, _) = best?;
+        Some((&*self.model(i).key, self.cost_at_index(i, usage, tier, at)))
     }
 
     /// What `usage` would have cost on `baseline` at `at` and `tier`, and the model that priced
