@@ -105,6 +105,17 @@ pub fn deltas<'a>(
     out
 }
 
+/// The daily deltas of the tasks `hourly` was made of: each hour's deltas added into its day.
+pub fn daily_from_hourly<'a>(hourly: &Deltas<'a>) -> Deltas<'a> {
+    let mut out = Deltas::new();
+    for ((b, n, p, m, t, s), d) in hourly {
+        out.entry((Grain::Daily.bucket(*b), *n, *p, *m, *t, *s))
+            .or_default()
+            .merge(d);
+    }
+    out
+}
+
 /// The statement that adds deltas into one savings rollup table (`$1` tenant, then one array
 /// per column).
 pub fn upsert_sql(grain: Grain) -> String {
@@ -189,4 +200,74 @@ pub async fn write(
             ],
         )
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agenttally::{ProviderEvent, Usage};
+    use chrono::TimeZone;
+
+    #[test]
+    fn daily_from_hourly_equals_daily_from_events() {
+        let events: Vec<AnalyticsEvent> = (0..300u64)
+            .map(|i| {
+                let ts = Utc
+                    .with_ymd_and_hms(2026, 11, 20 + (i % 3) as u32, (i % 24) as u32, 0, 0)
+                    .single()
+                    .expect("ts");
+                let b =
+                    ProviderEvent::api_call("t", ["openai", "anthropic"][(i % 2) as usize], "m")
+                        .usage(Usage {
+                            input_tokens: i,
+                            output_tokens: 2 * i,
+                            requests: 1,
+                            ..Usage::default()
+                        })
+                        .success(i % 5 != 0)
+                        .timestamp(ts);
+                let b = if i % 7 == 0 {
+                    b
+                } else {
+                    b.cost_usd(Decimal::new(i as i64, 4))
+                };
+                b.build().expect("event")
+            })
+            .collect();
+        let costs: Vec<Vec<BaselineCost>> = (0..events.len())
+            .map(|i| {
+                let priced = BaselineCost {
+                    status: CostStatus::Priced,
+                    usd: Some(Decimal::new(3 * i as i64, 4)),
+                    model: Some("dear".into()),
+                };
+                let unpriced = BaselineCost {
+                    status: CostStatus::Unpriced,
+                    usd: None,
+                    model: None,
+                };
+                vec![
+                    priced,
+                    if i % 3 == 0 {
+                        unpriced.clone()
+                    } else {
+                        unpriced_or(i)
+                    },
+                ]
+            })
+            .collect();
+        fn unpriced_or(i: usize) -> BaselineCost {
+            BaselineCost {
+                status: CostStatus::Estimated,
+                usd: Some(Decimal::new(i as i64, 3)),
+                model: Some("named".into()),
+            }
+        }
+        let names = ["most_expensive", "named"];
+        let tasks = || events.iter().zip(costs.iter().map(|c| Some(c.as_slice())));
+        let hourly = deltas(Grain::Hourly, &names, tasks());
+        let daily = daily_from_hourly(&hourly);
+        assert!(hourly.len() > daily.len() && daily.len() > 3);
+        assert_eq!(daily, deltas(Grain::Daily, &names, tasks()));
+    }
 }

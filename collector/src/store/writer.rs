@@ -761,7 +761,7 @@ async fn store_tenant<'e>(
             .zip(baselines.iter().map(Option::as_deref))
     };
     let savings_hourly = savings::deltas(Grain::Hourly, &names, tasks());
-    let savings_daily = savings::deltas(Grain::Daily, &names, tasks());
+    let savings_daily = savings::daily_from_hourly(&savings_hourly);
     let (r_uh, r_ih, r_ud, r_id, r_uah, r_iah, r_uad, r_iad, r_sh, r_sd, r_th) = tokio::join!(
         biased;
         rollups::write(tx.pg(), &st.hourly.update, tenant, &update_hourly),
