@@ -334,33 +334,49 @@ pub(crate) struct Compiled {
     /// `tables[tier_index]` is empty when the tier has no variant, else one row per level
     /// (0 = base, i = `thresholds[i - 1]`).
     pub(crate) tables: [Box<[RateRow]>; 4],
-    /// The highest per-token rate of any kind, tier and level, and the highest per-request rate,
-    /// rounded up to `f64`: `token_max × tokens + request_max × requests` bounds every cost this
-    /// entry can give, so a search for the dearest model can skip entries that cannot win.
+    /// The highest prompt-token, output-token and per-request rates of any tier and level,
+    /// rounded up to `f64`: they bound every cost this entry can give (`RateBound::cost_bound`),
+    /// so a search for the dearest model can skip entries that cannot win.
     pub(crate) bound: RateBound,
 }
 
 /// Upper bounds of an entry's rates, as `f64` rounded away from zero (see `Compiled::bound`).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RateBound {
-    pub(crate) token_max: f64,
+    /// Prompt kinds (input, cache read, cache writes): a prompt bucket falls back only to
+    /// another prompt kind.
+    pub(crate) prompt_max: f64,
+    /// Output and reasoning (reasoning tokens are part of the output tokens).
+    pub(crate) output_max: f64,
     pub(crate) request_max: f64,
 }
 
 impl RateBound {
-    /// At least the cost of `usage` under any rate these bounds cover: every billed token
-    /// (prompt buckets and output, reasoning being part of output) at the highest token rate,
-    /// every request at the highest request rate.
+    /// The bound of a rate of `kind`.
+    fn slot(&mut self, kind: RateKind) -> &mut f64 {
+        match kind {
+            RateKind::Input
+            | RateKind::CacheRead
+            | RateKind::CacheWrite
+            | RateKind::CacheWrite1h => &mut self.prompt_max,
+            RateKind::Output | RateKind::Reasoning => &mut self.output_max,
+            RateKind::Request => &mut self.request_max,
+        }
+    }
+
+    /// At least the cost of `usage` under any rate these bounds cover: every prompt token at the
+    /// highest prompt rate, every output token (reasoning included) at the highest output or
+    /// reasoning rate, every request at the highest request rate.
     pub(crate) fn cost_bound(&self, usage: &super::Usage) -> f64 {
-        let tokens = usage
-            .prompt_total()
-            .saturating_add(usage.output_tokens.max(usage.reasoning_tokens));
         // `as f64` of a u64 is within 2^-53 relative; the caller's margin covers it.
-        self.token_max * tokens as f64 + self.request_max * usage.requests as f64
+        self.prompt_max * usage.prompt_total() as f64
+            + self.output_max * usage.output_tokens.max(usage.reasoning_tokens) as f64
+            + self.request_max * usage.requests as f64
     }
 
     fn widen(&mut self, o: RateBound) {
-        self.token_max = self.token_max.max(o.token_max);
+        self.prompt_max = self.prompt_max.max(o.prompt_max);
+        self.output_max = self.output_max.max(o.output_max);
         self.request_max = self.request_max.max(o.request_max);
     }
 }
@@ -402,12 +418,8 @@ impl Compiled {
         };
         let mut bound = RateBound::default();
         for (k, v) in &entry.rates {
-            let f = f64_at_least(*v);
-            if k.kind == RateKind::Request {
-                bound.request_max = bound.request_max.max(f);
-            } else {
-                bound.token_max = bound.token_max.max(f);
-            }
+            let slot = bound.slot(k.kind);
+            *slot = slot.max(f64_at_least(*v));
         }
         Compiled {
             entry,
