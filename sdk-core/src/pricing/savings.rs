@@ -230,8 +230,10 @@ impl PriceBook {
     /// the first key in book order.
     ///
     /// Exact, and cheap on large books: each model's rates bound its cost from above (highest
-    /// token rate × tokens + highest request rate × requests, in `f64` rounded up), so only the
-    /// models whose bound reaches the cost of the model with the highest bound are priced.
+    /// prompt-kind rate × prompt tokens + highest output or reasoning rate × output tokens +
+    /// highest request rate × requests, in `f64` rounded up; a bucket without a rate falls back
+    /// only within its kind), so only the models whose bound reaches the cost of the model with
+    /// the highest bound are priced, and only the winner's `Cost` is built.
     pub fn most_expensive(
         &self,
         usage: &Usage,
