@@ -669,12 +669,13 @@ pub async fn write(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use agenttally::{AgentEvent, ProviderEvent};
     use chrono::TimeZone;
 
-    fn events() -> Vec<AnalyticsEvent> {
+    /// 200 events over three days and every hour: agent runs and API calls of two providers.
+    pub(crate) fn events() -> Vec<AnalyticsEvent> {
         let mut out = Vec::new();
         for i in 0..200u64 {
             let ts = Utc

@@ -205,64 +205,39 @@ pub async fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agenttally::{ProviderEvent, Usage};
-    use chrono::TimeZone;
 
     #[test]
     fn daily_from_hourly_equals_daily_from_events() {
-        let events: Vec<AnalyticsEvent> = (0..300u64)
-            .map(|i| {
-                let ts = Utc
-                    .with_ymd_and_hms(2026, 11, 20 + (i % 3) as u32, (i % 24) as u32, 0, 0)
-                    .single()
-                    .expect("ts");
-                let b =
-                    ProviderEvent::api_call("t", ["openai", "anthropic"][(i % 2) as usize], "m")
-                        .usage(Usage {
-                            input_tokens: i,
-                            output_tokens: 2 * i,
-                            requests: 1,
-                            ..Usage::default()
-                        })
-                        .success(i % 5 != 0)
-                        .timestamp(ts);
-                let b = if i % 7 == 0 {
-                    b
-                } else {
-                    b.cost_usd(Decimal::new(i as i64, 4))
-                };
-                b.build().expect("event")
-            })
-            .collect();
+        let mut events = super::super::rollups::tests::events();
+        for (i, e) in events.iter_mut().enumerate() {
+            e.success = i % 5 != 0;
+            if i % 7 == 0 {
+                e.cost_usd = None;
+            }
+        }
         let costs: Vec<Vec<BaselineCost>> = (0..events.len())
             .map(|i| {
-                let priced = BaselineCost {
+                let dear = BaselineCost {
                     status: CostStatus::Priced,
                     usd: Some(Decimal::new(3 * i as i64, 4)),
                     model: Some("dear".into()),
                 };
-                let unpriced = BaselineCost {
-                    status: CostStatus::Unpriced,
-                    usd: None,
-                    model: None,
+                let named = if i % 3 == 0 {
+                    BaselineCost {
+                        status: CostStatus::Unpriced,
+                        usd: None,
+                        model: None,
+                    }
+                } else {
+                    BaselineCost {
+                        status: CostStatus::Estimated,
+                        usd: Some(Decimal::new(i as i64, 3)),
+                        model: Some("named".into()),
+                    }
                 };
-                vec![
-                    priced,
-                    if i % 3 == 0 {
-                        unpriced.clone()
-                    } else {
-                        unpriced_or(i)
-                    },
-                ]
+                vec![dear, named]
             })
             .collect();
-        fn unpriced_or(i: usize) -> BaselineCost {
-            BaselineCost {
-                status: CostStatus::Estimated,
-                usd: Some(Decimal::new(i as i64, 3)),
-                model: Some("named".into()),
-            }
-        }
         let names = ["most_expensive", "named"];
         let tasks = || events.iter().zip(costs.iter().map(|c| Some(c.as_slice())));
         let hourly = deltas(Grain::Hourly, &names, tasks());
