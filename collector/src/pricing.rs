@@ -321,29 +321,16 @@ impl SavingsPricer {
     }
 }
 
-/// `s` as a JSON string literal (quotes, backslashes and control characters escaped).
+/// `s` as a JSON string literal: as is between quotes when nothing needs escaping (names of
+/// baselines and models), else escaped by serde_json.
 fn json_str(out: &mut String, s: &str) {
-    use std::fmt::Write as _;
-    out.push('"');
-    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+    if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(&serde_json::Value::from(s).to_string());
+    } else {
+        out.push('"');
         out.push_str(s);
         out.push('"');
-        return;
     }
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// Whether `e` is an *itemized* terminal agent event: an outcome whose cost and usage repeat
