@@ -50,41 +50,40 @@ use agenttally_collector::{EmbeddedOptions, EmbeddedPostgres, Scope, Server, Ser
 mod common;
 use common::{copy, env_or, event, write_csv};
 
-fn client(endpoint: &str, key: &str, max_queue: usize) -> Client {
-    Client::builder()
-        .endpoint(endpoint)
-        .api_key(key)
-        .flush_at(env_or("INGEST_BENCH_FLUSH_AT", 1_000))
-        .max_in_flight(env_or(
-            "INGEST_BENCH_IN_FLIGHT",
-            agenttally::client::defaults::MAX_IN_FLIGHT,
-        ))
-        .max_queue_events(max_queue)
-        .max_queue_bytes(1024 * 1024 * 1024)
-        .max_retry_time(Duration::from_secs(300))
-        .build()
-        .unwrap()
+/// Where and how the SDK clients send: the collector, its key, and the client knobs
+/// (`INGEST_BENCH_FLUSH_AT`, `INGEST_BENCH_IN_FLIGHT`), read once.
+struct Sender {
+    endpoint: String,
+    key: String,
+    flush_at: usize,
+    max_in_flight: usize,
+}
+
+impl Sender {
+    fn client(&self, max_queue: usize) -> Client {
+        Client::builder()
+            .endpoint(&self.endpoint)
+            .api_key(&self.key)
+            .flush_at(self.flush_at)
+            .max_in_flight(self.max_in_flight)
+            .max_queue_events(max_queue)
+            .max_queue_bytes(1024 * 1024 * 1024)
+            .max_retry_time(Duration::from_secs(300))
+            .build()
+            .unwrap()
+    }
 }
 
 /// Track `n` events of `tenant` as fast as possible through `clients` SDK clients (one thread
 /// each, `n / clients` events each), then flush; seconds taken. The events are built first:
 /// like the CSV of the copy, the application's data is ready before the clock starts.
-fn ingest(
-    endpoint: &str,
-    key: &str,
-    tenant: &str,
-    n: usize,
-    clients: usize,
-) -> (f64, agenttally::Stats) {
+fn ingest(to: &Sender, tenant: &str, n: usize, clients: usize) -> (f64, agenttally::Stats) {
     let clients = clients.clamp(1, n.max(1));
     let mut parts: Vec<Vec<AnalyticsEvent>> = (0..clients).map(|_| Vec::new()).collect();
     for i in 0..n {
         parts[i % clients].push(event(i, tenant));
     }
-    let cs: Vec<Client> = parts
-        .iter()
-        .map(|p| client(endpoint, key, p.len() + 1_000))
-        .collect();
+    let cs: Vec<Client> = parts.iter().map(|p| to.client(p.len() + 1_000)).collect();
     let t0 = Instant::now();
     std::thread::scope(|s| {
         for (c, part) in cs.iter().zip(parts) {
@@ -110,8 +109,8 @@ fn ingest(
 }
 
 /// Track `n` events at `rate` per second (in ticks of 10 ms), then flush.
-fn paced(endpoint: &str, key: &str, tenant: &str, n: usize, rate: f64) {
-    let c = client(endpoint, key, n + 1_000);
+fn paced(to: &Sender, tenant: &str, n: usize, rate: f64) {
+    let c = to.client(n + 1_000);
     let t0 = Instant::now();
     let mut i = 0;
     while i < n {
@@ -222,6 +221,15 @@ fn main() {
             &[Scope::Ingest],
         ))
         .unwrap();
+    let sender = Sender {
+        endpoint: endpoint.clone(),
+        key,
+        flush_at: env_or("INGEST_BENCH_FLUSH_AT", 1_000),
+        max_in_flight: env_or(
+            "INGEST_BENCH_IN_FLIGHT",
+            agenttally::client::defaults::MAX_IN_FLIGHT,
+        ),
+    };
     let db = rt.block_on(async {
         let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
             .await
@@ -231,7 +239,7 @@ fn main() {
     });
 
     // Warm up connections, prepared statements and today's partition.
-    ingest(&endpoint, &key, "bench-warmup", 5_000, clients);
+    ingest(&sender, "bench-warmup", 5_000, clients);
     let postmaster = rt.block_on(postmaster_pid(&db));
     // Rounds of 1. SDK → collector → commit and 2. psql \copy of the same rows, the order
     // alternating (ingest first in odd rounds, copy first in even ones), so a drift of the
@@ -249,7 +257,7 @@ fn main() {
             let wal0 = rt.block_on(Wal::now(&db));
             if step == 0 {
                 let cpu0 = (postgres_cpu(postmaster.as_ref()), own_cpu());
-                let (secs, stats) = ingest(&endpoint, &key, &sdk, n, clients);
+                let (secs, stats) = ingest(&sender, &sdk, n, clients);
                 let cpu = (
                     postgres_cpu(postmaster.as_ref()) - cpu0.0,
                     own_cpu().0 - (cpu0.1).0,
@@ -318,7 +326,7 @@ fn main() {
     let ingest_rate = n as f64 / median_round.ingest.0;
     let rate = (ingest_rate / 4.0).max(1_000.0);
     let lat_n = ((rate * 5.0) as usize).max(5_000);
-    paced(&endpoint, &key, "bench-latency", lat_n, rate);
+    paced(&sender, "bench-latency", lat_n, rate);
     let (p50, p95) = rt.block_on(latency(&db, "bench-latency"));
     let (b50, b95) = rt.block_on(latency(&db, &burst_tenant));
     let metrics_after = fetch_metrics(&rt, &endpoint);
@@ -327,11 +335,8 @@ fn main() {
     println!(
         "config  {clients} client(s), flush_at {} max_in_flight {}  collector commit_interval {commit_ms} ms, \
          max_commit_events {}, writers {writers}  fsync on  {} cores  {n} events per side and round",
-        env_or("INGEST_BENCH_FLUSH_AT", 1_000),
-        env_or(
-            "INGEST_BENCH_IN_FLIGHT",
-            agenttally::client::defaults::MAX_IN_FLIGHT
-        ),
+        sender.flush_at,
+        sender.max_in_flight,
         commit_events,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );

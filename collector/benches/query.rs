@@ -275,18 +275,19 @@ fn main() {
     let fresh = !dir.join("loaded").exists();
     let pg = EmbeddedPostgres::start(&EmbeddedOptions::new(&dir)).unwrap();
     let url = pg.database_url();
-    let server = rt
-        .block_on(Server::start({
-            let mut cfg = ServerConfig::new(url.clone());
-            cfg.listen = "127.0.0.1:0".parse().unwrap();
-            cfg.commit_interval = Duration::ZERO;
-            // 90 days of raw rows (the reference scans them); no query rate limit here.
-            cfg.raw_retention_days = 100;
-            cfg.hourly_retention_days = 100;
-            cfg.rate_query_per_minute = 1_000_000;
-            cfg
-        }))
-        .unwrap();
+    let cfg = {
+        let mut cfg = ServerConfig::new(url.clone());
+        cfg.listen = "127.0.0.1:0".parse().unwrap();
+        cfg.commit_interval = Duration::ZERO;
+        // 90 days of raw rows (the reference scans them); no query rate limit here.
+        cfg.raw_retention_days = 100;
+        cfg.hourly_retention_days = 100;
+        cfg.rate_query_per_minute = 1_000_000;
+        cfg
+    };
+    // What the copy prices its rows' baselines on: the collector's own.
+    let baselines = cfg.savings_baselines.clone();
+    let server = rt.block_on(Server::start(cfg)).unwrap();
     let endpoint = format!("http://{}", server.addr());
     let key = rt
         .block_on(agenttally_collector::create_key(
@@ -431,7 +432,7 @@ fn main() {
     // The copy loads the rows the collector stores (its default savings baselines included),
     // unless `QUERY_BENCH_COPY_BASELINES=0` (the copy of the earlier passes, for comparison).
     let pricing = (env_or("QUERY_BENCH_COPY_BASELINES", 1u8) != 0)
-        .then(|| common::IngestPricing::new(&ServerConfig::new(url.clone()).savings_baselines));
+        .then(|| common::IngestPricing::new(&baselines));
     let copy_rows = |tenant: &str| -> f64 {
         let csv = dir.join("copy.csv");
         write_csv(&csv, tenant, m, pricing.as_ref());

@@ -125,11 +125,9 @@ pub fn csv_row(out: &mut Vec<u8>, e: &AnalyticsEvent, baselines: Option<&str>) {
     text(out, e.error_code.as_deref());
     let meta = serde_json::Value::Object(e.metadata.clone()).to_string();
     text(out, Some(&meta));
-    if let Some(b) = baselines {
-        out.push(b'"');
-        out.extend_from_slice(b.replace('"', "\"\"").as_bytes());
-        out.push(b'"');
-    }
+    text(out, baselines);
+    // The last field ends the line: its comma becomes the newline.
+    out.pop();
     out.push(b'\n');
 }
 
