@@ -204,6 +204,10 @@ pub struct ServerConfig {
     /// how often after that (read-only; its result is in `/metrics`).
     pub verify_delay: Duration,
     pub verify_interval: Duration,
+    /// Move the daily rollups of days before yesterday into month tables in tenant order, once a
+    /// day (`store::compact`): long ranges read from disk in a few requests. Off for a database
+    /// to be distributed with Citus, which does not take inheritance children.
+    pub compact_rollups: bool,
     /// Serve HTTPS with this certificate chain and key; `None`: plain HTTP.
     pub tls: Option<TlsFiles>,
     /// JWT verification (off unless a secret or a public key is given).
@@ -253,6 +257,7 @@ impl fmt::Debug for ServerConfig {
             .field("price_refresh", &self.price_refresh)
             .field("verify_delay", &self.verify_delay)
             .field("verify_interval", &self.verify_interval)
+            .field("compact_rollups", &self.compact_rollups)
             .field("tls", &self.tls)
             .field("jwt", &self.jwt)
             .field("rate_query_per_minute", &self.rate_query_per_minute)
@@ -334,6 +339,7 @@ impl ServerConfig {
             price_refresh: DEFAULT_PRICE_REFRESH,
             verify_delay: DEFAULT_VERIFY_DELAY,
             verify_interval: DEFAULT_VERIFY_INTERVAL,
+            compact_rollups: true,
             tls: None,
             jwt: crate::auth::JwtSettings::default(),
             rate_query_per_minute: DEFAULT_RATE_QUERY_PER_MINUTE,

@@ -312,8 +312,6 @@ impl Server {
     }
 }
 
-/// Partitions and retention every `MAINTENANCE_INTERVAL`; the accuracy check over the days
-/// still in raw retention `verify_delay` after start, then every `verify_interval`.
 /// Reload tenants' negotiated prices every `every` (a failed round keeps the books as they are).
 async fn reload_prices(
     pool: deadpool_postgres::Pool,
@@ -357,12 +355,17 @@ pub async fn set_tenant_prices(
     Ok(n)
 }
 
+/// Partitions and retention every `MAINTENANCE_INTERVAL`, and after them, once a day, the
+/// compaction of closed days' daily rollups (unless `compact_rollups` is off); the accuracy
+/// check over the days still in raw retention `verify_delay` after start, then every
+/// `verify_interval`.
 async fn upkeep(pool: deadpool_postgres::Pool, cfg: ServerConfig, metrics: Arc<metrics::Metrics>) {
     let (raw_days, hourly_days) = (cfg.raw_retention_days, cfg.hourly_retention_days);
     let mut tick = tokio::time::interval(config::MAINTENANCE_INTERVAL);
     tick.tick().await; // the first round ran in `start`
     let verify = tokio::time::sleep(cfg.verify_delay);
     tokio::pin!(verify);
+    let mut compacted_on = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -372,6 +375,27 @@ async fn upkeep(pool: deadpool_postgres::Pool, cfg: ServerConfig, metrics: Arc<m
                 };
                 if let Err(e) = round.await {
                     tracing::warn!("upkeep (partitions, retention) failed, will retry: {e}");
+                }
+                let today = chrono::Utc::now().date_naive();
+                if cfg.compact_rollups && compacted_on != Some(today) {
+                    let round = async {
+                        let mut client = pool.get().await?;
+                        store::compact::run_once(&mut client, today).await
+                    };
+                    match round.await {
+                        Ok(done) => {
+                            if done.moved > 0 || !done.rewritten.is_empty() {
+                                tracing::info!(
+                                    "compaction: {} daily rollup rows moved into month tables, \
+                                     rewritten in tenant order: {:?}",
+                                    done.moved,
+                                    done.rewritten
+                                );
+                            }
+                            compacted_on = Some(today);
+                        }
+                        Err(e) => tracing::warn!("compaction of daily rollups failed, will retry: {e}"),
+                    }
                 }
             }
             _ = &mut verify => {

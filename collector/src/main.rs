@@ -224,6 +224,12 @@ struct ServeArgs {
     #[arg(long, env = "AGENTTALLY_VERIFY_INTERVAL", default_value_t = config::DEFAULT_VERIFY_INTERVAL.as_secs(),
           value_parser = bounded::<u64>(config::VERIFY_INTERVAL_SECS))]
     verify_interval: u64,
+    /// Once a day, move the daily rollups of days before yesterday into month tables written in
+    /// tenant order, so long ranges are read from disk in a few requests: `true` or `false`
+    /// (`false` for a database to be distributed with Citus).
+    #[arg(long, env = "AGENTTALLY_COMPACT_ROLLUPS", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    compact_rollups: bool,
     /// Seconds between reloads of tenants' negotiated prices (`prices set`): a change reaches
     /// every collector within this (1 to 3600).
     #[arg(long, env = "AGENTTALLY_PRICE_REFRESH", default_value_t = config::DEFAULT_PRICE_REFRESH.as_secs(),
@@ -624,6 +630,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     cfg.erasure_grace_days = args.erasure_grace_days;
     cfg.verify_delay = Duration::from_secs(args.verify_delay);
     cfg.verify_interval = Duration::from_secs(args.verify_interval);
+    cfg.compact_rollups = args.compact_rollups;
     cfg.price_refresh = Duration::from_secs(args.price_refresh);
     cfg.live_max_connections_per_tenant = args.live_max_connections_per_tenant;
     cfg.live_max_connections = args.live_max_connections;

@@ -3,7 +3,8 @@
 //! reported costs, costs priced at ingest, unpriced models, long-context calls, other tiers,
 //! failures and timeouts, durations and queue times, timestamps over the last ten days with
 //! events up to seven days late (sent after newer ones), retried batches and subsets, several
-//! tenants — sent over HTTP in batches; then, for random ranges aligned and unaligned to hours
+//! tenants — sent over HTTP in batches, with the closed days' daily rollups compacted into month
+//! tables twice in between (`store::compact`), so late events add rows beside moved ones; then, for random ranges aligned and unaligned to hours
 //! and days, every endpoint's answer equals the same answer computed over the raw rows
 //! (`common/raw.rs`: plain SQL, sdk-core for savings): exact for counts, sums, decimals and
 //! savings; p95 within 1%.
@@ -18,6 +19,7 @@ mod raw;
 use std::collections::{BTreeMap, BTreeSet};
 
 use agenttally::pricing::PriceBook;
+use agenttally_collector::store::compact;
 use agenttally_collector::Scope;
 use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
 use common::Env;
@@ -843,7 +845,37 @@ async fn every_endpoint_equals_the_raw_rows_for_random_event_sets() {
         }
         let generated = events.len() as i64;
         *stats.entry("events").or_default() += events.len();
-        send(&env, &ingest, &mut g, events, &label).await;
+        // In three parts by arrival, the closed days' daily rollups moved into month tables
+        // between them (what a running collector does once a day): the events of the later
+        // parts that are late add rows beside moved ones, in the month tables (moved again by
+        // the second compaction) and in the daily tables.
+        let (early, rest): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .partition(|e| e.arrival < now - TimeDelta::days(3));
+        let (middle, last): (Vec<_>, Vec<_>) = rest
+            .into_iter()
+            .partition(|e| e.arrival < now - TimeDelta::days(1));
+        send(&env, &ingest, &mut g, early, &label).await;
+        for part in [middle, last] {
+            let done = compact::run_once(&mut env.db, now.date_naive())
+                .await
+                .expect("compact");
+            *stats.entry("rows compacted").or_default() += done.moved as usize;
+            send(&env, &ingest, &mut g, part, &label).await;
+        }
+        *stats
+            .entry("late daily rows beside moved ones")
+            .or_default() += env
+            .count(&format!(
+                "SELECT count(*) FROM ONLY rollup_daily p
+                   WHERE p.tenant_id LIKE 'prop-{case_seed:016x}-%' AND EXISTS (
+                     SELECT 1 FROM rollup_daily c WHERE c.tableoid <> p.tableoid
+                       AND (c.tenant_id, c.bucket, c.event_type, c.provider, c.model,
+                            c.task_type, c.itemized)
+                         = (p.tenant_id, p.bucket, p.event_type, p.provider, p.model,
+                            p.task_type, p.itemized))"
+            ))
+            .await as usize;
         let stored = env
             .count(&format!(
                 "SELECT count(*) FROM events WHERE tenant_id LIKE 'prop-{case_seed:016x}-%'

@@ -10,7 +10,12 @@ use agenttally_collector::store::rollups;
 use agenttally_collector::EmbeddedPostgres;
 
 /// Tables that are not tenant data: replicated to every node under Citus.
-const REFERENCE_TABLES: [&str; 3] = ["api_keys", "retention_floor", "schema_migrations"];
+const REFERENCE_TABLES: [&str; 4] = [
+    "api_keys",
+    "retention_floor",
+    "rollup_months",
+    "schema_migrations",
+];
 
 /// Every unique index (primary keys and unique constraints are backed by one) and every
 /// primary/unique/exclusion constraint of tenant data, with its first column.

@@ -50,6 +50,12 @@ async fn no_statement_as_tenant_a_reaches_tenant_b() {
         let (s, _, text) = env.call("POST", "/v1/exports", Some(&exporter), None).await;
         assert_eq!(s, 201, "{text}");
     }
+    // The daily rollups moved into month tables (as a month later): rows of both there too.
+    let later = chrono::Utc::now().date_naive() + chrono::TimeDelta::days(40);
+    let done = store::compact::run_once(&mut env.db, later)
+        .await
+        .expect("compact");
+    assert!(done.moved > 0, "{done:?}");
     env.db
         .batch_execute(
             "INSERT INTO tier_limit_marks (tenant_id, period, metric, level) VALUES
@@ -117,6 +123,15 @@ async fn no_statement_as_tenant_a_reaches_tenant_b() {
         assert!(
             tenant_tables.iter().any(|n| n == t),
             "{t} missing from {tenant_tables:?}"
+        );
+    }
+
+    for daily in store::compact::DAILY_TABLES {
+        assert!(
+            tenant_tables
+                .iter()
+                .any(|n| n.starts_with(daily) && n.len() == daily.len() + 8),
+            "a month table of {daily} missing from {tenant_tables:?}"
         );
     }
 

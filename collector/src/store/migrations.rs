@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "rls_initplan",
         include_str!("migrations/0012_rls_initplan.sql"),
     ),
+    (
+        13,
+        "rollup_months",
+        include_str!("migrations/0013_rollup_months.sql"),
+    ),
 ];
 
 /// Apply every migration not yet recorded. Safe to run from several collectors at once: an

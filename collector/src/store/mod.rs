@@ -1,9 +1,11 @@
 //! PostgreSQL storage: the connection pool, the embedded migrations, the tenant transaction
 //! (`tenant_tx`, the only way to run tenant data statements), the group-commit writer, rollups,
-//! retention, the accuracy checks (`verify`) and the small named queries for API keys.
+//! retention, the compaction of closed days' daily rollups (`compact`), the accuracy checks
+//! (`verify`) and the small named queries for API keys.
 
 pub mod audit;
 pub mod committed;
+pub mod compact;
 pub mod erasure;
 pub mod histogram;
 pub mod keys;

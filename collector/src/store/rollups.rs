@@ -414,7 +414,9 @@ const DELTA_ARRAYS: &str = "unnest($2::timestamptz[], $3::text[], $4::text[], $5
 /// than the rest of a commit's rollup work, so rows already stored are merged here instead:
 /// `lock` reads their histograms `FOR UPDATE` (in key order), `update` adds the sums and writes
 /// the merged histograms, `upsert` inserts the keys not stored yet — and should one appear
-/// meanwhile (another writer), merges it in SQL after all.
+/// meanwhile (another writer), merges it in SQL after all. They touch the table itself
+/// (`ONLY`), never the month tables a daily table's closed days are moved into (`compact`),
+/// where a row of the same key adds to the one here.
 #[derive(Debug, Clone)]
 pub struct RollupSql {
     pub lock: String,
@@ -448,7 +450,7 @@ pub fn sql(grain: Grain, dims: Dims) -> RollupSql {
     let d_key = slots.iter().map(|(_, s)| *s).collect::<Vec<_>>().join(", ");
     let lock = format!(
         "SELECT {r_slots}, r.duration_hist, r.queue_hist \
-         FROM {table} AS r \
+         FROM ONLY {table} AS r \
          WHERE r.tenant_id = $1 \
            AND ({r_key}) IN (SELECT {d_key} FROM unnest($2::timestamptz[], $3::text[], \
                $4::text[], $5::text[], $6::text[], $7::bool[]) AS d ({slots})) \
@@ -457,7 +459,7 @@ pub fn sql(grain: Grain, dims: Dims) -> RollupSql {
         slots = KEY_SLOTS.join(", "),
     );
     let update = format!(
-        "UPDATE {table} AS r SET {sums}, duration_hist = d.duration_hist, \
+        "UPDATE ONLY {table} AS r SET {sums}, duration_hist = d.duration_hist, \
            queue_hist = d.queue_hist \
          FROM {DELTA_ARRAYS} AS d ({d_cols}) \
          WHERE r.tenant_id = $1 AND {matches}",

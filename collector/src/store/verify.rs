@@ -14,9 +14,11 @@
 //!
 //! A repair never writes a value computed before it took its locks, since events committed in
 //! between would be lost. It adds a correction — `recomputed − stored`, both of the snapshot —
-//! to each differing row as it is once locked `FOR UPDATE` (the lock the writer takes, in the
-//! writer's table and key order), so events committed after the snapshot stay counted exactly
-//! once. Repairs of one tenant are serialised by a session advisory lock held from before the
+//! to each differing key as it is once its rows are locked `FOR UPDATE` (the lock the writer
+//! takes, in the writer's table and key order), so events committed after the snapshot stay
+//! counted exactly once. A key of a daily table can have two rows — one moved into its month
+//! table (`compact`) and one a late event added since — which count together: they are read as
+//! their sum, and a repair replaces them with one row of the corrected total. Repairs of one tenant are serialised by a session advisory lock held from before the
 //! snapshot until after the commit, so two repairs cannot add the same correction twice.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -615,7 +617,7 @@ async fn read_day(
         );
         for row in tx.query(&sql, &[&tenant, &from, &to]).await? {
             let (key, vals) = parse_row(t, &row)?;
-            out.stored[i].insert(key, vals);
+            add_row(t, &mut out.stored[i], key, vals);
         }
     }
     tx.commit().await?;
@@ -1112,13 +1114,14 @@ async fn apply(
                         ));
                         continue;
                     };
-                    if vals == zero {
-                        tx.execute(&delete_sql(t), &params_key).await?;
-                    } else {
+                    // The key's rows (in a daily table and its month table, `compact`) are
+                    // replaced by one row of the corrected total.
+                    tx.execute(&delete_sql(t), &params_key).await?;
+                    if vals != zero {
                         let boxed = value_params(&vals);
                         let mut params: Vec<&(dyn ToSql + Sync)> = params_key.to_vec();
                         params.extend(boxed.iter().map(|b| &**b as &(dyn ToSql + Sync)));
-                        tx.execute(&update_sql(t), &params).await?;
+                        tx.execute(&insert_sql(t), &params).await?;
                     }
                 }
                 (None, None) => {
@@ -1184,10 +1187,38 @@ async fn lock_rows(
         // A row whose key columns cannot be read cannot be locked here either; the check
         // reported it, and it is left as it is.
         if let Ok((key, vals)) = parse_row(t, &row) {
-            out.insert(key, vals);
+            add_row(t, &mut out, key, vals);
         }
     }
     Ok(out)
+}
+
+/// Add a stored row to `rows`. A key can have a row in a daily table and one in its month
+/// table (`compact`: a late event after its day was moved); they count together. Should a value
+/// of either be unreadable, the unreadable row is kept as it is (it differs from any
+/// recomputed value).
+fn add_row(t: &Table, rows: &mut Rows, key: Key, vals: Vec<Val>) {
+    match rows.entry(key) {
+        std::collections::btree_map::Entry::Vacant(e) => {
+            e.insert(vals);
+        }
+        std::collections::btree_map::Entry::Occupied(mut e) => {
+            let unreadable = |v: &[Val]| {
+                v.iter()
+                    .any(|x| matches!(x, Val::Usd(Err(_)) | Val::Hist(Err(_))))
+            };
+            if unreadable(e.get()) {
+                return;
+            }
+            if unreadable(&vals) {
+                e.insert(vals);
+                return;
+            }
+            if let Some(sum) = corrected(e.get(), &vals, &zero_vals(t)) {
+                e.insert(sum);
+            }
+        }
+    }
 }
 
 fn zero_vals(t: &Table) -> Vec<Val> {
@@ -1280,21 +1311,6 @@ fn key_match(t: &Table) -> String {
 fn delete_sql(t: &Table) -> String {
     format!(
         "DELETE FROM {} WHERE tenant_id = $1 AND {}",
-        t.name,
-        key_match(t)
-    )
-}
-
-fn update_sql(t: &Table) -> String {
-    let set = t
-        .cols
-        .iter()
-        .enumerate()
-        .map(|(i, (c, _))| format!("{c} = ${}", i + 2 + key_columns(t).len()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "UPDATE {} SET {set} WHERE tenant_id = $1 AND {}",
         t.name,
         key_match(t)
     )
