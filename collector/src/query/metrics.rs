@@ -235,13 +235,28 @@ pub(crate) type WholeDays = (DateTime<Utc>, DateTime<Utc>);
 /// written in one transaction and checked by `verify` — and a long range reads about 24 times
 /// fewer rows: over 89 days of a busy tenant most of a summary's time was reading hourly rows.
 pub(crate) fn usage_rows(range: &Range, columns: &str) -> (String, Option<WholeDays>) {
-    let plain = |table: &str| {
+    let tables = (Grain::Hourly.table(), Grain::Daily.table());
+    rollup_rows(range, tables, columns, "", 4)
+}
+
+/// `usage_rows` of any rollup kept at both grains (`tables`: hourly, daily), with `filter` added
+/// to each condition (`AND ...`, its parameters bound by the caller) and the whole days bound as
+/// `$<days_param>` and the next.
+pub(crate) fn rollup_rows(
+    range: &Range,
+    (hourly, daily): (&str, &str),
+    columns: &str,
+    filter: &str,
+    days_param: usize,
+) -> (String, Option<WholeDays>) {
+    let rows = |table: &str, from: &str, to: &str| {
         format!(
-            "SELECT {columns} FROM {table} WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $3"
+            "SELECT {columns} FROM {table} \
+             WHERE tenant_id = $1 {filter} AND bucket >= {from} AND bucket < {to}"
         )
     };
-    if range.grain != Grain::Hourly {
-        return (plain(range.grain.table()), None);
+    if range.grain == Grain::Daily {
+        return (rows(daily, "$2", "$3"), None);
     }
     let d0 = Grain::Daily.bucket(range.from);
     let d0 = if d0 < range.from {
@@ -251,15 +266,14 @@ pub(crate) fn usage_rows(range: &Range, columns: &str) -> (String, Option<WholeD
     };
     let d1 = Grain::Daily.bucket(range.to);
     if d0 >= d1 {
-        return (plain(Grain::Hourly.table()), None);
+        return (rows(hourly, "$2", "$3"), None);
     }
-    let (hourly, daily) = (Grain::Hourly.table(), Grain::Daily.table());
+    let (p0, p1) = (format!("${days_param}"), format!("${}", days_param + 1));
     let sql = format!(
-        "SELECT {columns} FROM {hourly} WHERE tenant_id = $1 AND bucket >= $2 AND bucket < $4
-         UNION ALL
-         SELECT {columns} FROM {daily} WHERE tenant_id = $1 AND bucket >= $4 AND bucket < $5
-         UNION ALL
-         SELECT {columns} FROM {hourly} WHERE tenant_id = $1 AND bucket >= $5 AND bucket < $3"
+        "{}\n UNION ALL\n {}\n UNION ALL\n {}",
+        rows(hourly, "$2", &p0),
+        rows(daily, &p0, &p1),
+        rows(hourly, &p1, "$3"),
     );
     (sql, Some((d0, d1)))
 }

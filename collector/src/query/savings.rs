@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::metrics::{decimal_string, DecimalString, Granularity, Range};
+use super::metrics::{decimal_string, rollup_rows, DecimalString, Granularity, Range};
 use super::period::{local_date, month_name};
 use crate::error::Result;
 use crate::store::rollups::Grain;
@@ -146,6 +146,10 @@ pub struct Savings {
     pub tz: String,
 }
 
+/// The savings-rollup columns `savings` reads.
+const SAVINGS_COLUMNS: &str = "bucket, provider, model, task_type, success, tasks, compared,
+    actual_unpriced, baseline_unpriced, unpriced_tokens, estimated, actual_usd, baseline_usd";
+
 /// The baselines the tenant has savings on, in name order (each configured baseline from the
 /// time it was configured).
 pub async fn baselines(tx: &TenantTx<'_>, tenant: &str) -> Result<Vec<String>> {
@@ -171,9 +175,22 @@ pub async fn savings(
     months: &[DateTime<Utc>],
     tz: Tz,
 ) -> Result<Savings> {
-    let table = match range.grain {
-        Grain::Hourly => "rollup_savings_hourly",
-        Grain::Daily => "rollup_savings_daily",
+    // Whole UTC days come from the daily rollups (as the summary's) when each month after the
+    // first starts at a UTC midnight (a day is then inside one month); else the hourly rows.
+    let tables = ("rollup_savings_hourly", "rollup_savings_daily");
+    let filter = "AND baseline = $4";
+    let (rows_sql, days) = if months.iter().skip(1).all(|t| Grain::Daily.bucket(*t) == *t) {
+        rollup_rows(range, tables, SAVINGS_COLUMNS, filter, 6)
+    } else {
+        // Only an hourly range has a month starting elsewhere (a bucket edge of its rollups).
+        (
+            format!(
+                "SELECT {SAVINGS_COLUMNS} FROM {} \
+                 WHERE tenant_id = $1 {filter} AND bucket >= $2 AND bucket < $3",
+                tables.0
+            ),
+            None,
+        )
     };
     let sql = format!(
         "SELECT CASE WHEN provider = '' THEN model ELSE provider END, task_type, success,
@@ -181,13 +198,30 @@ pub async fn savings(
                 sum(tasks)::bigint, sum(compared)::bigint, sum(actual_unpriced)::bigint,
                 sum(baseline_unpriced)::bigint, sum(unpriced_tokens)::bigint,
                 sum(estimated)::bigint, sum(actual_usd), sum(baseline_usd)
-         FROM {table}
-         WHERE tenant_id = $1 AND baseline = $4 AND bucket >= $2 AND bucket < $3
+         FROM ({rows_sql}) r
          GROUP BY 1, 2, 3, 4"
     );
-    let rows = tx
-        .query(&sql, &[&tenant, &range.from, &range.to, &baseline, &months])
-        .await?;
+    let rows = match days {
+        Some((d0, d1)) => {
+            tx.query(
+                &sql,
+                &[
+                    &tenant,
+                    &range.from,
+                    &range.to,
+                    &baseline,
+                    &months,
+                    &d0,
+                    &d1,
+                ],
+            )
+            .await?
+        }
+        None => {
+            tx.query(&sql, &[&tenant, &range.from, &range.to, &baseline, &months])
+                .await?
+        }
+    };
     let mut total = SavingsSums::default();
     let mut by_provider: BTreeMap<String, SavingsSums> = BTreeMap::new();
     let mut by_task_type: BTreeMap<String, SavingsSums> = BTreeMap::new();
