@@ -81,6 +81,31 @@ async fn check(pool: &Pool, repair: bool) -> verify::Report {
     .expect("verify")
 }
 
+/// `child` is in tenant order, but for a row now and then that PostgreSQL fits into the space
+/// left on an earlier page (a shorter row than the one that did not fit).
+async fn in_order(env: &Env, child: &str) {
+    let r = env
+        .db
+        .query_one(
+            &format!(
+                "SELECT count(*) FILTER (WHERE tenant_id < t0 \
+                          OR (tenant_id = t0 AND bucket < b0)), count(*) \
+                 FROM (SELECT tenant_id, bucket, \
+                         lag(tenant_id) OVER (ORDER BY ctid) AS t0, \
+                         lag(bucket) OVER (ORDER BY ctid) AS b0 \
+                       FROM ONLY {child}) s"
+            ),
+            &[],
+        )
+        .await
+        .expect("order");
+    let (back, rows) = (r.get::<_, i64>(0), r.get::<_, i64>(1));
+    assert!(
+        rows > 0 && back * 50 <= rows,
+        "{child}: {back} of {rows} rows out of order"
+    );
+}
+
 async fn count(env: &Env, sql: &str) -> i64 {
     env.count(sql).await
 }
@@ -166,6 +191,21 @@ async fn moved_rollups_answer_the_same_and_late_rows_count_once() {
     assert!(report.differences.is_empty(), "{report}");
     let with_late = answers(&env, &read, today).await;
     assert_ne!(with_late, before);
+    // The next round moves the late rows too; a month table that got a quarter more rows than
+    // it had in order (1% once its month is over) is rewritten in order.
+    let done = compact::run_once(&mut env.db, today)
+        .await
+        .expect("compact");
+    assert!(done.moved > 0, "{done:?}");
+    for child in &done.rewritten {
+        in_order(&env, child).await;
+    }
+    println!("late rows moved: {done:?}");
+    assert_eq!(
+        answers(&env, &read, today).await,
+        with_late,
+        "after moving late rows"
+    );
     let summary = &with_late[0];
     let executions = count(
         &env,
@@ -184,30 +224,7 @@ async fn moved_rollups_answer_the_same_and_late_rows_count_once() {
         .expect("compact");
     assert!(done.moved > 0 && !done.rewritten.is_empty(), "{done:?}");
     for child in &done.rewritten {
-        // In order but for a row now and then that PostgreSQL fits into the space left on an
-        // earlier page (a shorter row than the one that did not fit).
-        let (back, rows) = {
-            let r = env
-                .db
-                .query_one(
-                    &format!(
-                        "SELECT count(*) FILTER (WHERE tenant_id < t0 \
-                                  OR (tenant_id = t0 AND bucket < b0)), count(*) \
-                         FROM (SELECT tenant_id, bucket, \
-                                 lag(tenant_id) OVER (ORDER BY ctid) AS t0, \
-                                 lag(bucket) OVER (ORDER BY ctid) AS b0 \
-                               FROM ONLY {child}) s"
-                    ),
-                    &[],
-                )
-                .await
-                .expect("order");
-            (r.get::<_, i64>(0), r.get::<_, i64>(1))
-        };
-        assert!(
-            rows > 0 && back * 50 <= rows,
-            "{child}: {back} of {rows} rows out of order"
-        );
+        in_order(&env, child).await;
     }
     for t in DAILY_TABLES {
         assert_eq!(

@@ -18,11 +18,12 @@
 //! by tenant and day, so nothing is counted twice or lost, whatever commits meanwhile. An event
 //! arriving after its day was moved (late) adds to a new row in the daily table with the same
 //! key as the moved one; every reader sums rows by key (and `verify` adds them up before it
-//! compares), and the next compaction moves it too. Once a month is over, its table — by then a
-//! sorted run per move — is rewritten whole in tenant order (a new table filled in order, then
-//! swapped in with the old one dropped, in one transaction: readers see one or the other), and
-//! again when late rows appended since make up 1% of it. `rollup_months` records per month
-//! table how many rows are in order and how many were appended since.
+//! compares), and the next compaction moves it too. Each move appends a sorted run to the month
+//! table; the table is rewritten whole in tenant order (a new table filled in order, then
+//! swapped in with the old one dropped, in one transaction: readers see one or the other) when
+//! the rows appended since its last rewrite reach a quarter of the rows in order while the
+//! month is open, and 1% once it is over. `rollup_months` records per month table how many rows
+//! are in order and how many were appended since.
 //!
 //! The collector runs it once a day (`lib.rs`, upkeep) unless `compact_rollups` is off; the
 //! transactions of two collectors' rounds take turns (an advisory lock). The writer never
@@ -39,9 +40,12 @@ use crate::error::Result;
 /// The daily rollup tables that are compacted (every daily table of `rollups::TABLES`).
 pub const DAILY_TABLES: [&str; 3] = ["rollup_daily", "rollup_agent_daily", "rollup_savings_daily"];
 
-/// A closed month's table is rewritten when the rows appended since its last rewrite reach this
-/// share of it (1 / 100), or at once when it was never rewritten.
-const REWRITE_FRACTION: i64 = 100;
+/// A month table is rewritten in tenant order when the rows appended since its last rewrite
+/// reach this share of the rows in order: 1 / 100 once its month is over (or at once when it
+/// was never rewritten), 1 / 4 while it is open — so an open month is a few sorted runs, not one
+/// per day, for about five days' rows rewritten per day.
+const CLOSED_REWRITE_FRACTION: i64 = 100;
+const OPEN_REWRITE_FRACTION: i64 = 4;
 
 /// Held by each transaction of a round: two collectors' rounds take turns, step by step.
 const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(hashtext('agenttally_compact'))";
@@ -123,14 +127,20 @@ async fn compact_table(
         let moved = move_rows(client, table, &child, &columns, first, next, before, &ctids).await?;
         done.moved += moved;
     }
-    // Closed months whose table needs writing in order (also those a failed round left).
+    // Month tables due a rewrite in order (also those a failed round left).
     let due = client
         .query(
             "SELECT child, month FROM rollup_months \
-             WHERE parent = $1 AND month + interval '1 month' <= $2::date \
-               AND appended_rows > 0 AND appended_rows * $3 >= sorted_rows \
+             WHERE parent = $1 AND appended_rows > 0 \
+               AND appended_rows * CASE WHEN month + interval '1 month' <= $2::date \
+                                   THEN $3::bigint ELSE $4::bigint END >= sorted_rows \
              ORDER BY month",
-            &[&table, &before, &REWRITE_FRACTION],
+            &[
+                &table,
+                &before,
+                &CLOSED_REWRITE_FRACTION,
+                &OPEN_REWRITE_FRACTION,
+            ],
         )
         .await?;
     for r in due {
