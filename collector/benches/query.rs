@@ -14,8 +14,12 @@
 //! cluster kept in `QUERY_BENCH_DIR` (default `target/query-bench`); a later run with the same
 //! size reuses it (delete the directory to reload). Before measuring, the closed days' daily
 //! rollups are compacted into month tables (`store::compact`, what a running collector does once
-//! a day; `QUERY_BENCH_COMPACT=0` skips it, to measure the layout without it). Targets: p95 ≤ 20
-//! ms per endpoint; ingest while queries run ≥ 0.5 of `\copy`.
+//! a day; `QUERY_BENCH_COMPACT=0` skips it, to measure the layout without it).
+//! `QUERY_BENCH_ORDER=time` loads a separate set (`…-time`) in time order instead of tenant after
+//! tenant, compacting at each new day as a running collector does: the layout weeks of running
+//! leave (the hourly rollups written hour after hour, so a tenant's hours lie apart; the open
+//! month's days appended to its month table).
+//! Targets: p95 ≤ 20 ms per endpoint; ingest while queries run ≥ 0.5 of `\copy`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -30,7 +34,7 @@ use std::time::{Duration, Instant};
 use agenttally::pricing::PriceBook;
 use agenttally::{AgentEvent, AnalyticsEvent, Client, ProviderEvent, Usage};
 use agenttally_collector::{EmbeddedOptions, EmbeddedPostgres, Scope, Server, ServerConfig};
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
 use common::{copy, env_or, event, write_csv};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -166,6 +170,66 @@ fn load(endpoint: &str, key: &str, n: usize, tenants: usize, now: DateTime<Utc>)
     );
 }
 
+/// As [`load`], but in time order, as a running collector receives them: hour after hour of the
+/// 90 days, every tenant's runs that start in that hour (each tenant its share of `n`, spread
+/// evenly), and at each new UTC day `day(date)` — the bench runs the daily compaction there, so
+/// the month tables and the hourly rollups are laid out as weeks of running leave them.
+fn load_in_time_order(
+    endpoint: &str,
+    key: &str,
+    n: usize,
+    tenants: usize,
+    now: DateTime<Utc>,
+    mut day: impl FnMut(NaiveDate),
+) {
+    let c = client(endpoint, key);
+    let mut g = Rng(7);
+    let mut buf = Vec::with_capacity(8);
+    let (mut sent, mut mark, t0) = (0usize, 1_000_000usize, Instant::now());
+    let first = now - TimeDelta::days(90);
+    let hours = 90 * 24 - 1;
+    let mut by_tenant = vec![0usize; tenants];
+    let mut date = first.date_naive();
+    for h in 0..hours {
+        let slot = first + TimeDelta::hours(h as i64);
+        if slot.date_naive() != date {
+            date = slot.date_naive();
+            c.flush(Duration::from_secs(3_600)).unwrap();
+            day(date);
+        }
+        for (t, done) in by_tenant.iter_mut().enumerate() {
+            let tenant = format!("tenant-{t:04}");
+            let share = n * (t + 1) / tenants - n * t / tenants;
+            while *done < share * (h + 1) / hours {
+                let start = slot + TimeDelta::seconds(g.next(3_600) as i64);
+                buf.clear();
+                run(&mut g, &tenant, start, &mut buf);
+                for e in buf.drain(..) {
+                    c.track(e).unwrap();
+                    *done += 1;
+                    sent += 1;
+                }
+            }
+        }
+        if sent >= mark {
+            mark += 1_000_000;
+            eprintln!(
+                "load: {sent} events tracked, {:.0} s",
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    }
+    c.flush(Duration::from_secs(3_600)).unwrap();
+    let stats = c.stats();
+    c.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!(stats.sent, sent as u64, "{stats:?}");
+    eprintln!(
+        "load: {sent} events stored in time order in {:.0} s ({:.0} ev/s)",
+        t0.elapsed().as_secs_f64(),
+        sent as f64 / t0.elapsed().as_secs_f64()
+    );
+}
+
 /// A random range: the last 1, 7, 30 or 90 days, whole UTC days (daily rollups) or not (hourly).
 fn range(g: &mut Rng, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
     let days = [1, 7, 30, 89][g.next(4) as usize];
@@ -262,11 +326,15 @@ fn main() {
     let n: usize = env_or("QUERY_BENCH_EVENTS", 10_000_000);
     let tenants: usize = env_or("QUERY_BENCH_TENANTS", 1_000);
     let queries: usize = env_or("QUERY_BENCH_QUERIES", 200);
+    let time_order = std::env::var("QUERY_BENCH_ORDER").is_ok_and(|v| v == "time");
     let dir = std::env::var_os("QUERY_BENCH_DIR").map_or_else(
         || {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("../target/query-bench")
-                .join(format!("{n}-{tenants}"))
+                .join(format!(
+                    "{n}-{tenants}{}",
+                    if time_order { "-time" } else { "" }
+                ))
         },
         PathBuf::from,
     );
@@ -299,14 +367,22 @@ fn main() {
         ))
         .unwrap();
     let now = Utc::now();
-    if fresh {
-        load(&endpoint, &key, n, tenants, now);
-        std::fs::write(dir.join("loaded"), now.to_rfc3339()).unwrap();
-    }
     let (mut db, conn) = rt
         .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))
         .unwrap();
     rt.spawn(conn);
+    if fresh && time_order {
+        load_in_time_order(&endpoint, &key, n, tenants, now, |today| {
+            rt.block_on(agenttally_collector::store::compact::run_once(
+                &mut db, today,
+            ))
+            .unwrap();
+        });
+        std::fs::write(dir.join("loaded"), now.to_rfc3339()).unwrap();
+    } else if fresh {
+        load(&endpoint, &key, n, tenants, now);
+        std::fs::write(dir.join("loaded"), now.to_rfc3339()).unwrap();
+    }
     let stored: i64 = rt
         .block_on(db.query_one("SELECT count(*) FROM events", &[]))
         .unwrap()
