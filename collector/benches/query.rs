@@ -142,12 +142,7 @@ fn load(endpoint: &str, key: &str, n: usize, tenants: usize, now: DateTime<Utc>)
         let share = n * (t + 1) / tenants;
         while sent < share {
             let start = now - TimeDelta::seconds(3_600 + g.next(span) as i64);
-            buf.clear();
-            run(&mut g, &tenant, start, &mut buf);
-            for e in buf.drain(..) {
-                c.track(e).unwrap();
-                sent += 1;
-            }
+            sent += track_run(&c, &mut g, &tenant, start, &mut buf);
         }
         if sent >= mark {
             mark += 1_000_000;
@@ -194,13 +189,9 @@ fn load_in_time_order(
             let share = n * (t + 1) / tenants - n * t / tenants;
             while *done < share * (h + 1) / hours {
                 let start = slot + TimeDelta::seconds(g.next(3_600) as i64);
-                buf.clear();
-                run(&mut g, &tenant, start, &mut buf);
-                for e in buf.drain(..) {
-                    c.track(e).unwrap();
-                    *done += 1;
-                    sent += 1;
-                }
+                let k = track_run(&c, &mut g, &tenant, start, &mut buf);
+                *done += k;
+                sent += k;
             }
         }
         if sent >= mark {
@@ -212,6 +203,23 @@ fn load_in_time_order(
         }
     }
     finish(c, sent, t0);
+}
+
+/// Track one run of `tenant` starting at `start`; the number of its events.
+fn track_run(
+    c: &Client,
+    g: &mut Rng,
+    tenant: &str,
+    start: DateTime<Utc>,
+    buf: &mut Vec<AnalyticsEvent>,
+) -> usize {
+    buf.clear();
+    run(g, tenant, start, buf);
+    let k = buf.len();
+    for e in buf.drain(..) {
+        c.track(e).unwrap();
+    }
+    k
 }
 
 /// Wait until the `sent` events tracked since `t0` are stored, and say how fast it went.
