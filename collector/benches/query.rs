@@ -377,16 +377,17 @@ fn main() {
         .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))
         .unwrap();
     rt.spawn(conn);
-    if fresh && time_order {
-        load_in_time_order(&endpoint, &key, n, tenants, now, |today| {
-            rt.block_on(agenttally_collector::store::compact::run_once(
-                &mut db, today,
-            ))
-            .unwrap();
-        });
-        std::fs::write(dir.join("loaded"), now.to_rfc3339()).unwrap();
-    } else if fresh {
-        load(&endpoint, &key, n, tenants, now);
+    if fresh {
+        if time_order {
+            load_in_time_order(&endpoint, &key, n, tenants, now, |today| {
+                rt.block_on(agenttally_collector::store::compact::run_once(
+                    &mut db, today,
+                ))
+                .unwrap();
+            });
+        } else {
+            load(&endpoint, &key, n, tenants, now);
+        }
         std::fs::write(dir.join("loaded"), now.to_rfc3339()).unwrap();
     }
     let stored: i64 = rt
